@@ -1,0 +1,68 @@
+"""The method interface and the helpers every method shares."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+
+from adapters.types import AdaptationResult, Hooks, MethodInput, Models, ScoredLabel
+
+
+class Method(ABC):
+    """One adaptation method. Instances live as long as the worker; ``run`` must leave every
+    model parameter bit-for-bit as it found it (also when it raises)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    options_type: ClassVar[type]
+    needs_reward_model: ClassVar[bool] = False
+
+    @abstractmethod
+    def run(
+        self, inp: MethodInput, models: Models, options: Any, hooks: Hooks
+    ) -> AdaptationResult: ...
+
+
+def ranked(probs: torch.Tensor, labels: Sequence[str], k: int) -> list[ScoredLabel]:
+    """The k most probable labels of a [C] probability vector, best first."""
+    values, indices = probs.float().topk(min(k, len(labels)))
+    return [
+        ScoredLabel(labels[i], round(float(v), 6))
+        for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
+
+
+def zeroshot_guess(
+    models: Models, inp: MethodInput, clean_features: torch.Tensor, hooks: Hooks
+) -> tuple[torch.Tensor, list[ScoredLabel]]:
+    """Zero-shot probabilities of the clean view with the request's templates; reported at
+    once so a client sees a guess before any tuning starts."""
+    policy = models.policy
+    with torch.no_grad():
+        text = policy.class_features(inp.labels, inp.templates)
+        probs = policy.logits(clean_features, text).softmax(dim=-1)[0]
+    top = ranked(probs, inp.labels, inp.top_k)
+    hooks.on_zeroshot(top)
+    return probs, top
+
+
+def build_result(
+    probs: torch.Tensor, zeroshot_top: list[ScoredLabel], inp: MethodInput, metrics: dict[str, Any]
+) -> AdaptationResult:
+    top = ranked(probs, inp.labels, inp.top_k)
+    return AdaptationResult(
+        label=top[0].label, score=top[0].score, top_k=top, zeroshot_top_k=zeroshot_top,
+        changed=top[0].label != zeroshot_top[0].label, metrics=metrics,
+    )
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def ms(self) -> float:
+        return round((time.perf_counter() - self.start) * 1000.0, 3)

@@ -1,0 +1,75 @@
+"""What goes into and comes out of a method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from models.classifier import ClipClassifier
+from models.reward import RewardModel
+
+
+@dataclass(frozen=True)
+class ScoredLabel:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimisation step (or one scored candidate), reported as it happens."""
+
+    step: int
+    total_steps: int
+    loss: float | None
+    metric: str
+    """What ``value`` is: "entropy", "reward" or a method-specific name."""
+    value: float
+    top_k: list[ScoredLabel]
+
+
+@dataclass
+class AdaptationResult:
+    label: str
+    score: float
+    top_k: list[ScoredLabel]
+    zeroshot_top_k: list[ScoredLabel]
+    changed: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MethodInput:
+    image: Image.Image
+    labels: tuple[str, ...]
+    templates: tuple[str, ...]
+    top_k: int = 5
+    seed: int = 0
+    state_key: str = "default"
+    """Scope of any state a method keeps across requests (e.g. tenant + label set)."""
+
+
+@dataclass
+class Models:
+    """The models a worker keeps loaded."""
+
+    policy: ClipClassifier
+    reward: RewardModel | None = None
+
+
+def _ignore(_: Any) -> None:
+    return None
+
+
+@dataclass
+class Hooks:
+    """Callbacks a method calls as it goes; the service turns them into events."""
+
+    on_zeroshot: Callable[[list[ScoredLabel]], None] = _ignore
+    on_progress: Callable[[Progress], None] = _ignore

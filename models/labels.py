@@ -1,0 +1,48 @@
+"""Label-list validation shared by the CLI, the API and the worker (torch-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from models.errors import InvalidLabelsError
+
+MAX_LABELS = 2000
+MAX_LABEL_CHARS = 100
+
+
+def parse_label_text(text: str) -> list[str]:
+    """Split one comma-separated value ("cat, dog,bird") into labels."""
+    return [part.strip() for part in text.split(",")]
+
+
+def validate_labels(
+    labels: Iterable[str], *, max_labels: int = MAX_LABELS, max_chars: int = MAX_LABEL_CHARS
+) -> tuple[str, ...]:
+    """Return the labels stripped, or raise naming the first problem found."""
+    cleaned = tuple(str(label).strip() for label in labels)
+    if len(cleaned) < 2:
+        raise InvalidLabelsError(
+            f"need at least 2 labels to classify among, got {len(cleaned)}", field="labels"
+        )
+    if len(cleaned) > max_labels:
+        raise InvalidLabelsError(
+            f"too many labels: {len(cleaned)} (at most {max_labels} allowed)", field="labels"
+        )
+    seen: set[str] = set()
+    for index, label in enumerate(cleaned):
+        if not label:
+            raise InvalidLabelsError(f"label #{index + 1} is empty", field="labels")
+        if len(label) > max_chars:
+            raise InvalidLabelsError(
+                f"label #{index + 1} is {len(label)} characters long (at most {max_chars})",
+                field="labels",
+            )
+        if any(ord(ch) < 32 for ch in label):
+            raise InvalidLabelsError(
+                f"label #{index + 1} contains control characters", field="labels"
+            )
+        key = label.casefold()
+        if key in seen:
+            raise InvalidLabelsError(f"duplicate label {label!r}", field="labels")
+        seen.add(key)
+    return cleaned

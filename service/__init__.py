@@ -1,0 +1,1 @@
+"""The service: settings, CLI, and (later) the API, queue and worker."""

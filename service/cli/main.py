@@ -1,0 +1,87 @@
+"""``tta``: classify locally, list models and methods, run benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from models.errors import TTAError
+
+EXIT_USAGE = 2
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="policy CLIP (default: $TTA_MODEL or the bundled default)")
+    parser.add_argument(
+        "--reward-model",
+        help="reward CLIP for rlcf/rlcf-tune (default: $TTA_REWARD_MODEL; 'none' disables)",
+    )
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: $TTA_DEVICE or auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tta", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    classify = sub.add_parser("classify", help="classify image files locally (no server)")
+    classify.add_argument("images", nargs="+", metavar="IMAGE")
+    labels = classify.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", help="comma-separated candidate labels")
+    labels.add_argument("--labels-file", help="file with one label per line")
+    classify.add_argument("--method", default="zeroshot", help="zeroshot, tpt, rlcf, rlcf-tune")
+    classify.add_argument("--top-k", type=int, default=5)
+    classify.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
+    classify.add_argument("--templates", default=None,
+                          help="template set: single (default) or imagenet80")
+    classify.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                          help="method option, e.g. --option steps=2 (JSON values)")
+    classify.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_model_args(classify)
+
+    models = sub.add_parser("models", help="list bundled models (and open_clip architectures)")
+    models.add_argument("--all", action="store_true", help="also list open_clip architectures")
+    models.add_argument("--json", action="store_true")
+
+    methods = sub.add_parser("methods", help="list adaptation methods and their options")
+    methods.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    latency = bench_sub.add_parser("latency", help="median ms per image, per method")
+    latency.add_argument("--methods", default="zeroshot,tpt,rlcf,rlcf-tune")
+    latency.add_argument("--n-labels", type=int, default=100, help="label-set size")
+    latency.add_argument("--images", type=int, default=5, help="timed images per method")
+    latency.add_argument("--n-views", type=int, default=64)
+    latency.add_argument("--json", action="store_true")
+    _add_model_args(latency)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "classify":
+            from service.cli.classify import run_classify
+            return run_classify(args)
+        if args.command == "models":
+            from service.cli.listing import run_models
+            return run_models(args)
+        if args.command == "methods":
+            from service.cli.listing import run_methods
+            return run_methods(args)
+        if args.command == "bench" and args.bench == "latency":
+            from service.cli.bench_latency import run_latency
+            return run_latency(args)
+    except TTAError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

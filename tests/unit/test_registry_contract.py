@@ -1,0 +1,54 @@
+"""Every registered method honours one contract."""
+
+import dataclasses
+
+import pytest
+
+from adapters.options import options_schema
+from adapters.registry import create_method, list_methods, method_names
+from adapters.types import Hooks
+from tests.conftest import LABELS
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_method_contract(engine, image, name):
+    method = create_method(name)
+    assert method.name == name and method.description
+    assert dataclasses.is_dataclass(method.options_type)
+    assert method.options_type.__dataclass_params__.frozen
+    schema = options_schema(method.options_type)
+    assert all(opt["doc"] for opt in schema), f"{name}: every option needs a one-line doc"
+
+    events = []
+    hooks = Hooks(on_zeroshot=lambda top: events.append(("zeroshot", top)),
+                  on_progress=lambda p: events.append(("progress", p)))
+    result = engine.run(name, image, LABELS, top_k=3, hooks=hooks)
+
+    assert result.label in LABELS
+    assert len(result.top_k) == 3 and result.top_k[0].label == result.label
+    scores = [s.score for s in result.top_k]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert result.score == scores[0]
+    assert len(result.zeroshot_top_k) == 3
+    assert result.changed == (result.label != result.zeroshot_top_k[0].label)
+    assert {"steps", "compute_ms"} <= result.metrics.keys()
+    # The zero-shot guess comes first, once; then one progress event per step.
+    assert events[0][0] == "zeroshot" and events[0][1] == result.zeroshot_top_k
+    progress = [e[1] for e in events[1:]]
+    assert all(e[0] == "progress" for e in events[1:])
+    assert [p.step for p in progress] == list(range(1, result.metrics["steps"] + 1))
+    assert all(len(p.top_k) == 3 for p in progress)
+
+
+def test_list_methods_describes_options():
+    infos = {info.name: info for info in list_methods()}
+    assert set(infos) == {"zeroshot", "tpt", "rlcf", "rlcf-tune"}
+    assert infos["rlcf"].needs_reward_model and not infos["tpt"].needs_reward_model
+    tpt = {o["name"]: o for o in infos["tpt"].options}
+    assert tpt["lr"]["default"] == 5e-3 and tpt["steps"]["default"] == 1
+    rlcf = {o["name"]: o for o in infos["rlcf"].options}
+    assert rlcf["lr"]["default"] == 7e-3 and rlcf["steps"]["default"] == 3
+    assert rlcf["sample_k"]["default"] == 3 and rlcf["weight_decay"]["default"] == 5e-4
+    tune = {o["name"]: o for o in infos["rlcf-tune"].options}
+    assert tune["lr"]["default"] == 1e-5 and tune["params"]["default"] == "norm"
+    assert tune["momentum"]["default"] == 0.0
