@@ -7,6 +7,7 @@ import itertools
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from models.errors import InvalidOptionsError
@@ -72,6 +73,38 @@ def check_range(name: str, value: float, low: float, high: float) -> None:
         raise ValueError(f"option {name!r} must be between {low} and {high}, got {value}")
 
 
+@dataclass(frozen=True)
+class ViewOptions:
+    """Options of every method that tunes on augmented views."""
+
+    n_views: int = 64
+    """Views of the test image: the clean one plus random resized crops."""
+    selection: float = 0.1
+    """Fraction of views kept by lowest entropy (0.1 of 64 keeps 6)."""
+
+    def __post_init__(self) -> None:
+        check_range("n_views", self.n_views, 1, 256)
+        check_range("selection", self.selection, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PolicyGradientOptions(ViewOptions):
+    """Options shared by the RLCF variants (published defaults)."""
+
+    steps: int = 3
+    """Optimisation steps (published: 3)."""
+    weight_decay: float = 5e-4
+    """AdamW weight decay."""
+    sample_k: int = 3
+    """Actions per view: the policy's top-K classes."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("steps", self.steps, 1, 64)
+        check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_range("sample_k", self.sample_k, 1, 100)
+
+
 def options_schema(cls: type) -> list[dict[str, Any]]:
     """Name, type, default and one-line doc of every option (for /v1/methods and --help)."""
     hints = typing.get_type_hints(cls)
@@ -84,7 +117,15 @@ def options_schema(cls: type) -> list[dict[str, Any]]:
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    """Read the docstring that follows each field in the class body."""
+    """Read the docstring that follows each field in the class bodies (base classes first)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     import ast
     import inspect
     import textwrap

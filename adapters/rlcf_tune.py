@@ -14,7 +14,7 @@ import torch
 
 from adapters.base import Method, Stopwatch, build_result, ranked, zeroshot_guess
 from adapters.momentum import MomentumBank
-from adapters.options import check_range
+from adapters.options import PolicyGradientOptions, check_range
 from adapters.policy_gradient import RewardContext, expected_reward, reinforce_loss, top_k_actions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress
@@ -23,19 +23,9 @@ from adapters.weights import load_into, snapshot, tunable_parameters, tuning
 
 
 @dataclass(frozen=True)
-class RLCFTuneOptions:
-    steps: int = 3
-    """Optimisation steps (published: 3)."""
+class RLCFTuneOptions(PolicyGradientOptions):
     lr: float = 1e-5
     """AdamW learning rate of the visual parameters."""
-    weight_decay: float = 5e-4
-    """AdamW weight decay."""
-    n_views: int = 64
-    """Views of the test image: the clean one plus random resized crops."""
-    selection: float = 0.1
-    """Fraction of views kept by lowest entropy (0.1 of 64 keeps 6)."""
-    sample_k: int = 3
-    """Actions per view: the policy's top-K classes."""
     params: Literal["norm", "all"] = "norm"
     """Which visual parameters to tune: normalisation layers only, or all."""
     momentum: float = 0.0
@@ -44,12 +34,8 @@ class RLCFTuneOptions:
     """With the buffer on, every this many images the reset point becomes the EMA."""
 
     def __post_init__(self) -> None:
-        check_range("steps", self.steps, 1, 64)
+        super().__post_init__()
         check_range("lr", self.lr, 0.0, 1.0)
-        check_range("weight_decay", self.weight_decay, 0.0, 1.0)
-        check_range("n_views", self.n_views, 1, 256)
-        check_range("selection", self.selection, 0.0, 1.0)
-        check_range("sample_k", self.sample_k, 1, 100)
         check_range("momentum", self.momentum, 0.0, 1.0 - 1e-12)
         check_range("momentum_every", self.momentum_every, 1, 1_000_000)
 

@@ -38,7 +38,7 @@ def test_bad_labels(labels, message):
 
 
 @pytest.mark.parametrize(("method", "options", "field", "message"), [
-    ("tpt", {"stepz": 2}, "options.stepz", "allowed: steps, lr"),
+    ("tpt", {"stepz": 2}, "options.stepz", "allowed: n_views, selection, steps, lr"),
     ("tpt", {"steps": "2"}, "options.steps", "must be int"),
     ("tpt", {"steps": True}, "options.steps", "must be int"),
     ("tpt", {"steps": 0}, "options", "between 1 and 64"),
