@@ -40,3 +40,13 @@ def bundled_names() -> frozenset[str]:
 
 def list_bundled() -> list[BundledModel]:
     return sorted(_BUNDLED.values(), key=lambda m: m.name)
+
+
+register_bundled(BundledModel(
+    name="world-policy", arch="tta-world-policy", checkpoint=WEIGHTS_DIR / "world-policy.safetensors",
+    description="policy CLIP trained on the offline world (ViT, 32 px, patch 8; see world/train.py)",
+))
+register_bundled(BundledModel(
+    name="world-reward", arch="tta-world-reward", checkpoint=WEIGHTS_DIR / "world-reward.safetensors",
+    description="reward CLIP trained on the offline world (larger ViT, 48 px, broader augmentation)",
+))

@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--n-views", type=int, default=64)
     latency.add_argument("--json", action="store_true")
     _add_model_args(latency)
+    accuracy = bench_sub.add_parser(
+        "accuracy", help="top-1, ECE and ms/image per method and domain on the offline world")
+    accuracy.add_argument("--quick", action="store_true",
+                          help="2 images per class per domain instead of 20")
+    accuracy.add_argument("--n-per-class", type=int, default=None, help="override the sample size")
+    accuracy.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    accuracy.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    accuracy.add_argument("--plot", metavar="FILE.png", help="write a bar chart")
+    accuracy.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model_args(accuracy)
     return parser
 
 
@@ -77,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "latency":
             from service.cli.bench_latency import run_latency
             return run_latency(args)
+        if args.command == "bench" and args.bench == "accuracy":
+            from world.bench_accuracy import run_accuracy
+            return run_accuracy(args)
     except TTAError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,146 @@
+"""``tta bench accuracy``: top-1, ECE and median ms per image, per method and domain, on the
+world's fixed test samples (seeds from ``TEST_SEEDS``, disjoint from training and validation)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from world.data import TEST_SEEDS, sample_arrays
+from world.ece import expected_calibration_error
+from world.glyphs import CLASS_NAMES
+from world.render import SHIFTED_DOMAINS, TEST_DOMAINS
+
+QUICK_PER_CLASS = 2
+FULL_PER_CLASS = 20
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    domain: str
+    accuracy: float
+    ece: float
+    ms_per_image: float
+
+
+def evaluate(engine: Any, method: str, domain: str, n_per_class: int, progress: Any) -> Row:
+    images, labels, _ = sample_arrays(domain, n_per_class, seed_base=TEST_SEEDS)
+    confidences, correct, times = [], [], []
+    for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        start = time.perf_counter()
+        result = engine.run(method, Image.fromarray(pixels), CLASS_NAMES, top_k=1, seed=index)
+        times.append((time.perf_counter() - start) * 1000.0)
+        confidences.append(result.score)
+        correct.append(result.label == CLASS_NAMES[label])
+        progress()
+    return Row(method, domain, round(float(np.mean(correct)), 4),
+               round(expected_calibration_error(np.array(confidences), np.array(correct)), 4),
+               round(statistics.median(times), 2))
+
+
+class ProgressBar:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, 0, enabled
+        self.start = time.perf_counter()
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.enabled and (self.done % 10 == 0 or self.done == self.total):
+            width = 30
+            filled = int(width * self.done / self.total)
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / self.done * (self.total - self.done)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+                             f"  {elapsed:.0f}s elapsed, ~{eta:.0f}s left ")
+            sys.stderr.flush()
+            if self.done == self.total:
+                sys.stderr.write("\n")
+
+
+def summary(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Per method: accuracy on clean and averaged over the shifted domains."""
+    out: dict[str, dict[str, float]] = {}
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = {r.domain: r.accuracy for r in rows if r.method == method}
+        shifted = [mine[d] for d in SHIFTED_DOMAINS if d in mine]
+        out[method] = {"clean": mine.get("clean", float("nan")),
+                       "shifted_mean": round(float(np.mean(shifted)), 4) if shifted else float("nan")}
+    return out
+
+
+def print_table(rows: list[Row], methods: list[str], domains: list[str]) -> None:
+    from service.cli.common import print_table as table
+
+    by_key = {(r.method, r.domain): r for r in rows}
+    headers = ["method", *domains, "shifted avg", "ECE avg", "ms/img"]
+    lines = []
+    for method, stats in summary(rows).items():
+        mine = [by_key[(method, d)] for d in domains]
+        lines.append([
+            method, *(f"{100 * r.accuracy:.1f}" for r in mine), f"{100 * stats['shifted_mean']:.1f}",
+            f"{np.mean([r.ece for r in mine]):.3f}", f"{statistics.median(r.ms_per_image for r in mine):.1f}",
+        ])
+    assert [line[0] for line in lines] == methods
+    table(headers, lines)
+
+
+def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_key = {(r.method, r.domain): r.accuracy for r in rows}
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for i, method in enumerate(methods):
+        xs = [d + i * width for d in range(len(domains))]
+        ax.bar(xs, [100 * by_key[(method, dom)] for dom in domains], width, label=method)
+    ax.set_xticks([d + width * (len(methods) - 1) / 2 for d in range(len(domains))], domains)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_accuracy(args: argparse.Namespace) -> int:
+    from adapters.engine import Engine, load_models
+    from adapters.registry import method_names
+    from service.cli.common import model_names
+
+    policy, reward, device = model_names(args)
+    methods = [m.strip() for m in (args.methods or ",".join(method_names())).split(",") if m.strip()]
+    domains = list(TEST_DOMAINS)
+    n_per_class = args.n_per_class or (QUICK_PER_CLASS if args.quick else FULL_PER_CLASS)
+    engine = Engine(load_models(policy, reward, device=device))
+    n_per_domain = n_per_class * len(CLASS_NAMES)
+    bar = ProgressBar(len(methods) * len(domains) * n_per_domain, enabled=not args.no_progress)
+    rows = [evaluate(engine, m, d, n_per_class, bar) for m in methods for d in domains]
+
+    report = {"model": policy, "reward_model": reward or "", "n_per_domain": n_per_domain,
+              "results": [asdict(r) for r in rows]}
+    print(f"policy {policy}  reward {reward}  {n_per_domain} images per domain "
+          f"(seeds from {TEST_SEEDS})")
+    print_table(rows, methods, domains)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(rows, methods, domains, args.plot,
+             f"{policy} (reward {reward}), {n_per_domain} images per domain")
+        print(f"wrote {args.plot}")
+    return 0
