@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import InvalidLabelsError
+from models.errors import InvalidLabelsError, ModelLoadError
 from models.loading import LoadedClip
 
 TEXT_BATCH = 256
@@ -31,11 +31,13 @@ class TextTower:
         source: Any = model.text if hasattr(model, "text") else model
         needed = ("token_embedding", "positional_embedding", "transformer", "ln_final")
         if not all(hasattr(source, attr) for attr in needed):
-            raise InvalidLabelsError(
-                f"model {clip.name!r} has a text tower this service cannot drive from embeddings"
+            raise ModelLoadError(
+                f"model {clip.name!r} has a text tower this service cannot drive from embeddings "
+                "(Hugging Face text towers are not supported)", field="model",
             )
         if getattr(source, "cls_emb", None) is not None:
-            raise InvalidLabelsError(f"model {clip.name!r} (CoCa-style text tower) is not supported")
+            raise ModelLoadError(f"model {clip.name!r} (CoCa-style text tower) is not supported",
+                                 field="model")
         self.clip = clip
         self.source: Any = source
         self.pool_type = getattr(source, "text_pool_type", getattr(source, "pool_type", "argmax"))

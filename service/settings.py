@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL = "tta-tiny:random"
-DEFAULT_REWARD_MODEL = "tta-tiny-reward:random"
+DEFAULT_MODEL = "world-policy"
+DEFAULT_REWARD_MODEL = "world-reward"
 
 
 class Settings(BaseSettings):

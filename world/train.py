@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import save_file
 
+from adapters.views import clean_view
 from models.bundled import WEIGHTS_DIR
 from models.loading import LoadedClip, load_clip
 from models.text import TextTower
@@ -34,6 +36,7 @@ from world.render import TEST_DOMAINS
 class Recipe:
     arch: str
     steps: int
+    batch: int
     lr: float
     broad_augmentation: bool
     crop_scale_min: float
@@ -41,9 +44,9 @@ class Recipe:
 
 
 RECIPES = {
-    "policy": Recipe("tta-world-policy", steps=1500, lr=1e-3, broad_augmentation=False,
+    "policy": Recipe("tta-world-policy", steps=1500, batch=128, lr=1e-3, broad_augmentation=False,
                      crop_scale_min=0.6, n_per_class=1200),
-    "reward": Recipe("tta-world-reward", steps=1500, lr=1e-3, broad_augmentation=True,
+    "reward": Recipe("tta-world-reward", steps=3000, batch=128, lr=1e-3, broad_augmentation=True,
                      crop_scale_min=0.35, n_per_class=1200),
 }
 
@@ -80,9 +83,7 @@ def zero_shot_accuracy(clip: LoadedClip, domain: str, n_per_class: int, seed_bas
     images, labels, _ = sample_arrays(domain, n_per_class, seed_base=seed_base)
     tower = TextTower(clip)
     text = tower.encode_texts([f"a photo of a {name}." for name in CLASS_NAMES])
-    from PIL import Image
 
-    from adapters.views import clean_view
 
     views = torch.stack([clean_view(Image.fromarray(img), clip.image_size) for img in images])
     predictions = (clip.encode_images(views) @ text.t()).argmax(-1).numpy()
@@ -90,11 +91,12 @@ def zero_shot_accuracy(clip: LoadedClip, domain: str, n_per_class: int, seed_bas
 
 
 def train(
-    which: str, steps: int | None, batch: int, seed: int, out: Path, lr: float | None = None,
-    eval_every: int = 0,
+    which: str, *, seed: int, out: Path, steps: int | None = None, batch: int | None = None,
+    lr: float | None = None, eval_every: int = 0,
 ) -> Path:
     recipe = RECIPES[which]
     steps = steps or recipe.steps
+    batch = batch or recipe.batch
     peak_lr = lr or recipe.lr
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -159,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--which", choices=sorted(RECIPES), required=True)
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=None, help="override the recipe's batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak lr")
@@ -167,7 +169,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = args.out or WEIGHTS_DIR / f"world-{args.which}.safetensors"
-    train(args.which, args.steps, args.batch, args.seed, out, args.lr, args.eval_every)
+    train(args.which, seed=args.seed, out=out, steps=args.steps, batch=args.batch, lr=args.lr,
+          eval_every=args.eval_every)
 
 
 if __name__ == "__main__":

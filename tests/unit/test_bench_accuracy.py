@@ -1,0 +1,29 @@
+"""``tta bench accuracy --quick`` writes the documented JSON shape (and a chart)."""
+
+import json
+
+from service.cli.main import main
+from world.bench_accuracy import QUICK_PER_CLASS
+from world.glyphs import CLASS_NAMES
+from world.render import TEST_DOMAINS
+
+
+def test_quick_bench_json_shape(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TTA_DEVICE", "cpu")
+    out, chart = tmp_path / "bench.json", tmp_path / "bench.png"
+    code = main(["bench", "accuracy", "--quick", "--no-progress", "--json", str(out),
+                 "--plot", str(chart), "--model", "world-policy", "--reward-model", "world-reward"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"model", "reward_model", "n_per_domain", "results"}
+    assert report["model"] == "world-policy" and report["reward_model"] == "world-reward"
+    assert report["n_per_domain"] == QUICK_PER_CLASS * len(CLASS_NAMES)
+    methods = {"zeroshot", "tpt", "rlcf", "rlcf-tune"}
+    assert {(r["method"], r["domain"]) for r in report["results"]} == {
+        (m, d) for m in methods for d in TEST_DOMAINS}
+    for row in report["results"]:
+        assert set(row) == {"method", "domain", "accuracy", "ece", "ms_per_image"}
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
+        assert row["ms_per_image"] > 0
+    assert chart.stat().st_size > 10_000 and chart.read_bytes()[:4] == b"\x89PNG"
+    assert "shifted avg" in capsys.readouterr().out
