@@ -2,15 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
-from adapters.views import clean_view
 from models.bundled import get_bundled
 from models.loading import load_clip
-from models.text import TextTower
-from world.data import TEST_SEEDS, sample_arrays
+from world.data import TEST_SEEDS
 from world.glyphs import CLASS_NAMES
+from world.train import zero_shot_accuracy
 
 # Floors well under the measured accuracies (README), so a broken checkpoint or loader fails
 # while the numbers stay stable across torch versions.
@@ -23,13 +20,7 @@ def test_bundled_model_reaches_its_clean_accuracy_floor(name):
     bundled = get_bundled(name)
     assert bundled.checkpoint.is_file()
     assert bundled.checkpoint.stat().st_size < 20e6
-    clip = load_clip(name, "cpu")
-    images, labels, _ = sample_arrays("clean", 4, seed_base=TEST_SEEDS)
-    text = TextTower(clip).encode_texts([f"a photo of a {c}." for c in CLASS_NAMES])
-    views = torch.stack([clean_view(Image.fromarray(img), clip.image_size) for img in images])
-    with torch.no_grad():
-        predictions = (clip.encode_images(views) @ text.t()).argmax(-1).numpy()
-    accuracy = float((predictions == labels).mean())
+    accuracy = zero_shot_accuracy(load_clip(name, "cpu"), "clean", 4, TEST_SEEDS)
     assert accuracy >= CLEAN_ACCURACY_FLOOR[name], accuracy
     assert accuracy > 5 * CHANCE
 
