@@ -17,9 +17,7 @@ class Method(ABC):
     model parameter bit-for-bit as it found it (also when it raises)."""
 
     name: ClassVar[str]
-    description: ClassVar[str]
-    options_type: ClassVar[type]
-    needs_reward_model: ClassVar[bool] = False
+    """The catalog entry (``adapters.catalog``) holds its description and options type."""
 
     @abstractmethod
     def run(

@@ -8,57 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from adapters.base import Method
-from adapters.options import parse_options
-from adapters.registry import create_method, method_names
+from adapters.registry import create_method
+from adapters.requests import PreparedRequest, prepare_request
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
-from models.errors import InvalidOptionsError, MissingRewardModelError
-from models.labels import validate_labels
 from models.templates import resolve_templates
-
-MAX_TOP_K = 100
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    method: str
-    options: Any
-    labels: tuple[str, ...]
-    templates: tuple[str, ...]
-    top_k: int
-
-
-def prepare_request(
-    method: str, labels: Sequence[str], *, options: Mapping[str, Any] | None = None,
-    templates: str | Sequence[str] | None = None, top_k: int = 5, has_reward_model: bool = True,
-) -> PreparedRequest:
-    """Validate everything about a request that needs neither the image nor loaded models,
-    so a bad request fails before any model is loaded or any work is queued."""
-    impl = create_method(method)
-    if impl.needs_reward_model and not has_reward_model:
-        free = [n for n in method_names() if not create_method(n).needs_reward_model]
-        raise MissingRewardModelError(
-            f"method {method!r} needs a reward model and none is configured "
-            "(set --reward-model / TTA_REWARD_MODEL); methods available without one: "
-            + ", ".join(free),
-            field="method",
-        )
-    clean_labels = validate_labels(labels)
-    opts: Any = parse_options(impl.options_type, options, method)
-    try:
-        template_tuple = resolve_templates(
-            templates if templates is None or isinstance(templates, str) else list(templates)
-        )
-    except ValueError as exc:
-        raise InvalidOptionsError(str(exc), field="templates") from exc
-    if not 1 <= top_k <= MAX_TOP_K:
-        raise InvalidOptionsError(f"top_k must be between 1 and {MAX_TOP_K}", field="top_k")
-    return PreparedRequest(method, opts, clean_labels, template_tuple, min(top_k, len(clean_labels)))
 
 
 class Engine:
@@ -85,7 +43,7 @@ class Engine:
         top_k: int = 5, seed: int = 0, state_key: str = "default", hooks: Hooks | None = None,
     ) -> AdaptationResult:
         req = self.prepare(method, labels, options=options, templates=templates, top_k=top_k)
-        inp = MethodInput(image=image, labels=req.labels, templates=req.templates,
+        inp = MethodInput(image=image, labels=req.labels, templates=resolve_templates(req.templates),
                           top_k=req.top_k, seed=seed, state_key=state_key)
         impl = self.method(req.method)
         with self._lock:

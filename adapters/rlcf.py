@@ -7,34 +7,17 @@ actions, rewards them, and raises the log-probability of the above-average ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from adapters.base import Method, Stopwatch, build_result
-from adapters.options import PolicyGradientOptions, check_range
+from adapters.method_options import RLCFOptions
 from adapters.policy_gradient import RewardContext, expected_reward, reinforce_loss, top_k_actions
 from adapters.prompt_tuning import start_session
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
 
 
-@dataclass(frozen=True)
-class RLCFOptions(PolicyGradientOptions):
-    lr: float = 7e-3
-    """AdamW learning rate of the context vectors."""
-    ctx_init: str = "a photo of a"
-    """Phrase whose token embeddings initialise the context vectors."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("lr", self.lr, 0.0, 1.0)
-
-
 class RLCFPrompt(Method):
     name = "rlcf"
-    description = "RLCF (prompt): tune the prompt context by policy gradient on a CLIP reward."
-    options_type = RLCFOptions
-    needs_reward_model = True
 
     def run(
         self, inp: MethodInput, models: Models, options: RLCFOptions, hooks: Hooks

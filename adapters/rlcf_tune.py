@@ -7,14 +7,11 @@ snapshot and restore); ``params="all"`` tunes the whole visual encoder, as the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, ranked, zeroshot_guess
+from adapters.method_options import RLCFTuneOptions
 from adapters.momentum import MomentumBank
-from adapters.options import PolicyGradientOptions, check_range
 from adapters.policy_gradient import RewardContext, expected_reward, reinforce_loss, top_k_actions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress
@@ -22,31 +19,8 @@ from adapters.views import make_views
 from adapters.weights import load_into, snapshot, tunable_parameters, tuning
 
 
-@dataclass(frozen=True)
-class RLCFTuneOptions(PolicyGradientOptions):
-    lr: float = 1e-5
-    """AdamW learning rate of the visual parameters."""
-    params: Literal["norm", "all"] = "norm"
-    """Which visual parameters to tune: normalisation layers only, or all."""
-    momentum: float = 0.0
-    """EMA factor of the momentum buffer (0 = off; the paper used about 0.9998)."""
-    momentum_every: int = 64
-    """With the buffer on, every this many images the reset point becomes the EMA."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("lr", self.lr, 0.0, 1.0)
-        check_range("momentum", self.momentum, 0.0, 1.0 - 1e-12)
-        check_range("momentum_every", self.momentum_every, 1, 1_000_000)
-
-
 class RLCFTune(Method):
     name = "rlcf-tune"
-    description = (
-        "RLCF (image encoder): tune visual norm layers (or all) by policy gradient on a CLIP reward."
-    )
-    options_type = RLCFTuneOptions
-    needs_reward_model = True
 
     def __init__(self) -> None:
         self.momentum = MomentumBank()

@@ -6,30 +6,13 @@ text tower over the class prompts (truncated to the longest prompt).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from adapters.base import Method, Stopwatch, build_result
-from adapters.options import ViewOptions, check_range
+from adapters.method_options import TPTOptions
 from adapters.prompt_tuning import start_session
 from adapters.selection import marginal_entropy
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
-
-
-@dataclass(frozen=True)
-class TPTOptions(ViewOptions):
-    steps: int = 1
-    """Optimisation steps (published: 1)."""
-    lr: float = 5e-3
-    """AdamW learning rate of the context vectors."""
-    ctx_init: str = "a photo of a"
-    """Phrase whose token embeddings initialise the context vectors."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("steps", self.steps, 1, 64)
-        check_range("lr", self.lr, 0.0, 1.0)
 
 
 def _entropy_objective(logits: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -39,8 +22,6 @@ def _entropy_objective(logits: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 class TPT(Method):
     name = "tpt"
-    description = "Test-time prompt tuning: minimise marginal entropy over confident views."
-    options_type = TPTOptions
 
     def run(
         self, inp: MethodInput, models: Models, options: TPTOptions, hooks: Hooks

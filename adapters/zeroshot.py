@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, zeroshot_guess
+from adapters.method_options import ZeroShotOptions
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
 from adapters.views import clean_view
 
 
-@dataclass(frozen=True)
-class ZeroShotOptions:
-    """Zero-shot has no options: templates and top_k are request fields."""
-
-
 class ZeroShot(Method):
     name = "zeroshot"
-    description = "Zero-shot CLIP on the clean view (prompt-template ensemble); no tuning."
-    options_type = ZeroShotOptions
 
     def run(
         self, inp: MethodInput, models: Models, options: ZeroShotOptions, hooks: Hooks

@@ -1,31 +1,58 @@
-"""Prompt template sets for zero-shot class features."""
+"""Prompt template sets for zero-shot class features.
+
+Torch-free: the API validates a request's templates with ``validate_templates``; only
+``resolve_templates`` (in the worker) expands the ``imagenet80`` set, which lives in open_clip.
+"""
 
 from __future__ import annotations
 
-from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+from collections.abc import Sequence
+from functools import cache
 
 SINGLE_TEMPLATE = "a photo of a {}."
-
-TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
-    "single": (SINGLE_TEMPLATE,),
-    # open_clip stores the 80 OpenAI ImageNet templates as callables; we keep format strings.
-    "imagenet80": tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES),
-}
+TEMPLATE_SET_NAMES: tuple[str, ...] = ("single", "imagenet80")
 DEFAULT_TEMPLATE_SET = "single"
+MAX_TEMPLATES = 100
+MAX_TEMPLATE_CHARS = 200
+
+TemplateSpec = str | tuple[str, ...]
+"""A template-set name, or explicit format strings each containing ``{}`` once."""
 
 
-def resolve_templates(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """A template-set name, or an explicit list of format strings each containing ``{}``."""
+def validate_templates(value: str | Sequence[str] | None) -> TemplateSpec:
+    """The request's templates as a set name or a tuple of format strings; ValueError if bad."""
     if value is None:
-        return TEMPLATE_SETS[DEFAULT_TEMPLATE_SET]
+        return DEFAULT_TEMPLATE_SET
     if isinstance(value, str):
-        if value not in TEMPLATE_SETS:
+        if value not in TEMPLATE_SET_NAMES:
             raise ValueError(
-                f"unknown template set {value!r}; allowed: {', '.join(TEMPLATE_SETS)} "
+                f"unknown template set {value!r}; allowed: {', '.join(TEMPLATE_SET_NAMES)} "
                 "or a list of strings containing '{}'"
             )
-        return TEMPLATE_SETS[value]
+        return value
     templates = tuple(value)
-    if not templates or any(t.count("{}") != 1 for t in templates):
-        raise ValueError("each template must contain '{}' exactly once")
+    if not templates or len(templates) > MAX_TEMPLATES:
+        raise ValueError(f"give between 1 and {MAX_TEMPLATES} templates")
+    if any(not isinstance(t, str) or t.count("{}") != 1 or len(t) > MAX_TEMPLATE_CHARS
+           for t in templates):
+        raise ValueError(
+            f"each template must be a string of at most {MAX_TEMPLATE_CHARS} characters "
+            "containing '{}' exactly once"
+        )
     return templates
+
+
+@cache
+def _template_set(name: str) -> tuple[str, ...]:
+    if name == "single":
+        return (SINGLE_TEMPLATE,)
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    # open_clip stores the 80 OpenAI ImageNet templates as callables; we keep format strings.
+    return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+
+
+def resolve_templates(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Validated and expanded to format strings."""
+    spec = validate_templates(value)
+    return _template_set(spec) if isinstance(spec, str) else spec

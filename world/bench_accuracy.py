@@ -117,8 +117,8 @@ def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, tit
 
 
 def run_accuracy(args: argparse.Namespace) -> int:
+    from adapters.catalog import method_names
     from adapters.engine import Engine, load_models
-    from adapters.registry import method_names
     from service.cli.common import model_names
 
     policy, reward, device = model_names(args)

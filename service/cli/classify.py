@@ -25,7 +25,8 @@ EXIT_BAD_INPUT = 2
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from adapters.engine import Engine, load_models, prepare_request
+    from adapters.engine import Engine, load_models
+    from adapters.requests import prepare_request
 
     labels = read_labels(args)
     options = parse_option_flags(args.option)

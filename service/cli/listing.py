@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 
@@ -32,15 +31,15 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_methods(args: argparse.Namespace) -> int:
-    from adapters.registry import list_methods
+    from adapters.catalog import method_specs
 
-    infos = list_methods()
+    infos = [spec.describe() for spec in method_specs()]
     if args.json:
-        print(json.dumps([dataclasses.asdict(i) for i in infos], indent=2, default=str))
+        print(json.dumps(infos, indent=2, default=str))
         return 0
     for info in infos:
-        reward = " (needs a reward model)" if info.needs_reward_model else ""
-        print(f"{info.name}{reward}: {info.description}")
-        for opt in info.options:
+        reward = " (needs a reward model)" if info["needs_reward_model"] else ""
+        print(f"{info['name']}{reward}: {info['description']}")
+        for opt in info["options"]:
             print(f"    {opt['name']} = {opt['default']!r}  [{opt['type']}]  {opt['doc']}")
     return 0

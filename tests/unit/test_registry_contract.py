@@ -4,19 +4,20 @@ import dataclasses
 
 import pytest
 
+from adapters.catalog import get_spec, method_names, method_specs
 from adapters.options import options_schema
-from adapters.registry import create_method, list_methods, method_names
+from adapters.registry import create_method
 from adapters.types import Hooks
 from tests.conftest import LABELS
 
 
 @pytest.mark.parametrize("name", method_names())
 def test_method_contract(engine, image, name):
-    method = create_method(name)
-    assert method.name == name and method.description
-    assert dataclasses.is_dataclass(method.options_type)
-    assert method.options_type.__dataclass_params__.frozen
-    schema = options_schema(method.options_type)
+    method, spec = create_method(name), get_spec(name)
+    assert method.name == spec.name == name and spec.description
+    assert dataclasses.is_dataclass(spec.options_type)
+    assert spec.options_type.__dataclass_params__.frozen
+    schema = options_schema(spec.options_type)
     assert all(opt["doc"] for opt in schema), f"{name}: every option needs a one-line doc"
 
     events = []
@@ -41,14 +42,14 @@ def test_method_contract(engine, image, name):
 
 
 def test_list_methods_describes_options():
-    infos = {info.name: info for info in list_methods()}
+    infos = {spec.name: spec.describe() for spec in method_specs()}
     assert set(infos) == {"zeroshot", "tpt", "rlcf", "rlcf-tune"}
-    assert infos["rlcf"].needs_reward_model and not infos["tpt"].needs_reward_model
-    tpt = {o["name"]: o for o in infos["tpt"].options}
+    assert infos["rlcf"]["needs_reward_model"] and not infos["tpt"]["needs_reward_model"]
+    tpt = {o["name"]: o for o in infos["tpt"]["options"]}
     assert tpt["lr"]["default"] == 5e-3 and tpt["steps"]["default"] == 1
-    rlcf = {o["name"]: o for o in infos["rlcf"].options}
+    rlcf = {o["name"]: o for o in infos["rlcf"]["options"]}
     assert rlcf["lr"]["default"] == 7e-3 and rlcf["steps"]["default"] == 3
     assert rlcf["sample_k"]["default"] == 3 and rlcf["weight_decay"]["default"] == 5e-4
-    tune = {o["name"]: o for o in infos["rlcf-tune"].options}
+    tune = {o["name"]: o for o in infos["rlcf-tune"]["options"]}
     assert tune["lr"]["default"] == 1e-5 and tune["params"]["default"] == "norm"
     assert tune["momentum"]["default"] == 0.0

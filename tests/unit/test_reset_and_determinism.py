@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from adapters.catalog import method_names
 from adapters.engine import Engine
-from adapters.registry import method_names
 from adapters.types import Hooks
 from tests.conftest import LABELS, self_reward_models
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from models.errors import InvalidLabelsError
-from models.templates import SINGLE_TEMPLATE, TEMPLATE_SETS
+from models.templates import SINGLE_TEMPLATE, resolve_templates
 from tests.conftest import LABELS
 
 
@@ -29,11 +29,11 @@ def test_prompt_learner_starts_at_the_single_template_classifier(models):
 
 def test_class_features_are_cached_per_labels_and_templates(models):
     policy = models.policy
-    first = policy.class_features(LABELS, TEMPLATE_SETS["imagenet80"])
+    first = policy.class_features(LABELS, resolve_templates("imagenet80"))
     hits = policy.cache.hits
-    again = policy.class_features(LABELS, TEMPLATE_SETS["imagenet80"])
+    again = policy.class_features(LABELS, resolve_templates("imagenet80"))
     assert again is first and policy.cache.hits == hits + 1
-    other = policy.class_features(LABELS[:3], TEMPLATE_SETS["imagenet80"])
+    other = policy.class_features(LABELS[:3], resolve_templates("imagenet80"))
     assert other.shape[0] == 3
     assert torch.allclose(first.norm(dim=-1), torch.ones(len(LABELS)))
 

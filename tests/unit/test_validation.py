@@ -5,7 +5,8 @@ import io
 import pytest
 from PIL import Image
 
-from adapters.engine import Engine, prepare_request
+from adapters.engine import Engine
+from adapters.requests import prepare_request
 from adapters.types import Models
 from models.errors import (
     InvalidImageError,

@@ -1,0 +1,75 @@
+"""What methods exist and what they accept, without importing torch.
+
+The API validates requests against this catalog; the worker's registry
+(``adapters.registry``) turns a name into a runnable implementation. A spec names its
+implementation by import path so that the catalog never imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.method_options import RLCFOptions, RLCFTuneOptions, TPTOptions, ZeroShotOptions
+from adapters.options import options_schema
+from models.errors import UnknownMethodError
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    description: str
+    options_type: type
+    implementation: str
+    """"module:Class" of the ``adapters.base.Method`` subclass."""
+    needs_reward_model: bool = False
+    needs_exemplars: bool = False
+    """True for methods that only work with a label set that has exemplar images."""
+    batchable: bool = False
+    """Jobs of this method may share one forward pass (the worker batches them)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description,
+            "needs_reward_model": self.needs_reward_model, "needs_exemplars": self.needs_exemplars,
+            "options": options_schema(self.options_type),
+        }
+
+
+_SPECS: dict[str, MethodSpec] = {}
+
+
+def register_spec(spec: MethodSpec) -> None:
+    if spec.name in _SPECS:
+        raise ValueError(f"method {spec.name!r} is already registered")
+    _SPECS[spec.name] = spec
+
+
+def get_spec(name: str) -> MethodSpec:
+    if name not in _SPECS:
+        raise UnknownMethodError(
+            f"unknown method {name!r}; allowed: {', '.join(_SPECS)}", field="method"
+        )
+    return _SPECS[name]
+
+
+def method_names() -> list[str]:
+    return list(_SPECS)
+
+
+def method_specs() -> list[MethodSpec]:
+    return list(_SPECS.values())
+
+
+for _spec in (
+    MethodSpec("zeroshot", "Zero-shot CLIP on the clean view (prompt-template ensemble); no tuning.",
+               ZeroShotOptions, "adapters.zeroshot:ZeroShot", batchable=True),
+    MethodSpec("tpt", "Test-time prompt tuning: minimise marginal entropy over confident views.",
+               TPTOptions, "adapters.tpt:TPT"),
+    MethodSpec("rlcf", "RLCF (prompt): tune the prompt context by policy gradient on a CLIP reward.",
+               RLCFOptions, "adapters.rlcf:RLCFPrompt", needs_reward_model=True),
+    MethodSpec("rlcf-tune",
+               "RLCF (image encoder): tune visual norm layers (or all) by policy gradient on a "
+               "CLIP reward.", RLCFTuneOptions, "adapters.rlcf_tune:RLCFTune", needs_reward_model=True),
+):
+    register_spec(_spec)

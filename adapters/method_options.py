@@ -1,0 +1,62 @@
+"""The option classes of the built-in methods (torch-free: the API validates requests with them).
+
+Each is a frozen dataclass; the docstring under a field is its one-line doc, shown by
+``tta methods`` and ``GET /v1/methods``. Defaults are the published ones (``METHODS.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from adapters.options import PolicyGradientOptions, ViewOptions, check_range
+
+
+@dataclass(frozen=True)
+class ZeroShotOptions:
+    """Zero-shot has no options: templates and top_k are request fields."""
+
+
+@dataclass(frozen=True)
+class TPTOptions(ViewOptions):
+    steps: int = 1
+    """Optimisation steps (published: 1)."""
+    lr: float = 5e-3
+    """AdamW learning rate of the context vectors."""
+    ctx_init: str = "a photo of a"
+    """Phrase whose token embeddings initialise the context vectors."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("steps", self.steps, 1, 64)
+        check_range("lr", self.lr, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RLCFOptions(PolicyGradientOptions):
+    lr: float = 7e-3
+    """AdamW learning rate of the context vectors."""
+    ctx_init: str = "a photo of a"
+    """Phrase whose token embeddings initialise the context vectors."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("lr", self.lr, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RLCFTuneOptions(PolicyGradientOptions):
+    lr: float = 1e-5
+    """AdamW learning rate of the visual parameters."""
+    params: Literal["norm", "all"] = "norm"
+    """Which visual parameters to tune: normalisation layers only, or all."""
+    momentum: float = 0.0
+    """EMA factor of the momentum buffer (0 = off; the paper used about 0.9998)."""
+    momentum_every: int = 64
+    """With the buffer on, every this many images the reset point becomes the EMA."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("lr", self.lr, 0.0, 1.0)
+        check_range("momentum", self.momentum, 0.0, 1.0 - 1e-12)
+        check_range("momentum_every", self.momentum_every, 1, 1_000_000)
