@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -16,7 +17,17 @@ from adapters.base import Method
 from adapters.registry import create_method
 from adapters.requests import PreparedRequest, prepare_request
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
+from adapters.zeroshot import ZeroShot
 from models.templates import resolve_templates
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    image: Image.Image
+    labels: Sequence[str]
+    templates: str | Sequence[str] | None = None
+    top_k: int = 5
+    hooks: Hooks | None = None
 
 
 class Engine:
@@ -48,6 +59,19 @@ class Engine:
         impl = self.method(req.method)
         with self._lock:
             return impl.run(inp, self.models, req.options, hooks or Hooks())
+
+    def run_zeroshot_batch(self, items: list[BatchItem]) -> list[AdaptationResult]:
+        """Zero-shot for several images in one forward pass (the worker's batching)."""
+        inputs, hooks = [], []
+        for item in items:
+            req = self.prepare("zeroshot", item.labels, templates=item.templates, top_k=item.top_k)
+            inputs.append(MethodInput(image=item.image, labels=req.labels,
+                                      templates=resolve_templates(req.templates), top_k=req.top_k))
+            hooks.append(item.hooks or Hooks())
+        impl = self.method("zeroshot")
+        assert isinstance(impl, ZeroShot)
+        with self._lock:
+            return impl.run_batch(inputs, self.models, hooks)
 
 
 def load_models(

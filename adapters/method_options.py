@@ -44,10 +44,16 @@ class RLCFOptions(PolicyGradientOptions):
         check_range("lr", self.lr, 0.0, 1.0)
 
 
+LR_ALL_PARAMS = 1e-5
+"""RLCF's published rate for tuning the whole visual encoder (ViT-B/16)."""
+LR_NORM_PARAMS = 1e-3
+"""TENT's rate for normalisation-layer affine parameters: 1e-5 barely moves them."""
+
+
 @dataclass(frozen=True)
 class RLCFTuneOptions(PolicyGradientOptions):
-    lr: float = 1e-5
-    """AdamW learning rate of the visual parameters."""
+    lr: float | None = None
+    """AdamW learning rate; default 1e-5 with params='all' (published), 1e-3 with 'norm' (TENT)."""
     params: Literal["norm", "all"] = "norm"
     """Which visual parameters to tune: normalisation layers only, or all."""
     momentum: float = 0.0
@@ -57,6 +63,13 @@ class RLCFTuneOptions(PolicyGradientOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("lr", self.lr, 0.0, 1.0)
+        if self.lr is not None:
+            check_range("lr", self.lr, 0.0, 1.0)
         check_range("momentum", self.momentum, 0.0, 1.0 - 1e-12)
         check_range("momentum_every", self.momentum_every, 1, 1_000_000)
+
+    @property
+    def effective_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return LR_ALL_PARAMS if self.params == "all" else LR_NORM_PARAMS

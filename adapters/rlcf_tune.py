@@ -48,7 +48,7 @@ class RLCFTune(Method):
                     features = clip.encode_images(views)
             start = snapshot(params) if options.momentum > 0 else {}
             optimizer = torch.optim.AdamW(
-                list(params.values()), lr=options.lr, weight_decay=options.weight_decay
+                list(params.values()), lr=options.effective_lr, weight_decay=options.weight_decay
             )
             initial = policy.logits(features, text)
             selected = select_confident(initial, options.selection)
@@ -83,6 +83,7 @@ class RLCFTune(Method):
                 )
         metrics = {
             "steps": options.steps, "views": options.n_views, "views_kept": int(selected.numel()),
+            "lr": options.effective_lr,
             "tuned_parameters": int(sum(p.numel() for p in params.values())),
             "reward_before": round(reward_before, 6), "reward_after": round(reward_after, 6),
             "compute_ms": watch.ms(),

@@ -22,3 +22,22 @@ class ZeroShot(Method):
             features = clip.encode_images(clean_view(inp.image, clip.image_size)[None])
         probs, top = zeroshot_guess(models, inp, features, hooks)
         return build_result(probs, top, inp, {"steps": 0, "views": 1, "compute_ms": watch.ms()})
+
+    def run_batch(
+        self, inputs: list[MethodInput], models: Models, hooks: list[Hooks]
+    ) -> list[AdaptationResult]:
+        """Several images (possibly of different label sets) in one image-encoder pass; each
+        result's ``compute_ms`` is the whole batch's time, since each waited for all of it."""
+        watch = Stopwatch()
+        clip = models.policy.clip
+        with torch.no_grad():
+            views = torch.stack([clean_view(inp.image, clip.image_size) for inp in inputs])
+            features = clip.encode_images(views)
+        guesses = [zeroshot_guess(models, inp, features[i : i + 1], hook)
+                   for i, (inp, hook) in enumerate(zip(inputs, hooks, strict=True))]
+        elapsed = watch.ms()
+        return [
+            build_result(probs, top, inp, {"steps": 0, "views": 1, "batch_size": len(inputs),
+                                           "compute_ms": elapsed})
+            for (probs, top), inp in zip(guesses, inputs, strict=True)
+        ]

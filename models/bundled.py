@@ -44,9 +44,9 @@ def list_bundled() -> list[BundledModel]:
 
 register_bundled(BundledModel(
     name="world-policy", arch="tta-world-policy", checkpoint=WEIGHTS_DIR / "world-policy.safetensors",
-    description="policy CLIP trained on the offline world (ModifiedResNet width 16, 32 px; see world/train.py)",
+    description="policy CLIP trained on the offline world (ModifiedResNet w16, 32 px; world/train.py)",
 ))
 register_bundled(BundledModel(
     name="world-reward", arch="tta-world-reward", checkpoint=WEIGHTS_DIR / "world-reward.safetensors",
-    description="reward CLIP trained on the offline world (ModifiedResNet width 32, 64 px, broader augmentation)",
+    description="reward CLIP trained on the offline world (ModifiedResNet w32, 64 px, broad augmentation)",
 ))

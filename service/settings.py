@@ -1,24 +1,80 @@
-"""Process settings: environment variables prefixed ``TTA_`` (pydantic-settings)."""
+"""Process settings: environment variables prefixed ``TTA_`` (pydantic-settings).
+
+One class for the API, the worker and the CLI, so every process of a deployment reads the same
+names. Torch-free (the API imports it).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "world-policy"
 DEFAULT_REWARD_MODEL = "world-reward"
+MiB = 1024 * 1024
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TTA_", extra="ignore")
 
+    # Models (worker)
     model: str = DEFAULT_MODEL
     """Policy CLIP (the one adapted), in the syntax of ``models.names``."""
     reward_model: str | None = DEFAULT_REWARD_MODEL
-    """Reward CLIP for RLCF; empty disables the reward methods."""
+    """Reward CLIP for RLCF; empty or "none" disables the reward methods."""
     device: str = "auto"
     """"auto", "cpu", "cuda" or "cuda:N"."""
     precision: str = "auto"
     """Compute precision on CUDA: "auto" (bf16 where supported, else fp16), "fp32", "bf16", "fp16"."""
+
+    # Redis and the queue
+    redis_url: str | None = None
+    """Redis for the queue and state. Unset: ``tta serve`` starts a private redis-server."""
+    redis_prefix: str = "tta"
+    """Prefix of every key, so several deployments (or test runs) can share one Redis."""
+    data_dir: Path = Path.home() / ".local" / "share" / "tta"
+    """Where the private Redis of ``tta serve`` keeps its append-only file."""
+    job_ttl_s: int = Field(default=3600, ge=10)
+    """How long a job's images, events and result are kept."""
+    job_deadline_s: int = Field(default=600, ge=1)
+    """A job not started within this many seconds of submission is failed, not run."""
+    lease_s: float = Field(default=30.0, gt=0)
+    """A job held by a worker that stops renewing its lease for this long is reclaimed."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Deliveries of one job before it goes to the dead-letter stream."""
+
+    # Worker
+    batch_max_images: int = Field(default=32, ge=1)
+    """Largest zero-shot batch (images) the worker forms from concurrent jobs."""
+    batch_wait_ms: float = Field(default=5.0, ge=0)
+    """How long the worker waits for more zero-shot jobs to fill a batch."""
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    """Worker heartbeat period; the API calls a worker ready for 5 periods after its last."""
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
+    """Port of the worker's own /metrics (0: none)."""
+    worker_id: str | None = None
+    """Consumer name in the group; default host-pid."""
+
+    # API
+    api_keys_file: Path | None = None
+    """File of ``tenant:sha256-hex`` lines (``tta keys create``). Unset: no auth, loopback only."""
+    auth_disabled: bool = False
+    """Allow binding a non-loopback address without keys (behind a trusted gateway only)."""
+    max_request_bytes: int = Field(default=32 * MiB, ge=1024)
+    max_image_bytes: int = Field(default=10 * MiB, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_images_per_request: int = Field(default=16, ge=1)
+    max_labels: int = Field(default=2000, ge=2)
+    max_queue_depth: int = Field(default=1000, ge=1)
+    """Unfinished jobs in the whole queue before new ones get 503."""
+    max_inflight_per_key: int = Field(default=64, ge=1)
+    """Unfinished jobs of one API key before its new ones get 429."""
+    wait_timeout_s: float = Field(default=60.0, gt=0)
+    """``POST /v1/classify`` waits this long for the result, then answers 202 with the job id."""
+    sse_ping_s: float = Field(default=15.0, gt=0)
+    """Keep-alive comment period on event streams."""
 
 
 def get_settings() -> Settings:

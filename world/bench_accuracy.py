@@ -32,17 +32,27 @@ class Row:
     ms_per_image: float
 
 
-def evaluate(engine: Any, method: str, domain: str, n_per_class: int, progress: Any) -> Row:
+def parse_variant(entry: str) -> tuple[str, dict[str, Any]]:
+    """"rlcf" or "rlcf:steps=10+lr=0.01": a method and option overrides (JSON values)."""
+    from service.cli.common import parse_option_flags
+
+    method, _, overrides = entry.partition(":")
+    return method, parse_option_flags(overrides.split("+") if overrides else [])
+
+
+def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress: Any) -> Row:
+    method, options = parse_variant(variant)
     images, labels, _ = sample_arrays(domain, n_per_class, seed_base=TEST_SEEDS)
     confidences, correct, times = [], [], []
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         start = time.perf_counter()
-        result = engine.run(method, Image.fromarray(pixels), CLASS_NAMES, top_k=1, seed=index)
+        result = engine.run(method, Image.fromarray(pixels), CLASS_NAMES, options=options, top_k=1,
+                            seed=index)
         times.append((time.perf_counter() - start) * 1000.0)
         confidences.append(result.score)
         correct.append(result.label == CLASS_NAMES[label])
         progress()
-    return Row(method, domain, round(float(np.mean(correct)), 4),
+    return Row(variant, domain, round(float(np.mean(correct)), 4),
                round(expected_calibration_error(np.array(confidences), np.array(correct)), 4),
                round(statistics.median(times), 2))
 
@@ -126,6 +136,9 @@ def run_accuracy(args: argparse.Namespace) -> int:
     domains = list(TEST_DOMAINS)
     n_per_class = args.n_per_class or (QUICK_PER_CLASS if args.quick else FULL_PER_CLASS)
     engine = Engine(load_models(policy, reward, device=device))
+    for variant in methods:  # a typo should fail now, not after minutes of other methods
+        method, options = parse_variant(variant)
+        engine.prepare(method, CLASS_NAMES, options=options)
     n_per_domain = n_per_class * len(CLASS_NAMES)
     bar = ProgressBar(len(methods) * len(domains) * n_per_domain, enabled=not args.no_progress)
     rows = [evaluate(engine, m, d, n_per_class, bar) for m in methods for d in domains]

@@ -44,7 +44,7 @@ class Recipe:
 
 
 RECIPES = {
-    "policy": Recipe("tta-world-policy", steps=1500, batch=128, lr=1e-3, broad_augmentation=False,
+    "policy": Recipe("tta-world-policy", steps=3000, batch=128, lr=1e-3, broad_augmentation=False,
                      crop_scale_min=0.6, n_per_class=1200),
     "reward": Recipe("tta-world-reward", steps=3000, batch=128, lr=1e-3, broad_augmentation=True,
                      crop_scale_min=0.35, n_per_class=1200),

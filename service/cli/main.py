@@ -1,4 +1,4 @@
-"""``tta``: classify locally, list models and methods, run benchmarks."""
+"""``tta``: run the service (serve, api, worker), classify, list models and methods, benchmarks."""
 
 from __future__ import annotations
 
@@ -48,6 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     methods = sub.add_parser("methods", help="list adaptation methods and their options")
     methods.add_argument("--json", action="store_true")
 
+    serve = sub.add_parser("serve", help="run the service on this machine: Redis (private unless "
+                           "TTA_REDIS_URL is set), worker(s) and the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
+    api = sub.add_parser("api", help="run the HTTP API only (needs TTA_REDIS_URL)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+
+    worker = sub.add_parser("worker", help="run one worker (needs TTA_REDIS_URL)")
+    worker.add_argument("--metrics-port", type=int, default=None,
+                        help="port of the worker's /metrics (default $TTA_WORKER_METRICS_PORT; 0: none)")
+    _add_model_args(worker)
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys", required=True)
+    create = keys_sub.add_parser("create", help="create a key for a tenant; prints it once")
+    create.add_argument("tenant")
+    create.add_argument("--file", help="key file (default $TTA_API_KEYS_FILE)")
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     latency = bench_sub.add_parser("latency", help="median ms per image, per method")
@@ -62,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--quick", action="store_true",
                           help="2 images per class per domain instead of 20")
     accuracy.add_argument("--n-per-class", type=int, default=None, help="override the sample size")
-    accuracy.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    accuracy.add_argument("--methods", default=None,
+                          help="comma-separated (default: all); a variant overrides options: "
+                               "rlcf:steps=10+lr=0.01")
     accuracy.add_argument("--json", metavar="FILE", help="write the results as JSON")
     accuracy.add_argument("--plot", metavar="FILE.png", help="write a bar chart")
     accuracy.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,6 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in ("serve", "api", "worker", "keys"):
+            from service.cli import service_commands
+
+            runner = {"serve": service_commands.run_serve, "api": service_commands.run_api,
+                      "worker": service_commands.run_worker, "keys": service_commands.run_keys}
+            return runner[args.command](args)
         if args.command == "classify":
             from service.cli.classify import run_classify
             return run_classify(args)

@@ -27,3 +27,18 @@ def test_quick_bench_json_shape(tmp_path, monkeypatch, capsys):
         assert row["ms_per_image"] > 0
     assert chart.stat().st_size > 10_000 and chart.read_bytes()[:4] == b"\x89PNG"
     assert "shifted avg" in capsys.readouterr().out
+
+
+def test_bench_method_variants_override_options():
+    from world.bench_accuracy import parse_variant
+
+    assert parse_variant("rlcf") == ("rlcf", {})
+    assert parse_variant("rlcf:steps=10+lr=0.01") == ("rlcf", {"steps": 10, "lr": 0.01})
+    assert parse_variant("rlcf-tune:params=all") == ("rlcf-tune", {"params": "all"})
+
+
+def test_bench_rejects_a_bad_variant_before_running(monkeypatch, capsys):
+    monkeypatch.setenv("TTA_DEVICE", "cpu")
+    code = main(["bench", "accuracy", "--quick", "--no-progress", "--methods", "rlcf:stepz=3",
+                 "--model", "tta-tiny:random", "--reward-model", "tta-tiny-reward:random"])
+    assert code == 2 and "stepz" in capsys.readouterr().err

@@ -51,5 +51,13 @@ def test_list_methods_describes_options():
     assert rlcf["lr"]["default"] == 7e-3 and rlcf["steps"]["default"] == 3
     assert rlcf["sample_k"]["default"] == 3 and rlcf["weight_decay"]["default"] == 5e-4
     tune = {o["name"]: o for o in infos["rlcf-tune"]["options"]}
-    assert tune["lr"]["default"] == 1e-5 and tune["params"]["default"] == "norm"
+    assert tune["lr"]["default"] is None and tune["params"]["default"] == "norm"
     assert tune["momentum"]["default"] == 0.0
+
+
+def test_rlcf_tune_learning_rate_follows_the_tuned_parameters():
+    from adapters.method_options import RLCFTuneOptions
+
+    assert RLCFTuneOptions(params="all").effective_lr == 1e-5  # RLCF's published rate
+    assert RLCFTuneOptions().effective_lr == 1e-3  # norm layers: TENT's rate
+    assert RLCFTuneOptions(lr=0.05).effective_lr == 0.05

@@ -1,0 +1,83 @@
+"""The FastAPI application: ``create_app()`` (uvicorn ``--factory``) wires settings, Redis,
+auth, limits, metrics and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from service.api import errors
+from service.api.auth import Authenticator, load_key_file
+from service.api.body_limit import BodyLimitMiddleware
+from service.api.label_sets import router as label_sets_router
+from service.api.metrics import HTTPMetricsMiddleware
+from service.api.routes_info import router as info_router
+from service.api.routes_jobs import router as jobs_router
+from service.api.schemas import ErrorBody
+from service.api.state import AppState
+from service.queue.keys import Keys
+from service.queue.producer import Producer
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Test-time adaptation for CLIP classifiers. Submit images with candidate labels
+and a method (`zeroshot`, `tpt`, `rlcf`, `rlcf-tune`, ...); a worker adapts the CLIP to each image
+and returns corrected predictions, streaming progress as server-sent events.
+
+Authentication: `Authorization: Bearer <key>` when the deployment has keys. Errors are JSON
+`{"code", "message", "field"}`; 429/503 carry `Retry-After`."""
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None,
+                                   health_check_interval=10)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if not settings.redis_url:
+        raise RuntimeError("TTA_REDIS_URL is not set (`tta serve` sets it for its private Redis)")
+    keys = load_key_file(settings.api_keys_file) if settings.api_keys_file else None
+    auth = Authenticator(keys)
+    if not auth.enabled:
+        log.warning("no TTA_API_KEYS_FILE: authentication is off (every caller is 'anonymous')")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis_client(str(settings.redis_url))
+        prefix = Keys(settings.redis_prefix)
+        app.state.tta = AppState(settings=settings, auth=auth, keys=prefix,
+                                 producer=Producer(client, prefix, ttl_s=settings.job_ttl_s))
+        yield
+        await client.aclose()
+
+    app = FastAPI(title="CLIP test-time adaptation service", version="0.2.0",
+                  description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(HTTPMetricsMiddleware)
+    app.include_router(jobs_router)
+    app.include_router(label_sets_router)
+    app.include_router(info_router)
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original_openapi()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+        from service.api.label_sets import LabelSetBody
+        from service.api.schemas import ClassifyBody
+
+        components.setdefault("ClassifyBody", ClassifyBody.model_json_schema())
+        components.setdefault("LabelSetBody", LabelSetBody.model_json_schema())
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

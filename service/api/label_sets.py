@@ -1,0 +1,189 @@
+"""Named label sets over HTTP: create (JSON or multipart), list, show; and resolving a classify
+request's ``label_set`` into its labels."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from models.errors import InvalidInputError
+from models.labels import validate_labels
+from models.templates import validate_templates
+from service.api.body_limit import BodyTooLarge
+from service.api.errors import ERROR_RESPONSES
+from service.api.intake import Submission, check_images
+from service.api.state import AppState, app_state, owner_of
+from service.errors import MalformedRequestError, NotFoundError
+from service.labelsets import (
+    MAX_EXEMPLARS_PER_CLASS,
+    NAME_PATTERN,
+    LabelSet,
+    confusions_key,
+    content_version,
+    decode,
+    encode,
+    exemplar_field,
+    exemplar_key,
+)
+from service.queue.schemas import now_ms
+
+router = APIRouter(prefix="/v1/label-sets", tags=["label sets"])
+
+
+class LabelSetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "name": "world-25", "labels": ["kettle", "cup", "house"],
+        "exemplars": {"kettle": ["<base64 PNG>"]},
+    }]})
+
+    name: str = Field(description="1-64 letters, digits, '.', '_' or '-'")
+    labels: list[str]
+    templates: str | list[str] | None = None
+    exemplars: dict[str, list[str]] = Field(
+        default_factory=dict, description="label -> base64 images (about 3 per class)")
+
+
+async def resolve_labels(state: AppState, owner: str, submission: Submission) -> tuple[list[str], str | None]:
+    """(labels, label-set version) of a classify request."""
+    if submission.label_set is not None:
+        if submission.labels:
+            raise InvalidInputError("give either labels or label_set, not both", field="label_set")
+        label_set = await load(state, owner, submission.label_set)
+        return label_set.labels, label_set.version
+    if not submission.labels:
+        raise InvalidInputError("labels (or label_set) is required", field="labels")
+    return submission.labels, None
+
+
+async def load(state: AppState, owner: str, name: str) -> LabelSet:
+    raw = await state.producer.client.hgetall(state.keys.label_set(owner, name)) \
+        if NAME_PATTERN.match(name) else {}
+    if not raw:
+        raise NotFoundError(f"no label set {name!r} for this key", field="label_set")
+    return decode(raw, owner)
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value.partition(",")[2] if value.startswith("data:") else value,
+                                validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(f"{field} is not valid base64", field=field) from exc
+
+
+async def _read_body(request: Request) -> LabelSetBody:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        try:
+            return LabelSetBody.model_validate(await request.json())
+        except json.JSONDecodeError as exc:
+            raise MalformedRequestError(f"body is not valid JSON: {exc}", field="body") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidInputError(f"{field}: {first['msg']}", field=field) from exc
+    try:
+        form = await request.form(max_files=2000, max_fields=4100)
+    except BodyTooLarge:
+        raise
+    except Exception as exc:
+        raise MalformedRequestError(f"malformed multipart body: {exc}", field="body") from exc
+    exemplars: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if key.startswith("exemplar:") and isinstance(value, UploadFile):
+            exemplars.setdefault(key.removeprefix("exemplar:"), []).append(
+                base64.b64encode(await value.read()).decode())
+        elif key not in ("name", "labels", "templates"):
+            raise InvalidInputError(
+                f"unknown form field {key!r}; allowed: name, labels, templates, exemplar:<label>",
+                field=key)
+    labels = [str(v) for v in form.getlist("labels")]
+    if len(labels) == 1:
+        labels = [part.strip() for part in labels[0].split(",")]
+    templates = form.get("templates")
+    template_value = json.loads(str(templates)) if templates and str(templates).startswith("[") else templates
+    return LabelSetBody(name=str(form.get("name", "")), labels=labels,
+                        templates=template_value,  # type: ignore[arg-type]
+                        exemplars=exemplars)
+
+
+@router.post("", status_code=201, responses=ERROR_RESPONSES)
+async def create_label_set(request: Request) -> dict[str, Any]:
+    """Create or replace a named label set: labels, optional templates, exemplar images per
+    class (multipart: files in fields ``exemplar:<label>``)."""
+    state = app_state(request)
+    owner = owner_of(request)
+    body = await _read_body(request)
+    if not NAME_PATTERN.match(body.name):
+        raise InvalidInputError("name must be 1-64 letters, digits, '.', '_' or '-'", field="name")
+    labels = list(validate_labels(body.labels, max_labels=state.settings.max_labels))
+    try:
+        templates = validate_templates(body.templates)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), field="templates") from exc
+    index = {label: i for i, label in enumerate(labels)}
+    exemplars: dict[int, list[bytes]] = {}
+    for label, images in body.exemplars.items():
+        if label not in index:
+            raise InvalidInputError(f"exemplars for {label!r}, which is not one of the labels",
+                                    field=f"exemplars.{label}")
+        if len(images) > MAX_EXEMPLARS_PER_CLASS:
+            raise InvalidInputError(f"at most {MAX_EXEMPLARS_PER_CLASS} exemplars per class",
+                                    field=f"exemplars.{label}")
+        decoded = [_b64(v, f"exemplars.{label}[{j}]") for j, v in enumerate(images)]
+        settings = state.settings.model_copy(update={"max_images_per_request": MAX_EXEMPLARS_PER_CLASS})
+        await check_images(decoded, settings)
+        exemplars[index[label]] = decoded
+    template_value = templates if isinstance(templates, str) else list(templates)
+    label_set = LabelSet(
+        name=body.name, owner=owner, labels=labels, templates=template_value,
+        version=content_version(labels, template_value, exemplars),
+        exemplar_counts=[len(exemplars.get(i, [])) for i in range(len(labels))], created_ms=now_ms(),
+    )
+    client = state.producer.client
+    pipe = client.pipeline(transaction=True)
+    ex_key = exemplar_key(state.keys, owner, body.name)
+    pipe.delete(ex_key)
+    for class_index, class_images in exemplars.items():
+        for number, data in enumerate(class_images):
+            pipe.hset(ex_key, exemplar_field(class_index, number), data)
+    pipe.hset(state.keys.label_set(owner, body.name), mapping=encode(label_set))
+    pipe.sadd(state.keys.label_set_index(owner), body.name)
+    await pipe.execute()
+    return label_set.summary()
+
+
+@router.get("")
+async def list_label_sets(request: Request) -> dict[str, Any]:
+    """This key's label sets."""
+    state = app_state(request)
+    owner = owner_of(request)
+    names = sorted(n.decode() if isinstance(n, bytes) else n
+                   for n in await state.producer.client.smembers(state.keys.label_set_index(owner)))
+    items = []
+    for name in names:
+        raw = await state.producer.client.hgetall(state.keys.label_set(owner, name))
+        if raw:
+            summary = decode(raw, owner).summary()
+            items.append({k: summary[k] for k in ("name", "n_labels", "n_exemplars", "version")})
+    return {"label_sets": items}
+
+
+@router.get("/{name}", responses={404: {"description": "Unknown label set, or another key's"}})
+async def show_label_set(request: Request, name: str) -> dict[str, Any]:
+    """One label set: classes, exemplar counts, and (once a worker has estimated the transition
+    matrix from the exemplars) the most confused class pairs per model."""
+    state = app_state(request)
+    owner = owner_of(request)
+    label_set = await load(state, owner, name)
+    stored = await state.producer.client.hgetall(
+        confusions_key(state.keys, owner, name, label_set.version))
+    confusions = {(model.decode() if isinstance(model, bytes) else model): json.loads(raw)["top_pairs"]
+                  for model, raw in stored.items()}
+    return {**label_set.summary(), "confused_pairs": confusions}

@@ -1,0 +1,75 @@
+"""What this deployment serves, health, readiness and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from adapters.catalog import method_specs
+from models.bundled import list_bundled
+from service.api import metrics
+from service.api.state import app_state, owner_of
+
+router = APIRouter()
+
+
+@router.get("/v1/methods", tags=["info"])
+async def methods(request: Request) -> dict[str, Any]:
+    """Methods, their options (type, default, doc) and whether a live worker serves each."""
+    state = app_state(request)
+    owner_of(request)
+    served = {m for w in await state.producer.live_workers() for m in w["methods"]}
+    return {"methods": [{**spec.describe(), "served": spec.name in served} for spec in method_specs()]}
+
+
+@router.get("/v1/models", tags=["info"])
+async def models(request: Request) -> dict[str, Any]:
+    """The models live workers have loaded, and the bundled ones."""
+    state = app_state(request)
+    owner_of(request)
+    workers = await state.producer.live_workers()
+    return {
+        "workers": [{k: w.get(k) for k in ("id", "model", "reward_model", "device", "methods", "busy")}
+                    for w in workers],
+        "bundled": [{"name": m.name, "arch": m.arch, "description": m.description}
+                    for m in list_bundled()],
+    }
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The API process is alive (says nothing about Redis or workers)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"], responses={503: {"description": "Redis down or no live worker"}})
+async def readyz(request: Request) -> Response:
+    """Ready when Redis answers and at least one worker's heartbeat is fresh."""
+    state = app_state(request)
+    try:
+        await state.producer.client.ping()
+        workers = await state.producer.live_workers()
+    except redis.RedisError as exc:
+        return JSONResponse({"status": "unavailable", "redis": False, "reason": str(exc)},
+                            status_code=503, headers={"Retry-After": "2"})
+    if not workers:
+        return JSONResponse({"status": "unavailable", "redis": True, "workers": 0,
+                             "reason": "no worker heartbeat"}, status_code=503,
+                            headers={"Retry-After": "2"})
+    return JSONResponse({"status": "ready", "redis": True, "workers": len(workers)})
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def prometheus(request: Request) -> Response:
+    """Prometheus exposition: HTTP traffic, queue depth and age, dead letters, live workers."""
+    state = app_state(request)
+    try:
+        body, content_type = await metrics.render(state.producer)
+    except redis.RedisError:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body, content_type = generate_latest(), CONTENT_TYPE_LATEST  # HTTP metrics still count
+    return Response(body, media_type=content_type)

@@ -1,0 +1,175 @@
+"""Classification jobs: submit (waiting, streaming or not), status, and event streams."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from adapters.catalog import get_spec
+from models.errors import InvalidInputError, UnknownMethodError
+from service.api import metrics
+from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
+from service.api.intake import Submission, check_images, read_submission, validate_request
+from service.api.label_sets import resolve_labels
+from service.api.schemas import ClassifyBody, JobAccepted, JobOut
+from service.api.sse import stream_events
+from service.api.state import AppState, app_state, owner_of
+from service.errors import NotFoundError
+from service.queue.producer import JobView
+from service.queue.schemas import JOB_ID_PATTERN, JobSpec, new_job_id, now_ms
+
+router = APIRouter(prefix="/v1", tags=["classification"])
+STREAM_ID = re.compile(r"^\d+-\d+$|^0$")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["image"],
+    "properties": {
+        "image": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "one or more image files (JPEG, PNG, WebP)"},
+        "labels": {"type": "array", "items": {"type": "string"},
+                   "description": "repeated, or one comma-separated value"},
+        "label_set": {"type": "string"}, "method": {"type": "string", "default": "zeroshot"},
+        "top_k": {"type": "integer", "default": 5},
+        "options": {"type": "string", "description": "a JSON object of method options"},
+        "templates": {"type": "string", "description": "set name, or a JSON list of templates"},
+        "seed": {"type": "integer", "default": 0},
+    },
+}
+REQUEST_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ClassifyBody"},
+                         "example": ClassifyBody.model_config["json_schema_extra"]["examples"][0]},  # type: ignore[index]
+    "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+}}}
+
+
+async def submit(request: Request) -> tuple[AppState, JobSpec]:
+    """Validate the whole request, then queue it as one job (all its images, in order)."""
+    state = app_state(request)
+    settings = state.settings
+    owner = owner_of(request)
+    submission = await read_submission(request, settings)
+    labels, version = await resolve_labels(state, owner, submission)
+    workers = await state.producer.live_workers()
+    served = {m for w in workers for m in w["methods"]}
+    spec = get_spec(submission.method)
+    has_reward = not workers or spec.name in served or not spec.needs_reward_model
+    prepared = validate_request(submission, labels, settings, has_reward_model=has_reward)
+    if workers and spec.name not in served:
+        raise UnknownMethodError(
+            f"method {spec.name!r} is not served by this deployment; served: {', '.join(sorted(served))}",
+            field="method")
+    await check_images(submission.images, settings)
+    created = now_ms()
+    job = JobSpec(
+        job_id=new_job_id(), owner=owner, method=prepared.method, labels=list(prepared.labels),
+        label_set=submission.label_set, label_set_version=version,
+        templates=prepared.templates if isinstance(prepared.templates, str) else list(prepared.templates),
+        top_k=prepared.top_k, options=submission.options, seed=submission.seed,
+        n_images=len(submission.images), created_ms=created,
+        deadline_ms=created + settings.job_deadline_s * 1000,
+    )
+    await state.producer.enqueue(job, submission.images, max_depth=settings.max_queue_depth,
+                                 max_inflight=settings.max_inflight_per_key)
+    metrics.JOBS_SUBMITTED.labels(job.method).inc()
+    return state, job
+
+
+def job_out(view: JobView) -> dict[str, Any]:
+    results: list[dict[str, Any] | None] = [None] * view.spec.n_images
+    for index, result in view.results.items():
+        results[index] = {"image": index, **result}
+    return JobOut(job_id=view.job_id, status=view.status, method=view.spec.method,
+                  n_images=view.spec.n_images, attempts=view.attempts, labels=view.spec.labels,
+                  label_set=view.spec.label_set, results=results,  # type: ignore[arg-type]
+                  error=view.error).model_dump()
+
+
+def accepted(job: JobSpec, status: str = "queued") -> JSONResponse:
+    body = JobAccepted(job_id=job.job_id, status=status, job_url=f"/v1/jobs/{job.job_id}",
+                       events_url=f"/v1/jobs/{job.job_id}/events")
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": body.job_url})
+
+
+async def owned_job(state: AppState, job_id: str, owner: str) -> JobView:
+    view = await state.producer.job(job_id) if JOB_ID_PATTERN.match(job_id) else None
+    if view is None or view.owner != owner:  # another key's job is indistinguishable from none
+        raise NotFoundError(f"no job {job_id!r} (unknown, expired, or not yours)", field="job_id")
+    return view
+
+
+@router.post("/classify", openapi_extra=REQUEST_BODY, responses={
+    200: {"model": JobOut, "description": "Done: one result per image, in order"},
+    202: {"model": JobAccepted, "description": "Still running after the wait bound; poll job_url"},
+    **ERROR_RESPONSES,
+})
+async def classify(request: Request) -> Response:
+    """Classify images and wait for the corrected predictions (up to TTA_WAIT_TIMEOUT_S).
+    With ``Accept: text/event-stream`` the job's events stream back instead (SSE)."""
+    state, job = await submit(request)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        stream = stream_events(state.producer, job.job_id, "0", state.settings.sse_ping_s)
+        return StreamingResponse(stream, media_type="text/event-stream",
+                                 headers={**SSE_HEADERS, "X-Job-ID": job.job_id})
+    deadline = time.monotonic() + state.settings.wait_timeout_s
+    last = "0"
+    while (remaining := deadline - time.monotonic()) > 0:
+        events = await state.producer.events(job.job_id, last, block_ms=max(1, int(min(remaining, 5) * 1000)))
+        if events:
+            last = events[-1].id
+        if any(event.is_terminal for event in events):
+            view = await owned_job(state, job.job_id, job.owner)
+            if view.status == "done":
+                return JSONResponse(job_out(view))
+            error = view.error or {}
+            code = error.get("code", "internal_error")
+            status = STATUS_BY_JOB_ERROR.get(code, 422)
+            return JSONResponse(error_body(code, error.get("message", "job failed"), error.get("field"),
+                                           job_id=job.job_id), status_code=status)
+    return accepted(job, status="running")
+
+
+@router.post("/jobs", status_code=202, openapi_extra=REQUEST_BODY,
+             responses={202: {"model": JobAccepted}, **ERROR_RESPONSES})
+async def create_job(request: Request) -> Response:
+    """Queue a classification job and return its id at once."""
+    _, job = await submit(request)
+    return accepted(job)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut,
+            responses={404: ERROR_RESPONSES[422] | {"description": "Unknown, expired or another key's job"}})
+async def get_job(request: Request, job_id: str) -> dict[str, Any]:
+    """Status of a job and, as images finish, their results."""
+    view = await owned_job(app_state(request), job_id, owner_of(request))
+    return job_out(view)
+
+
+@router.get("/jobs/{job_id}/events", response_class=StreamingResponse, responses={
+    200: {"content": {"text/event-stream": {}}, "description":
+          "SSE: queued, started, zeroshot, progress, result (one per image; the last has "
+          "final: true), error"},
+    404: {"description": "Unknown, expired or another key's job"},
+})
+async def job_events(
+    request: Request, job_id: str,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    after: Annotated[str | None, Query(description="resume after this event id")] = None,
+) -> StreamingResponse:
+    """The job's events from the start, or after ``Last-Event-ID`` (any API replica resumes)."""
+    state = app_state(request)
+    await owned_job(state, job_id, owner_of(request))
+    resume = last_event_id or after or "0"
+    if not STREAM_ID.match(resume):
+        raise InvalidInputError(f"Last-Event-ID {resume[:40]!r} is not an event id (like 1700000000000-0)",
+                                field="Last-Event-ID")
+    return StreamingResponse(stream_events(state.producer, job_id, resume, state.settings.sse_ping_s),
+                             media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+__all__ = ["Submission", "router"]

@@ -1,0 +1,69 @@
+"""Request and response bodies, as OpenAPI shows them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
+
+
+class ClassifyBody(BaseModel):
+    """JSON form of a classification request (multipart takes the same fields)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "images": [EXAMPLE_PNG], "labels": ["kettle", "cup", "house"], "method": "rlcf",
+        "top_k": 3, "options": {"steps": 3},
+    }]})
+
+    images: list[str] = Field(description="base64 image bytes (JPEG, PNG, WebP); data: URLs accepted")
+    labels: list[str] | str | None = Field(
+        default=None, description="candidate labels, a list or one comma-separated string")
+    label_set: str | None = Field(default=None, description="name of a stored label set (instead of labels)")
+    method: str = Field(default="zeroshot", description="see GET /v1/methods")
+    top_k: int = 5
+    options: dict[str, Any] = Field(default_factory=dict, description="method options (GET /v1/methods)")
+    templates: str | list[str] | None = Field(
+        default=None, description="template set name (single, imagenet80) or format strings with {}")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the augmented views")
+
+
+class ScoredLabelOut(BaseModel):
+    label: str
+    score: float
+
+
+class ImageResult(BaseModel):
+    image: int
+    label: str
+    score: float
+    top_k: list[ScoredLabelOut]
+    zeroshot_top_k: list[ScoredLabelOut]
+    changed: bool
+    metrics: dict[str, Any] = Field(description="at least queue_ms, compute_ms, steps")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, machine-readable")
+    message: str
+    field: str | None = None
+
+
+class JobOut(BaseModel):
+    job_id: str
+    status: str = Field(description="queued, running, done, failed or dead")
+    method: str
+    n_images: int
+    attempts: int
+    labels: list[str]
+    label_set: str | None = None
+    results: list[ImageResult | None] = Field(description="one per image, in order; null until done")
+    error: dict[str, Any] | None = None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    events_url: str
+    job_url: str

@@ -1,0 +1,133 @@
+"""``tta worker``, ``tta api``, ``tta serve`` and ``tta keys``: the service's processes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("tta")
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import redis
+    from prometheus_client import start_http_server
+
+    from adapters.engine import Engine, load_models
+    from service.cli.common import model_names
+    from service.worker.main import Worker
+
+    settings = get_settings()
+    if not settings.redis_url:
+        print("error: TTA_REDIS_URL is not set (the worker needs the deployment's Redis)", file=sys.stderr)
+        return 2
+    port = args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port
+    if port:
+        start_http_server(port)
+        log.info("worker metrics on :%d/metrics", port)
+    policy, reward, device = model_names(args)
+    engine = Engine(load_models(policy, reward, device=device, precision=settings.precision))
+    worker = Worker(settings, engine, redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2))
+    worker.install_signal_handlers()
+    worker.serve()
+    return 0
+
+
+def check_bind(host: str, settings: Settings) -> str | None:
+    from service.api.auth import bind_check
+
+    return bind_check(host, settings.api_keys_file is not None, settings.auth_disabled)
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    problem = check_bind(args.host, settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    uvicorn.run("service.api.app:create_app", factory=True, host=args.host, port=args.port,
+                log_level="info" if args.verbose else "warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """One machine: a private Redis (unless TTA_REDIS_URL is set), N workers, the API."""
+    from service.redis_server import PrivateRedis
+
+    settings = get_settings()
+    problem = check_bind(args.host, settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    private = None
+    if not settings.redis_url:
+        private = PrivateRedis(Path(settings.data_dir) / "redis").start()
+        env["TTA_REDIS_URL"] = private.url
+        print(f"private Redis on {private.url} (data in {private.data_dir})", flush=True)
+    workers = []
+    for index in range(args.workers):
+        worker_env = {**env, "TTA_WORKER_METRICS_PORT": str(settings.worker_metrics_port + index)
+                      if settings.worker_metrics_port else "0"}
+        command = [sys.executable, "-m", "service.cli.main", *(["-v"] if args.verbose else []), "worker"]
+        workers.append(subprocess.Popen(command, env=worker_env))
+    api = subprocess.Popen([sys.executable, "-m", "service.cli.main", *(["-v"] if args.verbose else []),
+                            "api", "--host", args.host, "--port", str(args.port)], env=env)
+    auth = "API keys from " + str(settings.api_keys_file) if settings.api_keys_file else "no auth (loopback)"
+    print(f"API on http://{args.host}:{args.port} ({auth}); docs at /docs; {args.workers} worker(s) "
+          f"loading {settings.model} / {settings.reward_model}; ready when /readyz says so", flush=True)
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    try:
+        while not stopping:
+            if api.poll() is not None or any(w.poll() is not None for w in workers):
+                print("error: a service process exited; stopping the others", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        for process in [api, *workers]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [api, *workers]:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if private:
+            private.stop()
+    return code
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from service.api.auth import append_key
+
+    settings = get_settings()
+    path = Path(args.file) if args.file else settings.api_keys_file
+    if path is None:
+        print("error: give --file or set TTA_API_KEYS_FILE", file=sys.stderr)
+        return 2
+    try:
+        key = append_key(path, args.tenant)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(key)
+    print(f"(stored hashed in {path}; this is the only time the key is shown)", file=sys.stderr)
+    return 0

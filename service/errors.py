@@ -1,0 +1,48 @@
+"""Service-level errors (torch-free). Like ``models.errors``, each means one thing; the API maps
+them to HTTP statuses in exactly one place (``service.api.errors``)."""
+
+from __future__ import annotations
+
+from models.errors import InvalidInputError, TTAError
+
+
+class QueueFullError(TTAError):
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyInflightError(TTAError):
+    code = "too_many_inflight"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BackendUnavailableError(TTAError):
+    """Redis does not answer; retry later."""
+
+    code = "backend_unavailable"
+
+
+class UnauthorizedError(TTAError):
+    code = "unauthorized"
+
+
+class NotFoundError(TTAError):
+    code = "not_found"
+
+
+class RequestTooLargeError(InvalidInputError):
+    code = "request_too_large"
+
+
+class MalformedRequestError(InvalidInputError):
+    code = "malformed_request"
+
+
+class TooManyImagesError(InvalidInputError):
+    code = "too_many_images"

@@ -1,0 +1,75 @@
+"""Named label sets in Redis: class names, prompt templates and exemplar images per class,
+owned by the API key that made them. Persistent (no TTL): they survive restarts of every
+process, and of Redis where it persists. Torch-free; the API uses the async client, the worker
+the sync one, through the same key layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.queue.keys import Keys
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_EXEMPLARS_PER_CLASS = 16
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    name: str
+    owner: str
+    labels: list[str]
+    templates: str | list[str]
+    version: str
+    """Content hash: changes whenever labels, templates or exemplars change."""
+    exemplar_counts: list[int]
+    created_ms: int
+    confusions: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "labels": self.labels, "templates": self.templates,
+                "version": self.version, "created_ms": self.created_ms,
+                "exemplars": dict(zip(self.labels, self.exemplar_counts, strict=True)),
+                "n_labels": len(self.labels), "n_exemplars": sum(self.exemplar_counts)}
+
+
+def content_version(labels: list[str], templates: str | list[str],
+                    exemplars: dict[int, list[bytes]]) -> str:
+    digest = hashlib.sha256(json.dumps([labels, templates]).encode())
+    for index in sorted(exemplars):
+        for image in exemplars[index]:
+            digest.update(f"|{index}|".encode())
+            digest.update(hashlib.sha256(image).digest())
+    return digest.hexdigest()[:16]
+
+
+def exemplar_field(class_index: int, number: int) -> str:
+    return f"{class_index}:{number}"
+
+
+def exemplar_key(keys: Keys, owner: str, name: str) -> str:
+    return keys.label_set(owner, name) + ":exemplars"
+
+
+def confusions_key(keys: Keys, owner: str, name: str, version: str) -> str:
+    """Hash model name -> the transition matrix a worker estimated for this label-set version."""
+    return keys.label_set(owner, name) + f":transition:{version}"
+
+
+def decode(raw: dict[Any, Any], owner: str) -> LabelSet:
+    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+              for k, v in raw.items()}
+    return LabelSet(name=fields["name"], owner=owner, labels=json.loads(fields["labels"]),
+                    templates=json.loads(fields["templates"]), version=fields["version"],
+                    exemplar_counts=json.loads(fields["exemplar_counts"]),
+                    created_ms=int(fields["created_ms"]))
+
+
+def encode(label_set: LabelSet) -> dict[str, str]:
+    return {"name": label_set.name, "labels": json.dumps(label_set.labels),
+            "templates": json.dumps(label_set.templates), "version": label_set.version,
+            "exemplar_counts": json.dumps(label_set.exemplar_counts),
+            "created_ms": str(label_set.created_ms)}

@@ -1,0 +1,159 @@
+"""The worker's side of the queue (synchronous): read and reclaim jobs, run the atomic state
+transitions, publish events, renew leases, acknowledge."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from service.queue import scripts
+from service.queue.keys import GROUP, Keys
+from service.queue.schemas import JobSpec, dumps, error_payload, now_ms
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One stream entry handed to this worker."""
+
+    entry_id: str
+    job_id: str
+    reclaimed: bool = False
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    spec: JobSpec
+    attempt: int
+    queue_ms: float
+    done_images: frozenset[int]
+    """Images a previous attempt already finished (their results stand; not re-run)."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Consumer:
+    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, *, ttl_s: int,
+                 max_attempts: int) -> None:
+        # Any: redis-py's reply types are unions that say nothing useful for each command.
+        self.client: Any = client
+        self.keys = keys
+        self.worker_id = worker_id
+        self.ttl_s = ttl_s
+        self.max_attempts = max_attempts
+        self._start = client.register_script(scripts.START)
+        self._finish_image = client.register_script(scripts.FINISH_IMAGE)
+        self._fail = client.register_script(scripts.FAIL)
+        self._publish = client.register_script(scripts.PUBLISH)
+        self._renew = client.register_script(scripts.RENEW_LEASES)
+        self._release = client.register_script(scripts.RELEASE)
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (and stream) if missing: also after Redis lost its data."""
+        try:
+            self.client.xgroup_create(self.keys.jobs, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
+        reply = self.client.xreadgroup(GROUP, self.worker_id, {self.keys.jobs: ">"}, count=count,
+                                       block=block_ms)
+        if not reply:
+            return []
+        return [Delivery(_text(entry_id), _text(fields[b"job_id"]))
+                for entry_id, fields in reply[0][1]]
+
+    def reclaim(self, min_idle_ms: int, count: int) -> list[Delivery]:
+        """Take over entries whose holder stopped renewing its lease (a dead worker)."""
+        reply = self.client.xautoclaim(self.keys.jobs, GROUP, self.worker_id, min_idle_ms,
+                                       start_id="0-0", count=count)
+        entries = reply[1]
+        return [Delivery(_text(entry_id), _text(fields[b"job_id"]), reclaimed=True)
+                for entry_id, fields in entries if fields]
+
+    def renew(self, entry_ids: list[str]) -> int:
+        if not entry_ids:
+            return 0
+        return int(self._renew(keys=[self.keys.jobs], args=[GROUP, self.worker_id, *entry_ids]))
+
+    def ack(self, delivery: Delivery) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(self.keys.jobs, GROUP, delivery.entry_id)
+        pipe.xdel(self.keys.jobs, delivery.entry_id)
+        pipe.execute()
+
+    def release(self, delivery: Delivery) -> None:
+        self._release(keys=[self.keys.jobs], args=[GROUP, delivery.entry_id, delivery.job_id])
+
+    def start(self, job_id: str) -> tuple[str, StartedJob | None]:
+        """("run", job) to run it; otherwise ("missing" | "finished" | "dead" | "expired", None),
+        and the job needs no more than an ack (its error event is already published)."""
+        k = self.keys
+        raw = self.client.hmget(k.job(job_id), ["owner", "spec", "created_ms"])
+        if raw[0] is None:
+            return "missing", None
+        owner = _text(raw[0])
+        dead = error_payload(job_id, "dead_letter",
+                             f"the job failed {self.max_attempts} delivery attempts "
+                             "(its workers died or timed out); it was moved to the dead-letter stream")
+        expired = error_payload(job_id, "deadline_exceeded",
+                                "the job waited past its deadline and was not started")
+        now = now_ms()
+        outcome, attempts = self._start(
+            keys=[k.job(job_id), k.events(job_id), k.dead, k.open_jobs, k.inflight(owner)],
+            args=[job_id, self.worker_id, now, self.max_attempts, dumps(dead), dumps(expired)],
+        )
+        outcome = _text(outcome)
+        if outcome != "run":
+            return outcome, None
+        spec = JobSpec.model_validate_json(_text(raw[1]))
+        done = frozenset(int(_text(i)) for i in self.client.hkeys(k.results(job_id)))
+        return "run", StartedJob(spec=spec, attempt=int(attempts), done_images=done,
+                                 queue_ms=float(now - int(_text(raw[2]))))
+
+    def status(self, job_id: str) -> str | None:
+        value = self.client.hget(self.keys.job(job_id), "status")
+        return _text(value) if value is not None else None
+
+    def method_of(self, job_id: str) -> str | None:
+        raw = self.client.hget(self.keys.job(job_id), "spec")
+        return JobSpec.model_validate_json(raw).method if raw is not None else None
+
+    def image(self, job_id: str, index: int) -> bytes | None:
+        value = self.client.hget(self.keys.images(job_id), str(index))
+        return bytes(value) if value is not None else None
+
+    def publish(self, job_id: str, event: str, data: dict[str, Any]) -> None:
+        self._publish(keys=[self.keys.job(job_id), self.keys.events(job_id)],
+                      args=[event, dumps({"job_id": job_id, **data})])
+
+    def finish_image(self, spec: JobSpec, index: int, result: dict[str, Any]) -> tuple[bool, bool]:
+        """Record one image's result, first writer wins; (written, job now complete)."""
+        k = self.keys
+        event = {"job_id": spec.job_id, "image": index, "n_images": spec.n_images, **result}
+        written, final = self._finish_image(
+            keys=[k.job(spec.job_id), k.results(spec.job_id), k.events(spec.job_id), k.open_jobs,
+                  k.inflight(spec.owner)],
+            args=[spec.job_id, index, dumps(result), dumps({**event, "final": False}),
+                  dumps({**event, "final": True}), now_ms(), self.ttl_s],
+        )
+        return bool(written), bool(final)
+
+    def fail(self, spec: JobSpec, code: str, message: str, **extra: Any) -> bool:
+        k = self.keys
+        payload = error_payload(spec.job_id, code, message, **extra)
+        return bool(self._fail(keys=[k.job(spec.job_id), k.events(spec.job_id), k.open_jobs,
+                                     k.inflight(spec.owner)],
+                               args=[spec.job_id, now_ms(), dumps(payload)]))
+
+    def heartbeat(self, info: dict[str, Any]) -> None:
+        self.client.hset(self.keys.workers, self.worker_id,
+                         json.dumps({**info, "last_seen_ms": now_ms()}))
+
+    def unregister(self) -> None:
+        self.client.hdel(self.keys.workers, self.worker_id)

@@ -1,0 +1,62 @@
+"""Redis key names. Every key starts with the deployment's prefix (``TTA_REDIS_PREFIX``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "workers"
+"""The consumer group every worker reads the jobs stream through."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "tta"
+
+    @property
+    def jobs(self) -> str:
+        """Stream of job ids; an entry is acked and deleted once its job is finished."""
+        return f"{self.prefix}:jobs"
+
+    @property
+    def dead(self) -> str:
+        """Dead-letter stream: jobs that used up their attempts."""
+        return f"{self.prefix}:dead"
+
+    @property
+    def open_jobs(self) -> str:
+        """Sorted set of unfinished job ids by submission time (queue depth and oldest age)."""
+        return f"{self.prefix}:open"
+
+    @property
+    def workers(self) -> str:
+        """Hash worker id -> JSON heartbeat (models, methods, last seen)."""
+        return f"{self.prefix}:workers"
+
+    def inflight(self, owner: str) -> str:
+        """Sorted set of one key's unfinished job ids."""
+        return f"{self.prefix}:inflight:{owner}"
+
+    def job(self, job_id: str) -> str:
+        """Hash: spec, owner, status, attempts, times, error."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def images(self, job_id: str) -> str:
+        """Hash image index -> bytes; expires with the job."""
+        return f"{self.prefix}:job:{job_id}:images"
+
+    def results(self, job_id: str) -> str:
+        """Hash image index -> result JSON; first writer wins."""
+        return f"{self.prefix}:job:{job_id}:results"
+
+    def events(self, job_id: str) -> str:
+        """Stream of the job's events; entry ids are the SSE event ids."""
+        return f"{self.prefix}:job:{job_id}:events"
+
+    def label_set(self, owner: str, name: str) -> str:
+        return f"{self.prefix}:labelset:{owner}:{name}"
+
+    def label_set_index(self, owner: str) -> str:
+        return f"{self.prefix}:labelsets:{owner}"
+
+    def rectifications(self) -> str:
+        return f"{self.prefix}:rectifications"

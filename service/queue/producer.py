@@ -1,0 +1,126 @@
+"""The API's side of the queue (asyncio): submit jobs, read their status and events, and
+report queue statistics. Never imports torch."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from service.errors import QueueFullError, TooManyInflightError
+from service.queue import scripts
+from service.queue.keys import Keys
+from service.queue.schemas import JobSpec, QueueEvent, dumps, now_ms, parse_event
+
+WORKER_STALE_PERIODS = 5
+"""A worker is live while its last heartbeat is younger than this many of its periods."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    job_id: str
+    owner: str
+    status: str
+    spec: JobSpec
+    attempts: int
+    worker: str | None
+    error: dict[str, Any] | None
+    results: dict[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int
+    oldest_age_s: float
+    dead_letters: int
+    workers: list[dict[str, Any]]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Producer:
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, ttl_s: int) -> None:
+        # Any: redis-py's reply types are unions that say nothing useful for each command.
+        self.client: Any = client
+        self.keys = keys
+        self.ttl_s = ttl_s
+        self._enqueue = client.register_script(scripts.ENQUEUE)
+
+    async def enqueue(
+        self, spec: JobSpec, images: list[bytes], *, max_depth: int, max_inflight: int,
+    ) -> str:
+        """Store the job and its images and append it to the jobs stream, atomically; returns the
+        id of its ``queued`` event. Raises QueueFullError / TooManyInflightError."""
+        k = self.keys
+        queued = {"job_id": spec.job_id, "method": spec.method, "n_images": spec.n_images,
+                  "deadline_ms": spec.deadline_ms}
+        stale_before = spec.created_ms - self.ttl_s * 1000
+        reply = await self._enqueue(
+            keys=[k.open_jobs, k.inflight(spec.owner), k.job(spec.job_id), k.images(spec.job_id),
+                  k.events(spec.job_id), k.jobs],
+            args=[spec.job_id, spec.created_ms, max_depth, max_inflight, self.ttl_s,
+                  spec.model_dump_json(), spec.owner, dumps(queued), stale_before, spec.n_images,
+                  spec.deadline_ms, *images],
+        )
+        outcome, value = _text(reply[0]), reply[1]
+        if outcome == "queue_full":
+            raise QueueFullError(
+                f"the queue holds {value} unfinished jobs (limit {max_depth}); retry later",
+                retry_after_s=await self._retry_after(),
+            )
+        if outcome == "too_many_inflight":
+            raise TooManyInflightError(
+                f"this key has {value} unfinished jobs (limit {max_inflight}); wait for some "
+                "to finish", retry_after_s=await self._retry_after(),
+            )
+        return _text(value)
+
+    async def _retry_after(self) -> int:
+        stats = await self.stats()
+        return max(1, min(60, math.ceil(stats.oldest_age_s / 4) or 1))
+
+    async def job(self, job_id: str) -> JobView | None:
+        raw = await self.client.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        fields = {_text(key): _text(value) for key, value in raw.items()}
+        results = await self.client.hgetall(self.keys.results(job_id))
+        return JobView(
+            job_id=job_id, owner=fields["owner"], status=fields["status"],
+            spec=JobSpec.model_validate_json(fields["spec"]), attempts=int(fields["attempts"]),
+            worker=fields.get("worker"),
+            error=json.loads(fields["error"]) if "error" in fields else None,
+            results={int(_text(i)): json.loads(_text(r)) for i, r in results.items()},
+        )
+
+    async def events(self, job_id: str, after: str, block_ms: int | None) -> list[QueueEvent]:
+        """Events after stream id ``after`` ("0" for all); blocks up to ``block_ms`` for new ones."""
+        reply = await self.client.xread({self.keys.events(job_id): after}, count=100, block=block_ms)
+        if not reply:
+            return []
+        return [parse_event(entry_id, fields) for entry_id, fields in reply[0][1]]
+
+    async def events_exist(self, job_id: str) -> bool:
+        return bool(await self.client.exists(self.keys.events(job_id)))
+
+    async def live_workers(self) -> list[dict[str, Any]]:
+        now = now_ms()
+        live = []
+        for raw in (await self.client.hgetall(self.keys.workers)).values():
+            info = json.loads(_text(raw))
+            if now - info["last_seen_ms"] < WORKER_STALE_PERIODS * info["heartbeat_s"] * 1000:
+                live.append(info)
+        return live
+
+    async def stats(self) -> QueueStats:
+        oldest = await self.client.zrange(self.keys.open_jobs, 0, 0, withscores=True)
+        depth = await self.client.zcard(self.keys.open_jobs)
+        age = max(0.0, (now_ms() - oldest[0][1]) / 1000) if oldest else 0.0
+        dead = await self.client.xlen(self.keys.dead)
+        return QueueStats(depth=depth, oldest_age_s=age, dead_letters=dead,
+                          workers=await self.live_workers())

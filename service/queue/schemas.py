@@ -1,0 +1,73 @@
+"""What travels through Redis: the job spec, job status, and events (torch-free)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+EventName = Literal["queued", "started", "zeroshot", "progress", "result", "error"]
+EVENT_NAMES: tuple[str, ...] = ("queued", "started", "zeroshot", "progress", "result", "error")
+JobStatus = Literal["queued", "running", "done", "failed", "dead"]
+FINISHED: tuple[str, ...] = ("done", "failed", "dead")
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class JobSpec(BaseModel):
+    """Everything a worker needs to run a job, besides the image bytes. Labels are resolved
+    at submission (a label set edited later does not change a queued job)."""
+
+    job_id: str
+    owner: str
+    method: str
+    labels: list[str]
+    label_set: str | None = None
+    label_set_version: str | None = None
+    templates: str | list[str] = "single"
+    top_k: int = 5
+    options: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    n_images: int
+    created_ms: int
+    deadline_ms: int
+
+
+class QueueEvent(BaseModel):
+    id: str
+    """Stream entry id: the SSE ``id:`` and what ``Last-Event-ID`` resumes from."""
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        """The job's last event: an error, or the result that completed the last image."""
+        return self.event == "error" or (self.event == "result" and bool(self.data.get("final")))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def error_payload(job_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"job_id": job_id, "code": code, "message": message, **extra}
+
+
+def parse_event(entry_id: bytes | str, fields: dict[Any, Any]) -> QueueEvent:
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    decoded = {text(k): text(v) for k, v in fields.items()}
+    return QueueEvent(id=text(entry_id), event=decoded.get("event", "unknown"),
+                      data=json.loads(decoded.get("data", "{}")))

@@ -1,0 +1,117 @@
+"""Lua scripts: each queue transition is one atomic step in Redis, so a crash between two
+commands can never leave a job half-submitted or a result written without its event."""
+
+ENQUEUE = """
+-- KEYS: open, inflight, job, images, events, jobs
+-- ARGV: job_id, now_ms, max_depth, max_inflight, ttl_s, spec, owner, queued_data,
+--       stale_before_ms, n_images, deadline_ms, image bytes...
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[9])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[9])
+local depth = redis.call('ZCARD', KEYS[1])
+if depth >= tonumber(ARGV[3]) then return {'queue_full', depth} end
+local inflight = redis.call('ZCARD', KEYS[2])
+if inflight >= tonumber(ARGV[4]) then return {'too_many_inflight', inflight} end
+redis.call('HSET', KEYS[3], 'spec', ARGV[6], 'owner', ARGV[7], 'status', 'queued', 'attempts', 0,
+           'created_ms', ARGV[2], 'n_images', ARGV[10], 'deadline_ms', ARGV[11])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+for i = 12, #ARGV do redis.call('HSET', KEYS[4], tostring(i - 12), ARGV[i]) end
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+local event_id = redis.call('XADD', KEYS[5], '*', 'event', 'queued', 'data', ARGV[8])
+redis.call('EXPIRE', KEYS[5], ARGV[5])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('XADD', KEYS[6], '*', 'job_id', ARGV[1])
+return {'ok', event_id}
+"""
+
+START = """
+-- KEYS: job, events, dead, open, inflight
+-- ARGV: job_id, worker, now_ms, max_attempts, dead_error, expired_error
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', 0} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'done' or status == 'failed' or status == 'dead' then return {'finished', 0} end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local outcome = nil
+if attempts > tonumber(ARGV[4]) then
+  outcome = 'dead'
+  redis.call('HSET', KEYS[1], 'status', 'dead', 'error', ARGV[5], 'finished_ms', ARGV[3])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'job_id', ARGV[1],
+             'attempts', attempts - 1, 'ms', ARGV[3])
+  redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[5])
+elseif tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'deadline_ms')) then
+  outcome = 'expired'
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[6], 'finished_ms', ARGV[3])
+  redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[6])
+end
+if outcome then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return {outcome, attempts}
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[2], 'started_ms', ARGV[3])
+return {'run', attempts}
+"""
+
+FINISH_IMAGE = """
+-- KEYS: job, results, events, open, inflight
+-- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'failed' or status == 'dead' then return {0, 0} end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {0, 0} end
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+local final = redis.call('HLEN', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], 'n_images'))
+if final then
+  redis.call('XADD', KEYS[3], '*', 'event', 'result', 'data', ARGV[5])
+  redis.call('HSET', KEYS[1], 'status', 'done', 'finished_ms', ARGV[6])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return {1, 1}
+end
+redis.call('XADD', KEYS[3], '*', 'event', 'result', 'data', ARGV[4])
+return {1, 0}
+"""
+
+FAIL = """
+-- KEYS: job, events, open, inflight
+-- ARGV: job_id, now_ms, error
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'done' or status == 'failed' or status == 'dead' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[3], 'finished_ms', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+"""
+
+PUBLISH = """
+-- KEYS: job, events.  ARGV: event, data
+-- Progress of a job that another worker already finished is dropped, not appended.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'done' or status == 'failed' or status == 'dead' then return false end
+return redis.call('XADD', KEYS[2], '*', 'event', ARGV[1], 'data', ARGV[2])
+"""
+
+RENEW_LEASES = """
+-- KEYS: jobs.  ARGV: group, consumer, entry ids...
+-- Resets the idle time of entries this consumer still owns, so XAUTOCLAIM leaves them alone;
+-- an entry another worker has reclaimed meanwhile is not taken back.
+local renewed = 0
+for i = 3, #ARGV do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #pending == 1 and pending[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+RELEASE = """
+-- KEYS: jobs.  ARGV: group, entry id, job_id
+-- Hand an unstarted job back to the queue at once (graceful shutdown): re-add, then ack.
+redis.call('XADD', KEYS[1], '*', 'job_id', ARGV[3])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+"""

@@ -1,0 +1,220 @@
+"""The worker loop: read (or reclaim) jobs, batch concurrent zero-shot jobs, run the others
+one at a time, ack after the result is written. Survives Redis outages; stops gracefully on
+SIGTERM (finishes the current job, hands unstarted ones back to the queue)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from adapters.catalog import get_spec, method_specs
+from adapters.engine import Engine
+from models.errors import TTAError
+from service.queue.consumer import Consumer, Delivery, StartedJob
+from service.queue.keys import Keys
+from service.settings import Settings
+from service.worker import metrics
+from service.worker.keepalive import KeepAlive
+from service.worker.runner import JobFailed, Runner
+from service.worker.warmup import warm_up
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 1000
+BACKOFF_MAX_S = 5.0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, settings: Settings, engine: Engine, client: redis.Redis,
+                 worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.worker_id = worker_id or settings.worker_id or default_worker_id()
+        self.consumer = Consumer(client, Keys(settings.redis_prefix), self.worker_id,
+                                 ttl_s=settings.job_ttl_s, max_attempts=settings.max_attempts)
+        self.runner = Runner(engine, self.consumer, self.worker_id, settings.max_image_pixels)
+        self.keepalive = KeepAlive(self.consumer, lease_s=settings.lease_s,
+                                   heartbeat_s=settings.heartbeat_s, info=self.info)
+        self.methods = [s.name for s in method_specs()
+                        if not (s.needs_reward_model and engine.models.reward is None)]
+        self.pending: deque[Delivery] = deque()
+        self.stopping = threading.Event()
+        self.started_ms = int(time.time() * 1000)
+        self.jobs_done = 0
+        self._last_reclaim = 0.0
+
+    def info(self) -> dict[str, Any]:
+        models = self.engine.models
+        return {
+            "id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "model": models.policy.name, "reward_model": models.reward.name if models.reward else None,
+            "device": str(models.policy.clip.device), "methods": self.methods,
+            "heartbeat_s": self.settings.heartbeat_s, "started_ms": self.started_ms,
+            "jobs_done": self.jobs_done, "busy": bool(metrics.WORKER_BUSY._value.get()),
+        }
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: Any) -> None:
+            log.info("signal %d: finishing the current job, then stopping", signum)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def serve(self) -> None:
+        warm_up(self.engine, self.methods)
+        self._until_redis(self.consumer.ensure_group)
+        self._until_redis(self.keepalive.start)
+        metrics.WORKER_UP.set(1)
+        log.info("worker %s serving %s", self.worker_id, ", ".join(self.methods))
+        backoff = 0.1
+        while not self.stopping.is_set():
+            try:
+                self.step()
+                backoff = 0.1
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group missing (Redis lost its data?); recreating it")
+                self.consumer.ensure_group()
+            except redis.RedisError as exc:
+                metrics.REDIS_ERRORS.inc()
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+        self.shutdown()
+
+    def _until_redis(self, action: Any) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                action()
+                return
+            except redis.ConnectionError as exc:
+                log.warning("waiting for redis (%s)", exc)
+                time.sleep(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    def shutdown(self) -> None:
+        metrics.WORKER_UP.set(0)
+        try:
+            while self.pending:
+                delivery = self.pending.popleft()
+                self.consumer.release(delivery)
+                self.keepalive.drop(delivery.entry_id)
+            self.keepalive.stop()
+            self.consumer.unregister()
+        except redis.RedisError as exc:
+            log.warning("shutdown: redis unavailable (%s); unstarted jobs will be reclaimed", exc)
+        log.info("worker %s stopped", self.worker_id)
+
+    # One iteration -----------------------------------------------------------------------
+
+    def step(self) -> None:
+        if not self.pending:
+            for delivery in self.fetch(READ_BLOCK_MS):
+                self.keepalive.hold(delivery.entry_id)
+                self.pending.append(delivery)
+        if not self.pending:
+            return
+        delivery = self.pending.popleft()
+        job = self.begin(delivery)
+        if job is None:
+            return
+        metrics.WORKER_BUSY.set(1)
+        try:
+            if get_spec(job.spec.method).batchable:
+                batch = [(delivery, job), *self.collect_batch(job)]
+                self.finish(batch, lambda: self.runner.run_zeroshot_batch([j for _, j in batch]))
+            else:
+                self.finish([(delivery, job)], lambda: self.runner.run(job))
+        finally:
+            metrics.WORKER_BUSY.set(0)
+
+    def fetch(self, block_ms: int | None) -> list[Delivery]:
+        """Reclaimed entries of dead workers first (checked every half lease), then new ones."""
+        now = time.monotonic()
+        if now - self._last_reclaim >= self.settings.lease_s / 2:
+            self._last_reclaim = now
+            reclaimed = self.consumer.reclaim(int(self.settings.lease_s * 1000), count=1)
+            if reclaimed:
+                metrics.REDELIVERIES.inc(len(reclaimed))
+                log.info("reclaimed %s", ", ".join(d.job_id for d in reclaimed))
+                return reclaimed
+        return self.consumer.read_new(count=1, block_ms=block_ms)
+
+    def begin(self, delivery: Delivery) -> StartedJob | None:
+        outcome, job = self.consumer.start(delivery.job_id)
+        if job is None:
+            if outcome == "dead":
+                metrics.DEAD_LETTERS.inc()
+                metrics.JOBS.labels("unknown", "dead_letter").inc()
+            elif outcome == "expired":
+                metrics.JOBS.labels("unknown", "expired").inc()
+            log.info("job %s: %s; acknowledged without running", delivery.job_id, outcome)
+            self.ack(delivery)
+            return None
+        metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
+        self.consumer.publish(job.spec.job_id, "started", {
+            "worker": self.worker_id, "attempt": job.attempt, "queue_ms": job.queue_ms})
+        return job
+
+    def collect_batch(self, first: StartedJob) -> list[tuple[Delivery, StartedJob]]:
+        """More zero-shot jobs that arrive within the batch wait, up to the batch size. A job of
+        another method ends the collection and stays first in line."""
+        images = first.spec.n_images
+        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+        batch: list[tuple[Delivery, StartedJob]] = []
+        while images < self.settings.batch_max_images:
+            if not self.pending:
+                remaining_ms = int((deadline - time.monotonic()) * 1000)
+                if remaining_ms <= 0:
+                    break
+                for delivery in self.consumer.read_new(count=1, block_ms=remaining_ms):
+                    self.keepalive.hold(delivery.entry_id)
+                    self.pending.append(delivery)
+                if not self.pending:
+                    break
+            if not self._is_batchable(self.pending[0]):
+                break
+            delivery = self.pending.popleft()
+            job = self.begin(delivery)
+            if job is not None:
+                batch.append((delivery, job))
+                images += job.spec.n_images
+        return batch
+
+    def _is_batchable(self, delivery: Delivery) -> bool:
+        method = self.consumer.method_of(delivery.job_id)
+        try:
+            return method is None or get_spec(method).batchable  # None: gone, begin() acks it
+        except TTAError:
+            return False
+
+    def finish(self, jobs: list[tuple[Delivery, StartedJob]], run: Callable[[], None]) -> None:
+        """Run, then ack every job of the run: its result or error event is written by now."""
+        with contextlib.suppress(JobFailed):
+            run()
+        for delivery, job in jobs:
+            outcome = "done" if self.consumer.status(job.spec.job_id) == "done" else "failed"
+            metrics.JOBS.labels(job.spec.method, outcome).inc()
+            self.ack(delivery)
+            self.jobs_done += 1
+
+    def ack(self, delivery: Delivery) -> None:
+        self.consumer.ack(delivery)
+        self.keepalive.drop(delivery.entry_id)

@@ -1,0 +1,27 @@
+"""The worker's Prometheus metrics (served on its own port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+WORKER_UP = Gauge("tta_worker_up", "1 while this worker is serving (0 while it loads or stops)")
+WORKER_BUSY = Gauge("tta_worker_busy", "1 while this worker runs a job")
+JOBS = Counter("tta_jobs_total", "Jobs finished by this worker, by method and outcome",
+               ["method", "outcome"])
+IMAGES = Counter("tta_images_total", "Images classified, by method", ["method"])
+LABEL_CHANGED = Counter("tta_label_changed_total",
+                        "Images whose adapted label differs from the zero-shot label, by method",
+                        ["method"])
+QUEUE_WAIT = Histogram("tta_queue_wait_seconds", "Submission to start of a job, by method",
+                       ["method"], buckets=LATENCY_BUCKETS)
+COMPUTE = Histogram("tta_compute_seconds", "Compute time per image, by method", ["method"],
+                    buckets=LATENCY_BUCKETS)
+STEPS = Counter("tta_adaptation_steps_total", "Optimisation steps taken, by method", ["method"])
+BATCH_SIZE = Histogram("tta_batch_size", "Images per zero-shot forward pass",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+REDELIVERIES = Counter("tta_redeliveries_total",
+                       "Jobs this worker took over from another (dead or stalled) worker")
+DEAD_LETTERS = Counter("tta_dead_letters_total", "Jobs moved to the dead-letter stream")
+REDIS_ERRORS = Counter("tta_worker_redis_errors_total", "Redis connection failures seen")

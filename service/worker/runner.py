@@ -1,0 +1,134 @@
+"""Running started jobs on the engine: decode the stored images, turn the method's callbacks
+into events, record each image's result (first writer wins) and translate failures."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from adapters.engine import BatchItem, Engine
+from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel
+from models.errors import TTAError
+from models.images import decode_image
+from service.queue.consumer import Consumer, StartedJob
+from service.worker import metrics
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """The job cannot complete; its error event says why (already published)."""
+
+
+def _scored(top: list[ScoredLabel]) -> list[dict[str, Any]]:
+    return [{"label": s.label, "score": s.score} for s in top]
+
+
+def state_key(job: StartedJob) -> str:
+    """Scope of cross-request method state: the tenant and its label set."""
+    spec = job.spec
+    labels = spec.label_set or hashlib.sha256("\n".join(spec.labels).encode()).hexdigest()[:16]
+    return f"{spec.owner}|{labels}"
+
+
+@dataclass
+class Runner:
+    engine: Engine
+    consumer: Consumer
+    worker_id: str
+    max_image_pixels: int
+
+    def hooks(self, job: StartedJob, index: int) -> Hooks:
+        job_id = job.spec.job_id
+
+        def on_zeroshot(top: list[ScoredLabel]) -> None:
+            self.consumer.publish(job_id, "zeroshot", {"image": index, "top_k": _scored(top)})
+
+        def on_progress(p: Progress) -> None:
+            self.consumer.publish(job_id, "progress", {
+                "image": index, "step": p.step, "total_steps": p.total_steps, "loss": p.loss,
+                "metric": p.metric, "value": p.value, "top_k": _scored(p.top_k),
+            })
+
+        return Hooks(on_zeroshot=on_zeroshot, on_progress=on_progress)
+
+    def load_image(self, job: StartedJob, index: int) -> Image.Image:
+        data = self.consumer.image(job.spec.job_id, index)
+        if data is None:
+            self.fail(job, "images_expired", f"image {index} expired before the job ran")
+        try:
+            return decode_image(data or b"", field=f"images[{index}]",
+                                max_pixels=self.max_image_pixels)
+        except TTAError as exc:
+            self.fail(job, exc.code, exc.message, field=exc.field)
+        raise AssertionError("unreachable")
+
+    def fail(self, job: StartedJob, code: str, message: str, **extra: Any) -> None:
+        self.consumer.fail(job.spec, code, message, **extra)
+        raise JobFailed(code)
+
+    def record(self, job: StartedJob, index: int, result: AdaptationResult) -> bool:
+        method = job.spec.method
+        payload = result.to_dict()
+        payload["metrics"].update(queue_ms=job.queue_ms, attempt=job.attempt, worker=self.worker_id)
+        written, final = self.consumer.finish_image(job.spec, index, payload)
+        compute_s = float(result.metrics.get("compute_ms", 0.0)) / 1000.0
+        metrics.IMAGES.labels(method).inc()
+        metrics.COMPUTE.labels(method).observe(compute_s)
+        metrics.STEPS.labels(method).inc(int(result.metrics.get("steps", 0)))
+        if result.changed:
+            metrics.LABEL_CHANGED.labels(method).inc()
+        if not written:
+            log.info("job %s image %d: another worker's result stands", job.spec.job_id, index)
+        return final
+
+    def run(self, job: StartedJob) -> None:
+        """All images of the job not finished by an earlier attempt, one after another."""
+        spec = job.spec
+        for index in range(spec.n_images):
+            if index in job.done_images:
+                continue
+            image = self.load_image(job, index)
+            try:
+                result = self.engine.run(
+                    spec.method, image, spec.labels, options=spec.options, templates=spec.templates,
+                    top_k=spec.top_k, seed=spec.seed + index, state_key=state_key(job),
+                    hooks=self.hooks(job, index),
+                )
+            except TTAError as exc:
+                self.fail(job, exc.code, exc.message, field=exc.field, image=index)
+            except Exception as exc:  # a bug or a device error: fail this job, keep serving
+                log.exception("job %s failed", spec.job_id)
+                self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", image=index)
+            self.record(job, index, result)
+
+    def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
+        """Every unfinished image of these zero-shot jobs in one forward pass."""
+        items: list[tuple[StartedJob, int, BatchItem]] = []
+        for job in jobs:
+            try:
+                for index in range(job.spec.n_images):
+                    if index not in job.done_images:
+                        image = self.load_image(job, index)
+                        items.append((job, index, BatchItem(
+                            image=image, labels=job.spec.labels, templates=job.spec.templates,
+                            top_k=job.spec.top_k, hooks=self.hooks(job, index))))
+            except JobFailed:
+                items = [item for item in items if item[0] is not job]
+        if not items:
+            return
+        metrics.BATCH_SIZE.observe(len(items))
+        try:
+            results = self.engine.run_zeroshot_batch([item for _, _, item in items])
+        except Exception as exc:
+            log.exception("zero-shot batch failed")
+            code = exc.code if isinstance(exc, TTAError) else "internal_error"
+            for job in {id(j): j for j, _, _ in items}.values():
+                self.consumer.fail(job.spec, code, f"{type(exc).__name__}: {exc}")
+            raise JobFailed(code) from exc
+        for (job, index, _), result in zip(items, results, strict=True):
+            self.record(job, index, result)
