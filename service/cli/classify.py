@@ -1,4 +1,4 @@
-"""``tta classify``: run a method on image files, locally.
+"""``tta classify``: run a method on image files, locally or on a server (``--server URL``).
 
 A file that cannot be read as an image is reported (naming the file) and skipped; the other
 images are still processed, and the exit code is 2 if any file failed.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,29 @@ from service.cli.common import (
 EXIT_BAD_INPUT = 2
 
 
+def _readable(paths: list[str]) -> tuple[list[tuple[str, bytes]], dict[str, dict[str, Any]]]:
+    """(path, bytes) of the files that decode as images, and an error entry for each other."""
+    good, errors = [], {}
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+            decode_image(data, field=path)
+        except (OSError, InvalidImageError) as exc:
+            reason = exc.message if isinstance(exc, InvalidImageError) else exc.strerror
+            print(f"error: {path}: {reason} (skipped; other images are still processed)",
+                  file=sys.stderr)
+            errors[path] = {"image": path, "error": str(reason)}
+            continue
+        good.append((path, data))
+    return good, errors
+
+
 def run_classify(args: argparse.Namespace) -> int:
+    if args.server:
+        return _remote(args)
+    if args.label_set:
+        print("error: --label-set needs --server (label sets live in the service)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     from adapters.engine import Engine, load_models
     from adapters.requests import prepare_request
 
@@ -35,36 +58,53 @@ def run_classify(args: argparse.Namespace) -> int:
     prepare_request(args.method, labels, options=options, templates=args.templates,
                     top_k=args.top_k, has_reward_model=reward is not None)
     engine = Engine(load_models(policy, reward, device=device))
-
-    outputs: list[dict[str, Any]] = []
-    failed = 0
-    for path in args.images:
-        try:
-            image = decode_image(Path(path).read_bytes(), field=path)
-        except (OSError, InvalidImageError) as exc:
-            failed += 1
-            reason = exc.message if isinstance(exc, InvalidImageError) else exc.strerror
-            print(f"error: {path}: {reason} (skipped; other images are still processed)",
-                  file=sys.stderr)
-            outputs.append({"image": path, "error": str(reason)})
-            continue
-        result = engine.run(args.method, image, labels, options=options,
+    images, outputs = _readable(args.images)
+    for path, data in images:
+        result = engine.run(args.method, decode_image(data, field=path), labels, options=options,
                             templates=args.templates, top_k=args.top_k, seed=args.seed)
-        outputs.append({"image": path, "method": args.method, **result.to_dict()})
+        outputs[path] = {**result.to_dict(), "image": path, "method": args.method}
+    _print(args, [outputs[path] for path in args.images], f"model: {policy}   reward model: {reward or '-'}",
+           {"model": policy, "reward_model": reward})
+    return EXIT_BAD_INPUT if len(images) < len(args.images) else 0
 
+
+def _remote(args: argparse.Namespace) -> int:
+    from service.client import TTAClient, TTAClientError
+
+    labels = None if args.label_set else read_labels(args)
+    images, outputs = _readable(args.images)
+    if images:
+        api_key = args.api_key or os.environ.get("TTA_API_KEY")
+        with TTAClient(args.server, api_key=api_key) as client:
+            try:
+                job = client.classify([data for _, data in images], labels, label_set=args.label_set,
+                                      method=args.method, top_k=args.top_k,
+                                      options=parse_option_flags(args.option),
+                                      templates=args.templates, seed=args.seed)
+            except TTAClientError as exc:
+                field = f" ({exc.field})" if exc.field else ""
+                print(f"error: server said {exc.status} {exc.code}{field}: {exc.message}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+        for (path, _), result in zip(images, job["results"], strict=True):
+            outputs[path] = {**result, "image": path, "method": args.method}
+    _print(args, [outputs[path] for path in args.images], f"server: {args.server}", {"server": args.server})
+    return EXIT_BAD_INPUT if len(images) < len(args.images) else 0
+
+
+def _print(args: argparse.Namespace, outputs: list[dict[str, Any]], header: str,
+           meta: dict[str, Any]) -> None:
     if args.json:
-        print(json.dumps({"model": policy, "reward_model": reward, "results": outputs}, indent=2))
-    else:
-        rows = []
-        for out in outputs:
-            if "error" in out:
-                rows.append([out["image"], "ERROR", "", "", "", out["error"]])
-                continue
-            rows.append([
-                out["image"], out["label"], f"{out['score']:.3f}",
-                out["zeroshot_top_k"][0]["label"], "yes" if out["changed"] else "no",
-                f"{out['metrics']['compute_ms']:.0f}",
-            ])
-        print(f"model: {policy}   reward model: {reward or '-'}   method: {args.method}")
-        print_table(["image", "label", "score", "zero-shot", "changed", "ms"], rows)
-    return EXIT_BAD_INPUT if failed else 0
+        print(json.dumps({**meta, "results": outputs}, indent=2))
+        return
+    rows = []
+    for out in outputs:
+        if "error" in out:
+            rows.append([out["image"], "ERROR", "", "", "", out["error"]])
+            continue
+        rows.append([
+            out["image"], out["label"], f"{out['score']:.3f}",
+            out["zeroshot_top_k"][0]["label"], "yes" if out["changed"] else "no",
+            f"{out['metrics']['compute_ms']:.0f}",
+        ])
+    print(f"{header}   method: {args.method}")
+    print_table(["image", "label", "score", "zero-shot", "changed", "ms"], rows)

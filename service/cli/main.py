@@ -26,11 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    classify = sub.add_parser("classify", help="classify image files locally (no server)")
+    classify = sub.add_parser("classify", help="classify image files, locally or with --server")
     classify.add_argument("images", nargs="+", metavar="IMAGE")
     labels = classify.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="comma-separated candidate labels")
     labels.add_argument("--labels-file", help="file with one label per line")
+    labels.add_argument("--label-set", help="a label set stored in the service (with --server)")
     classify.add_argument("--method", default="zeroshot", help="zeroshot, tpt, rlcf, rlcf-tune")
     classify.add_argument("--top-k", type=int, default=5)
     classify.add_argument("--seed", type=int, default=0, help="seed of the augmented views")
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                           help="method option, e.g. --option steps=2 (JSON values)")
     classify.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    classify.add_argument("--server", help="send to a running service (e.g. http://127.0.0.1:8000) "
+                                           "instead of loading models here")
+    classify.add_argument("--api-key", help="API key for --server (default $TTA_API_KEY)")
     _add_model_args(classify)
 
     models = sub.add_parser("models", help="list bundled models (and open_clip architectures)")

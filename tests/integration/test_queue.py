@@ -1,0 +1,129 @@
+"""The queue's state transitions against a real Redis: idempotent results, dead letters,
+deadlines, leases and hand-back. No HTTP and no models here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from service.errors import QueueFullError, TooManyInflightError
+from service.queue.consumer import Consumer
+from service.queue.keys import Keys
+from service.queue.producer import Producer
+from service.queue.schemas import JobSpec, new_job_id, now_ms, parse_event
+
+TTL_S = 60
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys(f"q-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def client(redis_server):  # type: ignore[no-untyped-def]
+    with redis.Redis.from_url(redis_server.url) as connection:
+        yield connection
+
+
+def consumer(client, keys: Keys, name: str, max_attempts: int = 3) -> Consumer:  # type: ignore[no-untyped-def]
+    worker = Consumer(client, keys, name, ttl_s=TTL_S, max_attempts=max_attempts)
+    worker.ensure_group()
+    return worker
+
+
+def submit(url: str, keys: Keys, n_images: int = 1, owner: str = "alice", deadline_s: float = 60,
+           max_depth: int = 100, max_inflight: int = 100) -> JobSpec:
+    created = now_ms()
+    spec = JobSpec(job_id=new_job_id(), owner=owner, method="zeroshot", labels=["a", "b"],
+                   n_images=n_images, created_ms=created, deadline_ms=created + int(deadline_s * 1000))
+
+    async def run() -> None:
+        async with aioredis.Redis.from_url(url) as connection:
+            producer = Producer(connection, keys, ttl_s=TTL_S)
+            await producer.enqueue(spec, [b"img"] * n_images, max_depth=max_depth, max_inflight=max_inflight)
+
+    asyncio.run(run())
+    return spec
+
+
+def events(client, keys: Keys, job_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [parse_event(i, f).event for i, f in client.xrange(keys.events(job_id))]
+
+
+def test_first_result_wins_and_is_published_once(redis_server, client, keys):
+    spec = submit(redis_server.url, keys)
+    a, b = consumer(client, keys, "a"), consumer(client, keys, "b")
+    assert a.start(spec.job_id)[0] == "run"
+    assert a.finish_image(spec, 0, {"label": "a"}) == (True, True)
+    assert b.finish_image(spec, 0, {"label": "b"}) == (False, False)  # a redelivered run loses
+    assert events(client, keys, spec.job_id) == ["queued", "result"]
+    assert client.hget(keys.results(spec.job_id), "0") == b'{"label":"a"}'
+    assert b.start(spec.job_id)[0] == "finished"  # and a finished job is never started again
+    assert client.zcard(keys.open_jobs) == 0 and client.zcard(keys.inflight("alice")) == 0
+
+
+def test_a_job_goes_to_the_dead_letter_stream_after_its_attempts(redis_server, client, keys):
+    spec = submit(redis_server.url, keys)
+    worker = consumer(client, keys, "a", max_attempts=2)
+    assert [worker.start(spec.job_id)[0] for _ in range(3)] == ["run", "run", "dead"]
+    assert client.xlen(keys.dead) == 1
+    assert client.hget(keys.job(spec.job_id), "status") == b"dead"
+    last = parse_event(*client.xrevrange(keys.events(spec.job_id), count=1)[0])
+    assert last.event == "error" and last.data["code"] == "dead_letter"
+    assert worker.finish_image(spec, 0, {"label": "late"}) == (False, False)
+
+
+def test_an_expired_job_is_not_started(redis_server, client, keys):
+    spec = submit(redis_server.url, keys, deadline_s=0.001)
+    time.sleep(0.01)
+    outcome, job = consumer(client, keys, "a").start(spec.job_id)
+    assert (outcome, job) == ("expired", None)
+    assert events(client, keys, spec.job_id) == ["queued", "error"]
+
+
+def test_lease_renewal_keeps_a_long_job_from_being_reclaimed(redis_server, client, keys):
+    spec = submit(redis_server.url, keys)
+    holder, other = consumer(client, keys, "holder"), consumer(client, keys, "other")
+    delivery = holder.read_new(count=1, block_ms=100)[0]
+    assert delivery.job_id == spec.job_id
+    for _ in range(3):
+        time.sleep(0.1)
+        assert holder.renew([delivery.entry_id]) == 1
+        assert other.reclaim(min_idle_ms=150, count=10) == []
+    time.sleep(0.2)  # the holder stops renewing (it died): now the other worker takes over
+    reclaimed = other.reclaim(min_idle_ms=150, count=10)
+    assert [d.job_id for d in reclaimed] == [spec.job_id] and reclaimed[0].reclaimed
+    assert holder.renew([delivery.entry_id]) == 0  # a late holder does not take it back
+
+
+def test_release_hands_an_unstarted_job_back(redis_server, client, keys):
+    spec = submit(redis_server.url, keys)
+    a, b = consumer(client, keys, "a"), consumer(client, keys, "b")
+    delivery = a.read_new(count=1, block_ms=100)[0]
+    a.release(delivery)
+    assert [d.job_id for d in b.read_new(count=1, block_ms=100)] == [spec.job_id]
+
+
+def test_partial_results_survive_a_redelivery(redis_server, client, keys):
+    spec = submit(redis_server.url, keys, n_images=3)
+    first, second = consumer(client, keys, "first"), consumer(client, keys, "second")
+    first.start(spec.job_id)
+    assert first.finish_image(spec, 0, {"label": "x"}) == (True, False)
+    outcome, job = second.start(spec.job_id)
+    assert outcome == "run" and job is not None and job.attempt == 2 and job.done_images == {0}
+
+
+def test_enqueue_limits_are_atomic(redis_server, keys):
+    submit(redis_server.url, keys, owner="alice", max_inflight=1)
+    with pytest.raises(TooManyInflightError):
+        submit(redis_server.url, keys, owner="alice", max_inflight=1)
+    submit(redis_server.url, keys, owner="bob", max_depth=2)
+    with pytest.raises(QueueFullError) as info:
+        submit(redis_server.url, keys, owner="carol", max_depth=2)
+    assert info.value.retry_after_s >= 1
