@@ -82,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--n-views", type=int, default=64)
     latency.add_argument("--json", action="store_true")
     _add_model_args(latency)
+    load = bench_sub.add_parser("load", help="bounded HTTP load: throughput, p50/p99, overhead")
+    load.add_argument("--server", help="service URL (default: start tta serve on a free port)")
+    load.add_argument("--api-key", help="API key (default $TTA_API_KEY)")
+    load.add_argument("--method", default="zeroshot")
+    load.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    load.add_argument("--concurrency", type=int, default=8)
+    load.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    load.add_argument("--workers", type=int, default=1, help="workers of the spawned server")
+    load.add_argument("--no-raw", dest="raw", action="store_false",
+                      help="skip the in-process raw batched throughput")
+    load.add_argument("--raw-seconds", type=float, default=5.0)
+    load.add_argument("--json", action="store_true")
     accuracy = bench_sub.add_parser(
         "accuracy", help="top-1, ECE and ms/image per method and domain on the offline world")
     accuracy.add_argument("--quick", action="store_true",
@@ -120,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "latency":
             from service.cli.bench_latency import run_latency
             return run_latency(args)
+        if args.command == "bench" and args.bench == "load":
+            from service.cli.bench_load import run_bench_load
+            return run_bench_load(args)
         if args.command == "bench" and args.bench == "accuracy":
             from world.bench_accuracy import run_accuracy
             return run_accuracy(args)

@@ -1,0 +1,179 @@
+"""``tta bench load``: a bounded load against the service over loopback HTTP.
+
+Sends ``/v1/classify`` requests from ``--concurrency`` clients for ``--duration`` seconds and
+prints throughput, end-to-end p50/p99 and the service overhead (end-to-end minus the worker's
+compute time for the image, as the result's metrics report it). With ``--raw`` (default) it
+first measures the worker's raw batched zero-shot throughput in this process, on the same
+model, and prints the end-to-end / raw ratio. Without ``--server`` it starts ``tta serve``
+(private Redis, one worker) on a free port and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from service.settings import get_settings
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def scene_png(seed: int) -> bytes:
+    from world.render import render
+
+    buffer = io.BytesIO()
+    render("v2", seed % 25, 2_000_000 + seed, 64).image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@contextmanager
+def spawned_server(workers: int) -> Iterator[str]:
+    from service.redis_server import free_port
+
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        env = {**os.environ, "TTA_DATA_DIR": data, "TTA_WORKER_METRICS_PORT": "0"}
+        env.pop("TTA_REDIS_URL", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port),
+             "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError("tta serve exited during start-up")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            else:
+                raise RuntimeError("tta serve did not become ready within 180 s")
+            yield url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def raw_batched_throughput(batch: int, seconds: float) -> dict[str, float]:
+    """Images per second of the zero-shot forward pass alone, in batches of ``batch``."""
+    from PIL import Image
+
+    from adapters.engine import BatchItem, Engine, load_models
+    from world.glyphs import CLASS_NAMES
+
+    settings = get_settings()
+    engine = Engine(load_models(settings.model, None, device=settings.device))
+    images = [Image.open(io.BytesIO(scene_png(i))).convert("RGB") for i in range(batch)]
+    items = [BatchItem(image=image, labels=CLASS_NAMES, top_k=5) for image in images]
+    engine.run_zeroshot_batch(items)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        engine.run_zeroshot_batch(items)
+        done += batch
+    elapsed = time.perf_counter() - start
+    return {"batch": batch, "images_per_s": done / elapsed}
+
+
+async def _client_loop(client: httpx.AsyncClient, method: str, options: dict[str, Any],
+                       stop_at: float, seed: int, out: list[dict[str, float]]) -> None:
+    from world.glyphs import CLASS_NAMES
+
+    n = seed
+    while time.monotonic() < stop_at:
+        data = {"labels": list(CLASS_NAMES), "method": method, "options": json.dumps(options)}
+        files = [("image", ("scene.png", scene_png(n)))]
+        start = time.perf_counter()
+        response = await client.post("/v1/classify", files=files, data=data)
+        e2e_ms = (time.perf_counter() - start) * 1000
+        n += 1000
+        if response.status_code != 200:
+            out.append({"error": float(response.status_code)})
+            continue
+        metrics = response.json()["results"][0]["metrics"]
+        out.append({"e2e_ms": e2e_ms, "compute_ms": float(metrics["compute_ms"]),
+                    "queue_ms": float(metrics["queue_ms"]),
+                    "batch_size": float(metrics.get("batch_size", 1))})
+
+
+async def run_load(url: str, method: str, options: dict[str, Any], concurrency: int,
+                   duration_s: float, api_key: str | None) -> tuple[list[dict[str, float]], float]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
+        await _client_loop(client, method, options, time.monotonic() + 1.0, 10**6, [])  # warm-up
+        out: list[dict[str, float]] = []
+        start = time.perf_counter()
+        stop_at = time.monotonic() + duration_s
+        await asyncio.gather(*(_client_loop(client, method, options, stop_at, i, out)
+                               for i in range(concurrency)))
+        return out, time.perf_counter() - start
+
+
+def run_bench_load(args: argparse.Namespace) -> int:
+    from service.cli.common import parse_option_flags
+
+    options = parse_option_flags(args.option)
+    raw = raw_batched_throughput(get_settings().batch_max_images, args.raw_seconds) \
+        if args.raw and args.method == "zeroshot" else None
+    if args.server:
+        samples, elapsed = asyncio.run(run_load(args.server, args.method, options, args.concurrency,
+                                                args.duration, args.api_key or os.environ.get("TTA_API_KEY")))
+    else:
+        with spawned_server(args.workers) as url:
+            samples, elapsed = asyncio.run(run_load(url, args.method, options, args.concurrency,
+                                                    args.duration, None))
+    ok = [s for s in samples if "e2e_ms" in s]
+    if not ok:
+        print("error: no request succeeded", file=sys.stderr)
+        return 1
+    e2e = [s["e2e_ms"] for s in ok]
+    overhead = [s["e2e_ms"] - s["compute_ms"] for s in ok]
+    report: dict[str, Any] = {
+        "method": args.method, "concurrency": args.concurrency, "duration_s": round(elapsed, 1),
+        "requests": len(samples), "errors": len(samples) - len(ok),
+        "throughput_per_s": round(len(ok) / elapsed, 1),
+        "e2e_ms": {"p50": round(percentile(e2e, 50), 1), "p99": round(percentile(e2e, 99), 1)},
+        "compute_ms_p50": round(statistics.median(s["compute_ms"] for s in ok), 1),
+        "queue_ms_p50": round(statistics.median(s["queue_ms"] for s in ok), 1),
+        "overhead_ms": {"p50": round(percentile(overhead, 50), 1), "p99": round(percentile(overhead, 99), 1)},
+        "mean_batch_size": round(statistics.mean(s["batch_size"] for s in ok), 2),
+    }
+    if raw:
+        report["raw_batched_images_per_s"] = round(raw["images_per_s"], 1)
+        report["e2e_over_raw"] = round(report["throughput_per_s"] / raw["images_per_s"], 3)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.method}: {report['requests']} requests ({report['errors']} errors) from "
+          f"{args.concurrency} clients in {report['duration_s']} s")
+    print(f"  throughput      {report['throughput_per_s']} images/s")
+    print(f"  end to end      p50 {report['e2e_ms']['p50']} ms   p99 {report['e2e_ms']['p99']} ms")
+    print(f"  worker compute  p50 {report['compute_ms_p50']} ms   "
+          f"(queue wait p50 {report['queue_ms_p50']} ms, mean batch {report['mean_batch_size']})")
+    print(f"  overhead        p50 {report['overhead_ms']['p50']} ms   p99 {report['overhead_ms']['p99']} ms"
+          "   (end to end minus compute)")
+    if raw:
+        print(f"  raw batched zero-shot (batch {raw['batch']}, in-process): "
+              f"{report['raw_batched_images_per_s']} images/s; end to end / raw = {report['e2e_over_raw']}")
+    return 0
