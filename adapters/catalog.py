@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.method_options import RLCFOptions, RLCFTuneOptions, TPTOptions, ZeroShotOptions
+from adapters.method_options import (
+    MLLMOptions,
+    RLCFOptions,
+    RLCFTuneOptions,
+    TPTOptions,
+    ZeroShotOptions,
+)
 from adapters.options import options_schema
 from models.errors import UnknownMethodError
 
@@ -25,6 +31,7 @@ class MethodSpec:
     needs_reward_model: bool = False
     needs_exemplars: bool = False
     """True for methods that only work with a label set that has exemplar images."""
+    needs_mllm: bool = False
     batchable: bool = False
     """Jobs of this method may share one forward pass (the worker batches them)."""
 
@@ -32,6 +39,7 @@ class MethodSpec:
         return {
             "name": self.name, "description": self.description,
             "needs_reward_model": self.needs_reward_model, "needs_exemplars": self.needs_exemplars,
+            "needs_mllm": self.needs_mllm,
             "options": options_schema(self.options_type),
         }
 
@@ -71,5 +79,9 @@ for _spec in (
     MethodSpec("rlcf-tune",
                "RLCF (image encoder): tune visual norm layers (or all) by policy gradient on a "
                "CLIP reward.", RLCFTuneOptions, "adapters.rlcf_tune:RLCFTune", needs_reward_model=True),
+    MethodSpec("mllm",
+               "MLLM label rectification (DICL): a multimodal LLM shown a confusable and a correct "
+               "exemplar checks the CLIP's candidates. Needs a label set with exemplars.",
+               MLLMOptions, "adapters.mllm:MLLMRectify", needs_exemplars=True, needs_mllm=True),
 ):
     register_spec(_spec)

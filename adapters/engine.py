@@ -14,10 +14,12 @@ from typing import Any
 from PIL import Image
 
 from adapters.base import Method
+from adapters.dicl import Exemplars
 from adapters.registry import create_method
 from adapters.requests import PreparedRequest, prepare_request
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
 from adapters.zeroshot import ZeroShot
+from models.mllm.prompts import MLLMScorer
 from models.templates import resolve_templates
 
 
@@ -46,16 +48,19 @@ class Engine:
         templates: str | Sequence[str] | None = None, top_k: int = 5,
     ) -> PreparedRequest:
         return prepare_request(method, labels, options=options, templates=templates,
-                               top_k=top_k, has_reward_model=self.models.reward is not None)
+                               top_k=top_k, has_reward_model=self.models.reward is not None,
+                               has_mllm=self.models.mllm is not None)
 
     def run(
         self, method: str, image: Image.Image, labels: Sequence[str], *,
         options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
         top_k: int = 5, seed: int = 0, state_key: str = "default", hooks: Hooks | None = None,
+        exemplars: Exemplars | None = None, label_set_version: str | None = None,
     ) -> AdaptationResult:
         req = self.prepare(method, labels, options=options, templates=templates, top_k=top_k)
         inp = MethodInput(image=image, labels=req.labels, templates=resolve_templates(req.templates),
-                          top_k=req.top_k, seed=seed, state_key=state_key)
+                          top_k=req.top_k, seed=seed, state_key=state_key, exemplars=exemplars,
+                          label_set_version=label_set_version)
         impl = self.method(req.method)
         with self._lock:
             return impl.run(inp, self.models, req.options, hooks or Hooks())
@@ -76,6 +81,7 @@ class Engine:
 
 def load_models(
     policy: str, reward: str | None = None, *, device: str | None = None, precision: str = "auto",
+    mllm: MLLMScorer | None = None,
 ) -> Models:
     """Load the policy (and optional reward) CLIP once; they share one text-feature cache."""
     from models.classifier import ClipClassifier
@@ -89,4 +95,4 @@ def load_models(
     if reward:
         reward_clip = load_clip(reward, policy_clip.clip.device, precision)
         reward_model = RewardModel(ClipClassifier(reward_clip, cache))
-    return Models(policy=policy_clip, reward=reward_model)
+    return Models(policy=policy_clip, reward=reward_model, mllm=mllm)

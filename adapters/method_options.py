@@ -51,6 +51,21 @@ LR_NORM_PARAMS = 1e-3
 
 
 @dataclass(frozen=True)
+class MLLMOptions:
+    n_candidates: int = 6
+    """The CLIP's top-n classes the MLLM may choose among (published: 6)."""
+    draws: int = 3
+    """Exemplar draws per candidate; P(True) is averaged over them (published r = 3)."""
+    threshold: float = 0.6
+    """Keep the CLIP label when (P(True | top-1) + CLIP max probability) / 2 reaches this."""
+
+    def __post_init__(self) -> None:
+        check_range("n_candidates", self.n_candidates, 1, 20)
+        check_range("draws", self.draws, 1, 10)
+        check_range("threshold", self.threshold, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class RLCFTuneOptions(PolicyGradientOptions):
     lr: float | None = None
     """AdamW learning rate; default 1e-5 with params='all' (published), 1e-3 with 'norm' (TENT)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from adapters.catalog import get_spec, method_specs
 from adapters.options import parse_options
-from models.errors import InvalidOptionsError, MissingRewardModelError
+from models.errors import InvalidOptionsError, MissingMLLMError, MissingRewardModelError
 from models.labels import MAX_LABELS, validate_labels
 from models.templates import TemplateSpec, validate_templates
 
@@ -31,7 +31,7 @@ class PreparedRequest:
 def prepare_request(
     method: str, labels: Sequence[str], *, options: Mapping[str, Any] | None = None,
     templates: str | Sequence[str] | None = None, top_k: int = 5, has_reward_model: bool = True,
-    max_labels: int = MAX_LABELS,
+    has_mllm: bool = True, max_labels: int = MAX_LABELS,
 ) -> PreparedRequest:
     """Validate everything about a request that needs neither the image nor loaded models;
     raises an ``InvalidInputError`` (or ``UnknownMethodError`` ...) naming the field."""
@@ -44,6 +44,9 @@ def prepare_request(
             + ", ".join(free),
             field="method",
         )
+    if spec.needs_mllm and not has_mllm:
+        raise MissingMLLMError(
+            f"method {method!r} needs an MLLM and none is configured (set TTA_MLLM)", field="method")
     clean_labels = validate_labels(labels, max_labels=max_labels)
     if options is not None and not isinstance(options, Mapping):
         raise InvalidOptionsError("options must be a JSON object", field="options")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from PIL import Image
 
 from models.classifier import ClipClassifier
+from models.mllm.prompts import MLLMScorer
 from models.reward import RewardModel
 
 
@@ -29,6 +30,8 @@ class Progress:
     """What ``value`` is: "entropy", "reward" or a method-specific name."""
     value: float
     top_k: list[ScoredLabel]
+    detail: dict[str, Any] | None = None
+    """Method-specific facts about the step (e.g. which candidate the MLLM scored)."""
 
 
 @dataclass
@@ -53,6 +56,10 @@ class MethodInput:
     seed: int = 0
     state_key: str = "default"
     """Scope of any state a method keeps across requests (e.g. tenant + label set)."""
+    exemplars: Mapping[int, Sequence[Image.Image]] | None = None
+    """Labelled exemplar images per class index (from a label set), for methods that need them."""
+    label_set_version: str | None = None
+    """Content hash of the label set the labels and exemplars came from (a cache key)."""
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Models:
 
     policy: ClipClassifier
     reward: RewardModel | None = None
+    mllm: MLLMScorer | None = None
 
 
 def _ignore(_: Any) -> None:

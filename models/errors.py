@@ -45,6 +45,10 @@ class MissingRewardModelError(TTAError):
     code = "reward_model_required"
 
 
+class MissingMLLMError(TTAError):
+    code = "mllm_required"
+
+
 class ModelLoadError(TTAError):
     """A known model name whose weights could not be loaded (offline hub, corrupt file)."""
 

@@ -127,12 +127,14 @@ def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, tit
 
 
 def run_accuracy(args: argparse.Namespace) -> int:
-    from adapters.catalog import method_names
+    from adapters.catalog import method_specs
     from adapters.engine import Engine, load_models
     from service.cli.common import model_names
 
     policy, reward, device = model_names(args)
-    methods = [m.strip() for m in (args.methods or ",".join(method_names())).split(",") if m.strip()]
+    # The world has no MLLM: by default, every method that needs no exemplars.
+    default = ",".join(s.name for s in method_specs() if not s.needs_exemplars)
+    methods = [m.strip() for m in (args.methods or default).split(",") if m.strip()]
     domains = list(TEST_DOMAINS)
     n_per_class = args.n_per_class or (QUICK_PER_CLASS if args.quick else FULL_PER_CLASS)
     engine = Engine(load_models(policy, reward, device=device))

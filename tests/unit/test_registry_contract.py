@@ -8,7 +8,7 @@ from adapters.catalog import get_spec, method_names, method_specs
 from adapters.options import options_schema
 from adapters.registry import create_method
 from adapters.types import Hooks
-from tests.conftest import LABELS
+from tests.conftest import LABELS, make_exemplars
 
 
 @pytest.mark.parametrize("name", method_names())
@@ -23,7 +23,7 @@ def test_method_contract(engine, image, name):
     events = []
     hooks = Hooks(on_zeroshot=lambda top: events.append(("zeroshot", top)),
                   on_progress=lambda p: events.append(("progress", p)))
-    result = engine.run(name, image, LABELS, top_k=3, hooks=hooks)
+    result = engine.run(name, image, LABELS, top_k=3, hooks=hooks, exemplars=make_exemplars())
 
     assert result.label in LABELS
     assert len(result.top_k) == 3 and result.top_k[0].label == result.label
@@ -43,7 +43,10 @@ def test_method_contract(engine, image, name):
 
 def test_list_methods_describes_options():
     infos = {spec.name: spec.describe() for spec in method_specs()}
-    assert set(infos) == {"zeroshot", "tpt", "rlcf", "rlcf-tune"}
+    assert set(infos) == {"zeroshot", "tpt", "rlcf", "rlcf-tune", "mllm"}
+    assert infos["mllm"]["needs_exemplars"] and infos["mllm"]["needs_mllm"]
+    mllm = {o["name"]: o["default"] for o in infos["mllm"]["options"]}
+    assert mllm == {"n_candidates": 6, "draws": 3, "threshold": 0.6}
     assert infos["rlcf"]["needs_reward_model"] and not infos["tpt"]["needs_reward_model"]
     tpt = {o["name"]: o for o in infos["tpt"]["options"]}
     assert tpt["lr"]["default"] == 5e-3 and tpt["steps"]["default"] == 1

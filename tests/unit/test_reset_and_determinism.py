@@ -6,7 +6,7 @@ import torch
 from adapters.catalog import method_names
 from adapters.engine import Engine
 from adapters.types import Hooks
-from tests.conftest import LABELS, self_reward_models
+from tests.conftest import LABELS, make_exemplars, self_reward_models
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -66,8 +66,9 @@ def test_same_seed_same_answer(engine, image, method):
         data["metrics"].pop("compute_ms")
         return data
 
-    first = strip(engine.run(method, image, LABELS, seed=3))
-    second = strip(engine.run(method, image, LABELS, seed=3))
+    exemplars = make_exemplars()  # used by mllm, ignored by the others
+    first = strip(engine.run(method, image, LABELS, seed=3, exemplars=exemplars))
+    second = strip(engine.run(method, image, LABELS, seed=3, exemplars=exemplars))
     assert first == second
 
 

@@ -1,0 +1,121 @@
+"""Denoising in-context learning (Machine Vision Therapy): the MLLM checks the CLIP's label.
+
+Pure pieces, so the decision logic is testable with a scripted scorer:
+- the transition matrix T from a labelled exemplar bank (never from test requests):
+  T[c] is the CLIP's mean probability vector over class c's exemplars;
+- for a candidate c, the erroneous exemplar comes from the class most often taken for c
+  (argmax over j of T[j, c], excluding c and the CLIP's top-1, whose "False" would be a lie);
+- the gate: keep the CLIP's top-1 when (P(True | top-1) + its CLIP probability) / 2 >= threshold,
+  else score all n candidates and take the one the MLLM believes most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from adapters.views import clean_view
+from models.classifier import ClipClassifier
+from models.mllm.prompts import DICLPrompt, MLLMScorer, Shot
+
+Exemplars = Mapping[int, Sequence[Image.Image]]
+
+
+@torch.no_grad()
+def transition_matrix(policy: ClipClassifier, exemplars: Exemplars, labels: Sequence[str],
+                      templates: Sequence[str]) -> torch.Tensor:
+    """[C, C]; rows of classes without exemplars are NaN."""
+    n = len(labels)
+    matrix = torch.full((n, n), float("nan"))
+    text = policy.class_features(labels, templates)
+    for index, images in exemplars.items():
+        if not images:
+            continue
+        views = torch.stack([clean_view(image, policy.clip.image_size) for image in images])
+        probs = policy.logits(policy.clip.encode_images(views), text).softmax(dim=-1)
+        matrix[index] = probs.mean(dim=0).cpu()
+    return matrix
+
+
+def confused_pairs(matrix: torch.Tensor, labels: Sequence[str], top: int = 10) -> list[dict[str, object]]:
+    """The largest off-diagonal entries: class ``true`` is taken for ``taken_for`` at ``rate``."""
+    off = matrix.clone()
+    off.fill_diagonal_(float("nan"))
+    flat = torch.nan_to_num(off, nan=-1.0).flatten()
+    order = flat.argsort(descending=True)[:top]
+    n = len(labels)
+    return [{"true": labels[int(i) // n], "taken_for": labels[int(i) % n], "rate": round(float(flat[i]), 4)}
+            for i in order if flat[i] >= 0]
+
+
+def confusable_class(matrix: torch.Tensor, candidate: int, top1: int, available: set[int]) -> int | None:
+    """The class whose exemplars the CLIP most often takes for ``candidate``."""
+    scores = torch.nan_to_num(matrix[:, candidate], nan=-1.0).clone()
+    for index in range(len(scores)):
+        if index in (candidate, top1) or index not in available:
+            scores[index] = -2.0
+    best = int(scores.argmax())
+    return best if scores[best] > -2.0 else None
+
+
+def build_prompts(query: Image.Image, candidate: int, top1: int, matrix: torch.Tensor,
+                  exemplars: Exemplars, labels: Sequence[str], draws: int,
+                  rng: np.random.Generator) -> list[DICLPrompt]:
+    """``draws`` prompts for one candidate, each with other exemplars where the bank allows."""
+    available = {i for i, images in exemplars.items() if images}
+    wrong_class = confusable_class(matrix, candidate, top1, available)
+    right = list(exemplars[candidate])
+    right_order = rng.permutation(len(right))
+    wrong = list(exemplars[wrong_class]) if wrong_class is not None else []
+    wrong_order = rng.permutation(len(wrong)) if wrong else np.arange(0)
+    prompts = []
+    for draw in range(draws):
+        shots = []
+        if wrong:  # with only two classes there may be no class that is neither c nor top-1
+            shots.append(Shot(wrong[wrong_order[draw % len(wrong)]], labels[top1], False))
+        shots.append(Shot(right[right_order[draw % len(right)]], labels[candidate], True))
+        shots.append(Shot(query, labels[candidate], None))
+        prompts.append(DICLPrompt(tuple(shots)))
+    return prompts
+
+
+@dataclass
+class Decision:
+    label: int
+    candidates: list[int]
+    gate_score: float
+    gate_passed: bool
+    p_true: dict[int, float] = field(default_factory=dict)
+    calls: int = 0
+
+
+def rectify(
+    probs: torch.Tensor, query: Image.Image, matrix: torch.Tensor, exemplars: Exemplars,
+    labels: Sequence[str], scorer: MLLMScorer, *, n_candidates: int, draws: int, threshold: float,
+    rng: np.random.Generator, on_scored: Callable[[int, float, str], None] = lambda *_: None,
+) -> Decision:
+    candidates = [int(i) for i in probs.topk(min(n_candidates, len(labels))).indices]
+    top1 = candidates[0]
+    gate_scores = scorer.p_true(build_prompts(query, top1, top1, matrix, exemplars, labels, draws, rng))
+    decision = Decision(label=top1, candidates=candidates, gate_score=0.0, gate_passed=False,
+                        p_true={top1: float(np.mean(gate_scores))}, calls=len(gate_scores))
+    decision.gate_score = (decision.p_true[top1] + float(probs[top1])) / 2
+    decision.gate_passed = decision.gate_score >= threshold
+    on_scored(top1, decision.p_true[top1], "gate")
+    if decision.gate_passed or len(candidates) == 1:
+        return decision
+    prompts: list[DICLPrompt] = []
+    for candidate in candidates[1:]:  # all remaining prompts of this image in one scorer call
+        prompts += build_prompts(query, candidate, top1, matrix, exemplars, labels, draws, rng)
+    scores = scorer.p_true(prompts)
+    decision.calls += len(scores)
+    for offset, candidate in enumerate(candidates[1:]):
+        decision.p_true[candidate] = float(np.mean(scores[offset * draws : (offset + 1) * draws]))
+        on_scored(candidate, decision.p_true[candidate], "p_true")
+    # Highest belief wins; ties keep the CLIP's order (max returns the first).
+    decision.label = max(candidates, key=lambda c: decision.p_true[c])
+    return decision
