@@ -15,6 +15,7 @@ from PIL import Image
 
 from adapters.base import Method
 from adapters.dicl import Exemplars
+from adapters.mllm import MLLMRectify
 from adapters.registry import create_method
 from adapters.requests import PreparedRequest, prepare_request
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
@@ -64,6 +65,16 @@ class Engine:
         impl = self.method(req.method)
         with self._lock:
             return impl.run(inp, self.models, req.options, hooks or Hooks())
+
+    def confusions(self, labels: Sequence[str], templates: str | Sequence[str] | None,
+                   exemplars: Exemplars, version: str) -> list[dict[str, object]]:
+        """The most confused class pairs of a label set, from the transition matrix the mllm
+        method uses (estimated from the exemplars with the policy CLIP, cached per version)."""
+        impl = self.method("mllm")
+        assert isinstance(impl, MLLMRectify)
+        with self._lock:
+            return impl.confusions(self.models, version, tuple(labels), resolve_templates(templates),
+                                   exemplars)
 
     def run_zeroshot_batch(self, items: list[BatchItem]) -> list[AdaptationResult]:
         """Zero-shot for several images in one forward pass (the worker's batching)."""

@@ -38,13 +38,16 @@ class MLLMRectify(Method):
     def __init__(self) -> None:
         self.transitions = LRUCache(max_entries=32)
 
-    def transition(self, models: Models, inp: MethodInput, exemplars: Exemplars) -> torch.Tensor:
-        key = ("transition", models.policy.name, exemplar_key(inp), inp.templates)
+    def transition(self, models: Models, version: str, labels: tuple[str, ...],
+                   templates: tuple[str, ...], exemplars: Exemplars) -> torch.Tensor:
+        """T for this label-set version and policy model, computed once."""
+        key = ("transition", models.policy.name, version, labels, templates)
         return self.transitions.get_or_compute(
-            key, lambda: transition_matrix(models.policy, exemplars, inp.labels, inp.templates))
+            key, lambda: transition_matrix(models.policy, exemplars, labels, templates))
 
-    def confusions(self, models: Models, inp: MethodInput) -> list[dict[str, object]]:
-        return confused_pairs(self.transition(models, inp, self._exemplars(inp)), inp.labels)
+    def confusions(self, models: Models, version: str, labels: tuple[str, ...],
+                   templates: tuple[str, ...], exemplars: Exemplars) -> list[dict[str, object]]:
+        return confused_pairs(self.transition(models, version, labels, templates, exemplars), labels)
 
     @staticmethod
     def _exemplars(inp: MethodInput) -> Exemplars:
@@ -66,7 +69,7 @@ class MLLMRectify(Method):
         with torch.no_grad():
             features = clip.encode_images(clean_view(inp.image, clip.image_size)[None])
         probs, zeroshot_top = zeroshot_guess(models, inp, features, hooks)
-        matrix = self.transition(models, inp, exemplars)
+        matrix = self.transition(models, exemplar_key(inp), inp.labels, inp.templates, exemplars)
         total = min(options.n_candidates, len(inp.labels))
         steps = {"n": 0}
 

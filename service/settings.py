@@ -29,6 +29,19 @@ class Settings(BaseSettings):
     precision: str = "auto"
     """Compute precision on CUDA: "auto" (bf16 where supported, else fp16), "fp32", "bf16", "fp16"."""
 
+    # MLLM (for the mllm method)
+    mllm: str | None = None
+    """"none", "transformers:<hub id or local dir>" or "openai:<base URL of a chat-completions API>"."""
+    mllm_model: str | None = None
+    """Model name sent to an OpenAI-compatible endpoint (e.g. Qwen/Qwen2.5-VL-7B-Instruct)."""
+    mllm_api_key: str | None = None
+    mllm_timeout_s: float = Field(default=60.0, gt=0)
+    mllm_retries: int = Field(default=2, ge=0)
+    mllm_concurrency: int = Field(default=8, ge=1)
+    """Parallel requests to an OpenAI-compatible endpoint."""
+    mllm_batch: int = Field(default=16, ge=1)
+    """Prompts per forward pass of an in-process MLLM."""
+
     # Redis and the queue
     redis_url: str | None = None
     """Redis for the queue and state. Unset: ``tta serve`` starts a private redis-server."""

@@ -18,6 +18,7 @@ from service.api.label_sets import router as label_sets_router
 from service.api.metrics import HTTPMetricsMiddleware
 from service.api.routes_info import router as info_router
 from service.api.routes_jobs import router as jobs_router
+from service.api.routes_rectifications import router as rectifications_router
 from service.api.schemas import ErrorBody
 from service.api.state import AppState
 from service.queue.keys import Keys
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HTTPMetricsMiddleware)
     app.include_router(jobs_router)
     app.include_router(label_sets_router)
+    app.include_router(rectifications_router)
     app.include_router(info_router)
 
     original_openapi = app.openapi

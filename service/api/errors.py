@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import (
     InvalidInputError,
+    MissingMLLMError,
     MissingRewardModelError,
     TTAError,
     UnknownMethodError,
@@ -41,12 +42,13 @@ STATUS_BY_TYPE: tuple[tuple[type[TTAError], int], ...] = (
     (InvalidInputError, 422),
     (UnknownMethodError, 422),
     (MissingRewardModelError, 422),
+    (MissingMLLMError, 422),
     (TooManyInflightError, 429),
     (QueueFullError, 503),
     (BackendUnavailableError, 503),
 )
 STATUS_BY_JOB_ERROR = {"deadline_exceeded": 504, "dead_letter": 500, "internal_error": 500,
-                       "images_expired": 410}
+                       "images_expired": 410, "mllm_failed": 502}
 """HTTP status of ``POST /v1/classify`` when its job failed in the worker."""
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -136,12 +136,13 @@ def _json_field(value: Any, field: str, kind: type) -> Any:
 
 
 def validate_request(submission: Submission, labels: list[str], settings: Settings,
-                     has_reward_model: bool) -> PreparedRequest:
+                     has_reward_model: bool, has_mllm: bool) -> PreparedRequest:
     if not 0 <= submission.seed < 2**31:
         raise InvalidInputError("seed must be between 0 and 2**31 - 1", field="seed")
     return prepare_request(submission.method, labels, options=submission.options,
                            templates=submission.templates, top_k=submission.top_k,
-                           has_reward_model=has_reward_model, max_labels=settings.max_labels)
+                           has_reward_model=has_reward_model, has_mllm=has_mllm,
+                           max_labels=settings.max_labels)
 
 
 async def check_images(images: list[bytes], settings: Settings) -> None:

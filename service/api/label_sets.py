@@ -19,7 +19,7 @@ from service.api.body_limit import BodyTooLarge
 from service.api.errors import ERROR_RESPONSES
 from service.api.intake import Submission, check_images
 from service.api.state import AppState, app_state, owner_of
-from service.errors import MalformedRequestError, NotFoundError
+from service.errors import MalformedRequestError, NotFoundError, QueueFullError, TooManyInflightError
 from service.labelsets import (
     MAX_EXEMPLARS_PER_CLASS,
     NAME_PATTERN,
@@ -31,7 +31,7 @@ from service.labelsets import (
     exemplar_field,
     exemplar_key,
 )
-from service.queue.schemas import now_ms
+from service.queue.schemas import JobSpec, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1/label-sets", tags=["label sets"])
 
@@ -49,16 +49,49 @@ class LabelSetBody(BaseModel):
         default_factory=dict, description="label -> base64 images (about 3 per class)")
 
 
-async def resolve_labels(state: AppState, owner: str, submission: Submission) -> tuple[list[str], str | None]:
-    """(labels, label-set version) of a classify request."""
+async def resolve_labels(state: AppState, owner: str,
+                         submission: Submission) -> tuple[list[str], LabelSet | None]:
+    """The labels of a classify request, and the label set they came from (if any)."""
     if submission.label_set is not None:
         if submission.labels:
             raise InvalidInputError("give either labels or label_set, not both", field="label_set")
         label_set = await load(state, owner, submission.label_set)
-        return label_set.labels, label_set.version
+        return label_set.labels, label_set
     if not submission.labels:
         raise InvalidInputError("labels (or label_set) is required", field="labels")
     return submission.labels, None
+
+
+def require_exemplars(method: str, label_set: LabelSet | None) -> None:
+    """Methods like mllm need a label set with exemplar images for every class."""
+    if label_set is None:
+        raise InvalidInputError(f"method {method!r} needs a label_set with exemplar images "
+                                "(POST /v1/label-sets), not plain labels", field="label_set")
+    missing = [label for label, count in zip(label_set.labels, label_set.exemplar_counts, strict=True)
+               if count == 0]
+    if missing:
+        raise InvalidInputError(
+            f"method {method!r} needs exemplar images for every class; label set "
+            f"{label_set.name!r} has none for {', '.join(repr(m) for m in missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}", field="label_set")
+
+
+async def enqueue_preparation(state: AppState, label_set: LabelSet) -> str | None:
+    """Queue the estimation of the label set's transition matrix (any worker can run it), so
+    its confused pairs show up here without waiting for a first mllm request."""
+    if not any(label_set.exemplar_counts):
+        return None
+    created = now_ms()
+    spec = JobSpec(job_id=new_job_id(), kind="prepare_label_set", owner=label_set.owner, method="mllm",
+                   labels=label_set.labels, label_set=label_set.name, label_set_version=label_set.version,
+                   templates=label_set.templates, n_images=1, created_ms=created,
+                   deadline_ms=created + state.settings.job_deadline_s * 1000)
+    try:
+        await state.producer.enqueue(spec, [], max_depth=state.settings.max_queue_depth,
+                                     max_inflight=state.settings.max_inflight_per_key)
+    except (QueueFullError, TooManyInflightError):
+        return None  # the first mllm request will estimate it instead
+    return spec.job_id
 
 
 async def load(state: AppState, owner: str, name: str) -> LabelSet:
@@ -156,7 +189,7 @@ async def create_label_set(request: Request) -> dict[str, Any]:
     pipe.hset(state.keys.label_set(owner, body.name), mapping=encode(label_set))
     pipe.sadd(state.keys.label_set_index(owner), body.name)
     await pipe.execute()
-    return label_set.summary()
+    return {**label_set.summary(), "prepare_job_id": await enqueue_preparation(state, label_set)}
 
 
 @router.get("")

@@ -14,7 +14,7 @@ from models.errors import InvalidInputError, UnknownMethodError
 from service.api import metrics
 from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
 from service.api.intake import Submission, check_images, read_submission, validate_request
-from service.api.label_sets import resolve_labels
+from service.api.label_sets import require_exemplars, resolve_labels
 from service.api.schemas import ClassifyBody, JobAccepted, JobOut
 from service.api.sse import stream_events
 from service.api.state import AppState, app_state, owner_of
@@ -54,12 +54,17 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
     settings = state.settings
     owner = owner_of(request)
     submission = await read_submission(request, settings)
-    labels, version = await resolve_labels(state, owner, submission)
+    labels, label_set = await resolve_labels(state, owner, submission)
     workers = await state.producer.live_workers()
     served = {m for w in workers for m in w["methods"]}
     spec = get_spec(submission.method)
-    has_reward = not workers or spec.name in served or not spec.needs_reward_model
-    prepared = validate_request(submission, labels, settings, has_reward_model=has_reward)
+    # With live workers, a method none of them serves fails now, naming what is missing.
+    unserved = bool(workers) and spec.name not in served
+    prepared = validate_request(submission, labels, settings,
+                                has_reward_model=not (unserved and spec.needs_reward_model),
+                                has_mllm=not (unserved and spec.needs_mllm))
+    if spec.needs_exemplars:
+        require_exemplars(spec.name, label_set)
     if workers and spec.name not in served:
         raise UnknownMethodError(
             f"method {spec.name!r} is not served by this deployment; served: {', '.join(sorted(served))}",
@@ -68,7 +73,7 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
     created = now_ms()
     job = JobSpec(
         job_id=new_job_id(), owner=owner, method=prepared.method, labels=list(prepared.labels),
-        label_set=submission.label_set, label_set_version=version,
+        label_set=submission.label_set, label_set_version=label_set.version if label_set else None,
         templates=prepared.templates if isinstance(prepared.templates, str) else list(prepared.templates),
         top_k=prepared.top_k, options=submission.options, seed=submission.seed,
         n_images=len(submission.images), created_ms=created,
@@ -84,7 +89,7 @@ def job_out(view: JobView) -> dict[str, Any]:
     results: list[dict[str, Any] | None] = [None] * view.spec.n_images
     for index, result in view.results.items():
         results[index] = {"image": index, **result}
-    return JobOut(job_id=view.job_id, status=view.status, method=view.spec.method,
+    return JobOut(job_id=view.job_id, kind=view.spec.kind, status=view.status, method=view.spec.method,
                   n_images=view.spec.n_images, attempts=view.attempts, labels=view.spec.labels,
                   label_set=view.spec.label_set, results=results,  # type: ignore[arg-type]
                   error=view.error).model_dump()

@@ -44,6 +44,16 @@ class ImageResult(BaseModel):
     metrics: dict[str, Any] = Field(description="at least queue_ms, compute_ms, steps")
 
 
+class LabelSetPreparation(BaseModel):
+    """The result of a label set's preparation job (its transition matrix's top pairs)."""
+
+    image: int
+    label_set: str
+    model: str
+    confused_pairs: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
 class ErrorBody(BaseModel):
     code: str = Field(description="stable, machine-readable")
     message: str
@@ -52,13 +62,15 @@ class ErrorBody(BaseModel):
 
 class JobOut(BaseModel):
     job_id: str
+    kind: str = Field(description="classify, or prepare_label_set (made by POST /v1/label-sets)")
     status: str = Field(description="queued, running, done, failed or dead")
     method: str
     n_images: int
     attempts: int
     labels: list[str]
     label_set: str | None = None
-    results: list[ImageResult | None] = Field(description="one per image, in order; null until done")
+    results: list[ImageResult | LabelSetPreparation | None] = Field(
+        description="one per image, in order; null until done")
     error: dict[str, Any] | None = None
 
 

@@ -21,6 +21,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from adapters.engine import Engine, load_models
+    from models.mllm.loading import load_scorer
     from service.cli.common import model_names
     from service.worker.main import Worker
 
@@ -33,7 +34,10 @@ def run_worker(args: argparse.Namespace) -> int:
         start_http_server(port)
         log.info("worker metrics on :%d/metrics", port)
     policy, reward, device = model_names(args)
-    engine = Engine(load_models(policy, reward, device=device, precision=settings.precision))
+    mllm = load_scorer(settings.mllm, model=settings.mllm_model, api_key=settings.mllm_api_key,
+                       device=device, timeout_s=settings.mllm_timeout_s, retries=settings.mllm_retries,
+                       concurrency=settings.mllm_concurrency, batch_size=settings.mllm_batch)
+    engine = Engine(load_models(policy, reward, device=device, precision=settings.precision, mllm=mllm))
     worker = Worker(settings, engine, redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2))
     worker.install_signal_handlers()
     worker.serve()

@@ -58,5 +58,6 @@ class Keys:
     def label_set_index(self, owner: str) -> str:
         return f"{self.prefix}:labelsets:{owner}"
 
-    def rectifications(self) -> str:
-        return f"{self.prefix}:rectifications"
+    def rectifications(self, owner: str) -> str:
+        """Stream of one key's MLLM decisions (before, after, candidate scores), for export."""
+        return f"{self.prefix}:rectifications:{owner}"

@@ -25,11 +25,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+JobKind = Literal["classify", "prepare_label_set"]
+
+
 class JobSpec(BaseModel):
     """Everything a worker needs to run a job, besides the image bytes. Labels are resolved
     at submission (a label set edited later does not change a queued job)."""
 
     job_id: str
+    kind: JobKind = "classify"
+    """"prepare_label_set": estimate the label set's transition matrix (no images)."""
     owner: str
     method: str
     labels: list[str]

@@ -4,7 +4,6 @@ SIGTERM (finishes the current job, hands unstarted ones back to the queue)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from service.queue.consumer import Consumer, Delivery, StartedJob
 from service.queue.keys import Keys
 from service.settings import Settings
 from service.worker import metrics
+from service.worker.exemplars import ExemplarStore
 from service.worker.keepalive import KeepAlive
 from service.worker.runner import JobFailed, Runner
 from service.worker.warmup import warm_up
@@ -46,11 +46,14 @@ class Worker:
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self.consumer = Consumer(client, Keys(settings.redis_prefix), self.worker_id,
                                  ttl_s=settings.job_ttl_s, max_attempts=settings.max_attempts)
-        self.runner = Runner(engine, self.consumer, self.worker_id, settings.max_image_pixels)
+        keys = Keys(settings.redis_prefix)
+        self.runner = Runner(engine, self.consumer, self.worker_id, settings.max_image_pixels,
+                             ExemplarStore(client, keys, settings.max_image_pixels))
         self.keepalive = KeepAlive(self.consumer, lease_s=settings.lease_s,
                                    heartbeat_s=settings.heartbeat_s, info=self.info)
         self.methods = [s.name for s in method_specs()
-                        if not (s.needs_reward_model and engine.models.reward is None)]
+                        if not (s.needs_reward_model and engine.models.reward is None)
+                        and not (s.needs_mllm and engine.models.mllm is None)]
         self.pending: deque[Delivery] = deque()
         self.stopping = threading.Event()
         self.started_ms = int(time.time() * 1000)
@@ -62,6 +65,7 @@ class Worker:
         return {
             "id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
             "model": models.policy.name, "reward_model": models.reward.name if models.reward else None,
+            "mllm": models.mllm.name if models.mllm else None,
             "device": str(models.policy.clip.device), "methods": self.methods,
             "heartbeat_s": self.settings.heartbeat_s, "started_ms": self.started_ms,
             "jobs_done": self.jobs_done, "busy": bool(metrics.WORKER_BUSY._value.get()),
@@ -207,8 +211,16 @@ class Worker:
 
     def finish(self, jobs: list[tuple[Delivery, StartedJob]], run: Callable[[], None]) -> None:
         """Run, then ack every job of the run: its result or error event is written by now."""
-        with contextlib.suppress(JobFailed):
+        try:
             run()
+        except JobFailed:
+            pass  # its error event is published
+        except redis.RedisError:
+            raise  # not acked: the job is retried here or reclaimed elsewhere
+        except Exception as exc:  # a bug must not take the worker down: the jobs fail visibly
+            log.exception("jobs %s failed", ", ".join(j.spec.job_id for _, j in jobs))
+            for _, job in jobs:
+                self.consumer.fail(job.spec, "internal_error", f"{type(exc).__name__}: {exc}")
         for delivery, job in jobs:
             outcome = "done" if self.consumer.status(job.spec.job_id) == "done" else "failed"
             metrics.JOBS.labels(job.spec.method, outcome).inc()

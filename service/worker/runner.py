@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
+from adapters.catalog import get_spec
 from adapters.engine import BatchItem, Engine
 from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel
 from models.errors import TTAError
 from models.images import decode_image
 from service.queue.consumer import Consumer, StartedJob
+from service.queue.schemas import now_ms
 from service.worker import metrics
+from service.worker.exemplars import ExemplarStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class Runner:
     consumer: Consumer
     worker_id: str
     max_image_pixels: int
+    label_sets: ExemplarStore
+    _confusions_stored: set[tuple[str, str]] = field(default_factory=set)
 
     def hooks(self, job: StartedJob, index: int) -> Hooks:
         job_id = job.spec.job_id
@@ -51,21 +56,74 @@ class Runner:
         def on_progress(p: Progress) -> None:
             self.consumer.publish(job_id, "progress", {
                 "image": index, "step": p.step, "total_steps": p.total_steps, "loss": p.loss,
-                "metric": p.metric, "value": p.value, "top_k": _scored(p.top_k),
+                "metric": p.metric, "value": p.value, "top_k": _scored(p.top_k), **(p.detail or {}),
             })
 
         return Hooks(on_zeroshot=on_zeroshot, on_progress=on_progress)
 
-    def load_image(self, job: StartedJob, index: int) -> Image.Image:
+    def load_image(self, job: StartedJob, index: int) -> tuple[bytes, Image.Image]:
         data = self.consumer.image(job.spec.job_id, index)
         if data is None:
             self.fail(job, "images_expired", f"image {index} expired before the job ran")
         try:
-            return decode_image(data or b"", field=f"images[{index}]",
-                                max_pixels=self.max_image_pixels)
+            return data or b"", decode_image(data or b"", field=f"images[{index}]",
+                                             max_pixels=self.max_image_pixels)
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
         raise AssertionError("unreachable")
+
+    def exemplars(self, job: StartedJob) -> dict[int, list[Image.Image]] | None:
+        spec = job.spec
+        if spec.label_set is None or not get_spec(spec.method).needs_exemplars:
+            return None
+        try:
+            return self.label_sets.exemplars(spec.owner, spec.label_set, spec.label_set_version)
+        except TTAError as exc:
+            self.fail(job, exc.code, exc.message, field=exc.field)
+        raise AssertionError("unreachable")
+
+    def prepare_label_set(self, job: StartedJob) -> None:
+        """Estimate the label set's transition matrix and publish its most confused pairs."""
+        spec = job.spec
+        assert spec.label_set is not None
+        exemplars = self.exemplars(job) or {}
+        try:
+            pairs = self.publish_confusions(job, exemplars, force=True)
+        except TTAError as exc:
+            self.fail(job, exc.code, exc.message, field=exc.field)
+            return
+        self.consumer.finish_image(spec, 0, {"label_set": spec.label_set, "confused_pairs": pairs,
+                                             "model": self.engine.models.policy.name,
+                                             "metrics": {"steps": 0}})
+
+    def publish_confusions(self, job: StartedJob, exemplars: dict[int, list[Image.Image]],
+                           force: bool = False) -> list[dict[str, object]]:
+        """Store the label set's most confused pairs for this model (once per version)."""
+        spec = job.spec
+        assert spec.label_set is not None and spec.label_set_version is not None
+        model = self.engine.models.policy.name
+        if not force and (spec.label_set_version, model) in self._confusions_stored:
+            return []
+        pairs = self.engine.confusions(spec.labels, spec.templates, exemplars, spec.label_set_version)
+        label_set = self.label_sets.label_set(spec.owner, spec.label_set)
+        self.label_sets.store_confusions(label_set, model, pairs)
+        self._confusions_stored.add((spec.label_set_version, model))
+        return pairs
+
+    def after_rectification(self, job: StartedJob, index: int, data: bytes, result: AdaptationResult,
+                            exemplars: dict[int, list[Image.Image]]) -> None:
+        """Log the MLLM's decision for a later fine-tuning job; publish the label set's confused
+        pairs the first time this worker sees its version."""
+        spec = job.spec
+        self.label_sets.log_rectification(spec.owner, {
+            "ts_ms": now_ms(), "job_id": spec.job_id, "image": index,
+            "image_sha256": hashlib.sha256(data).hexdigest(), "label_set": spec.label_set,
+            "label_set_version": spec.label_set_version, "model": self.engine.models.policy.name,
+            "mllm": result.metrics.get("mllm"), "before": result.zeroshot_top_k[0].label,
+            "after": result.label, "changed": result.changed,
+            "gate_score": result.metrics.get("gate_score"), "candidates": result.metrics.get("candidates"),
+        })
+        self.publish_confusions(job, exemplars)
 
     def fail(self, job: StartedJob, code: str, message: str, **extra: Any) -> None:
         self.consumer.fail(job.spec, code, message, **extra)
@@ -89,15 +147,20 @@ class Runner:
     def run(self, job: StartedJob) -> None:
         """All images of the job not finished by an earlier attempt, one after another."""
         spec = job.spec
+        if spec.kind == "prepare_label_set":
+            self.prepare_label_set(job)
+            return
+        exemplars = self.exemplars(job)
         for index in range(spec.n_images):
             if index in job.done_images:
                 continue
-            image = self.load_image(job, index)
+            data, image = self.load_image(job, index)
             try:
                 result = self.engine.run(
                     spec.method, image, spec.labels, options=spec.options, templates=spec.templates,
                     top_k=spec.top_k, seed=spec.seed + index, state_key=state_key(job),
-                    hooks=self.hooks(job, index),
+                    hooks=self.hooks(job, index), exemplars=exemplars,
+                    label_set_version=spec.label_set_version,
                 )
             except TTAError as exc:
                 self.fail(job, exc.code, exc.message, field=exc.field, image=index)
@@ -105,6 +168,8 @@ class Runner:
                 log.exception("job %s failed", spec.job_id)
                 self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", image=index)
             self.record(job, index, result)
+            if exemplars is not None and get_spec(spec.method).needs_mllm:
+                self.after_rectification(job, index, data, result, exemplars)
 
     def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
         """Every unfinished image of these zero-shot jobs in one forward pass."""
@@ -113,7 +178,7 @@ class Runner:
             try:
                 for index in range(job.spec.n_images):
                     if index not in job.done_images:
-                        image = self.load_image(job, index)
+                        _, image = self.load_image(job, index)
                         items.append((job, index, BatchItem(
                             image=image, labels=job.spec.labels, templates=job.spec.templates,
                             top_k=job.spec.top_k, hooks=self.hooks(job, index))))

@@ -9,6 +9,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from adapters.catalog import get_spec
 from adapters.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,8 @@ WARMUP_LABELS = ("a cat", "a dog")
 def warm_up(engine: Engine, methods: list[str]) -> None:
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     for method in methods:
+        if get_spec(method).needs_exemplars:
+            continue  # needs a label set; the MLLM itself was loaded (and checked) at start-up
         start = time.perf_counter()
         engine.run(method, image, WARMUP_LABELS, top_k=1)
         log.info("warm-up %s: %.0f ms", method, (time.perf_counter() - start) * 1000)
