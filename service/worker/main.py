@@ -80,6 +80,7 @@ class Worker:
         signal.signal(signal.SIGINT, handle)
 
     def serve(self) -> None:
+        metrics.declare(self.methods)
         warm_up(self.engine, self.methods)
         self._until_redis(self.consumer.ensure_group)
         self._until_redis(self.keepalive.start)

@@ -25,3 +25,15 @@ REDELIVERIES = Counter("tta_redeliveries_total",
                        "Jobs this worker took over from another (dead or stalled) worker")
 DEAD_LETTERS = Counter("tta_dead_letters_total", "Jobs moved to the dead-letter stream")
 REDIS_ERRORS = Counter("tta_worker_redis_errors_total", "Redis connection failures seen")
+
+OUTCOMES = ("done", "failed")
+
+
+def declare(methods: list[str]) -> None:
+    """Create every per-method series at zero, so dashboards and alerts see them (and their
+    rates) from the start instead of only after the first event of each kind."""
+    for method in methods:
+        for outcome in OUTCOMES:
+            JOBS.labels(method, outcome)
+        for family in (IMAGES, LABEL_CHANGED, QUEUE_WAIT, COMPUTE, STEPS):
+            family.labels(method)
