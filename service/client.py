@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from service.queue.schemas import QueueEvent
+
 ImageInput = bytes | str | Path
 
 
-@dataclass(frozen=True)
-class Event:
-    id: str
-    event: str
-    data: dict[str, Any]
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.event == "error" or (self.event == "result" and bool(self.data.get("final")))
+Event = QueueEvent
+"""An event as the SSE stream carries it (id, event name, data)."""
 
 
 class TTAClientError(Exception):
@@ -50,7 +44,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
     for line in lines:
         if not line:
             if data:
-                yield Event(event_id, name, json.loads("\n".join(data)))
+                yield Event(id=event_id, event=name, data=json.loads("\n".join(data)))
             event_id, name, data = event_id, "message", []
             continue
         if line.startswith(":"):

@@ -6,20 +6,20 @@ from __future__ import annotations
 from models.errors import InvalidInputError, TTAError
 
 
-class QueueFullError(TTAError):
+class RetryLaterError(TTAError):
+    """A load limit: the same request may succeed after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFullError(RetryLaterError):
     code = "queue_full"
 
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
-
-class TooManyInflightError(TTAError):
+class TooManyInflightError(RetryLaterError):
     code = "too_many_inflight"
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class BackendUnavailableError(TTAError):

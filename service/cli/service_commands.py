@@ -44,19 +44,20 @@ def run_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_bind(host: str, settings: Settings) -> str | None:
+def refuses_bind(host: str, settings: Settings) -> bool:
+    """True (after saying why) if the API must not listen on ``host`` with these settings."""
     from service.api.auth import bind_check
 
-    return bind_check(host, settings.api_keys_file is not None, settings.auth_disabled)
+    problem = bind_check(host, settings.api_keys_file is not None, settings.auth_disabled)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def run_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = get_settings()
-    problem = check_bind(args.host, settings)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    if refuses_bind(args.host, get_settings()):
         return 2
     uvicorn.run("service.api.app:create_app", factory=True, host=args.host, port=args.port,
                 log_level="info" if args.verbose else "warning", timeout_graceful_shutdown=5)
@@ -68,9 +69,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from service.redis_server import PrivateRedis
 
     settings = get_settings()
-    problem = check_bind(args.host, settings)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+    if refuses_bind(args.host, settings):
         return 2
     env = dict(os.environ)
     private = None
