@@ -15,6 +15,8 @@ from service.queue.keys import Keys
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_EXEMPLARS_PER_CLASS = 16
+MAX_EXEMPLAR_FILES = 4000
+"""Exemplar files in one multipart label-set request (the byte limit applies as well)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from adapters.requests import PreparedRequest, prepare_request
 from models.errors import InvalidInputError
@@ -60,31 +60,43 @@ async def _from_json(request: Request) -> Submission:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidInputError(f"{field}: {first['msg']}", field=field) from exc
-    images = [_b64(value, index) for index, value in enumerate(body.images)]
+    images = [decode_base64(value, f"images[{index}]") for index, value in enumerate(body.images)]
     labels = parse_label_text(body.labels) if isinstance(body.labels, str) else body.labels
     return Submission(images, labels, body.label_set, body.method, body.top_k, body.options,
                       body.templates, body.seed)
 
 
-def _b64(value: str, index: int) -> bytes:
+def decode_base64(value: str, field: str) -> bytes:
+    """Image bytes from base64 (a ``data:`` URL prefix is accepted)."""
     if value.startswith("data:"):
         value = value.partition(",")[2]
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInputError(f"images[{index}] is not valid base64", field=f"images[{index}]") from exc
+        raise InvalidInputError(f"{field} is not valid base64", field=field) from exc
 
 
-async def _from_multipart(request: Request, settings: Settings) -> Submission:
+async def read_form(request: Request, *, max_files: int, max_fields: int) -> FormData:
     try:
-        form = await request.form(max_files=settings.max_images_per_request + 1,
-                                  max_fields=settings.max_labels + len(FORM_FIELDS),
-                                  max_part_size=1024 * 1024)
+        return await request.form(max_files=max_files, max_fields=max_fields, max_part_size=1024 * 1024)
     except BodyTooLarge:
         raise
     except Exception as exc:  # Starlette raises HTTPException/MultiPartException on broken bodies
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         raise MalformedRequestError(f"malformed multipart body: {detail}", field="body") from exc
+
+
+def templates_field(value: Any) -> str | list[str] | None:
+    """A form's ``templates``: a set name, or a JSON list of format strings."""
+    if value is None:
+        return None
+    text = str(value)
+    return json_field(text, "templates", list) if text.lstrip().startswith("[") else text
+
+
+async def _from_multipart(request: Request, settings: Settings) -> Submission:
+    form = await read_form(request, max_files=settings.max_images_per_request + 1,
+                           max_fields=settings.max_labels + len(FORM_FIELDS))
     unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
     if unknown:
         raise InvalidInputError(f"unknown form field {unknown[0]!r}; allowed: {', '.join(FORM_FIELDS)}",
@@ -96,16 +108,12 @@ async def _from_multipart(request: Request, settings: Settings) -> Submission:
         images.append(await item.read(settings.max_image_bytes + 1))
     labels_values = [str(v) for v in form.getlist("labels")]
     labels = parse_label_text(labels_values[0]) if len(labels_values) == 1 else labels_values or None
-    options = _json_field(form.get("options"), "options", dict) or {}
-    templates_raw = form.get("templates")
-    templates: str | list[str] | None = None
-    if templates_raw is not None:
-        text = str(templates_raw)
-        templates = _json_field(text, "templates", list) if text.lstrip().startswith("[") else text
+    options = json_field(form.get("options"), "options", dict) or {}
     return Submission(
         images=images, labels=labels, label_set=_text(form.get("label_set")),
         method=_text(form.get("method")) or "zeroshot",
-        top_k=_int_field(form.get("top_k"), "top_k", 5), options=options, templates=templates,
+        top_k=_int_field(form.get("top_k"), "top_k", 5), options=options,
+        templates=templates_field(form.get("templates")),
         seed=_int_field(form.get("seed"), "seed", 0),
     )
 
@@ -123,7 +131,7 @@ def _int_field(value: Any, field: str, default: int) -> int:
         raise InvalidInputError(f"{field} must be an integer, got {str(value)[:40]!r}", field=field) from exc
 
 
-def _json_field(value: Any, field: str, kind: type) -> Any:
+def json_field(value: Any, field: str, kind: type) -> Any:
     if value is None:
         return None
     try:
@@ -145,18 +153,18 @@ def validate_request(submission: Submission, labels: list[str], settings: Settin
                            max_labels=settings.max_labels)
 
 
-async def check_images(images: list[bytes], settings: Settings) -> None:
+async def check_images(images: list[bytes], settings: Settings, *, max_count: int | None = None,
+                       field: str = "images") -> None:
     """Every image must be within the byte and pixel limits and decode completely; done in a
     thread so a large decode never stalls the event loop."""
+    limit = max_count or settings.max_images_per_request
     if not images:
-        raise InvalidInputError("at least one image is required", field="images")
-    if len(images) > settings.max_images_per_request:
-        raise TooManyImagesError(
-            f"{len(images)} images in one request; at most {settings.max_images_per_request}",
-            field="images")
+        raise InvalidInputError("at least one image is required", field=field)
+    if len(images) > limit:
+        raise TooManyImagesError(f"{len(images)} images in {field}; at most {limit}", field=field)
     for index, data in enumerate(images):
-        field = f"images[{index}]"
+        name = f"{field}[{index}]"
         if len(data) > settings.max_image_bytes:
-            raise ImageTooLargeError(f"{field} is larger than {settings.max_image_bytes} bytes",
-                                     field=field)
-        await run_in_threadpool(decode_image, data, field=field, max_pixels=settings.max_image_pixels)
+            raise ImageTooLargeError(f"{name} is larger than {settings.max_image_bytes} bytes",
+                                     field=name)
+        await run_in_threadpool(decode_image, data, field=name, max_pixels=settings.max_image_pixels)

@@ -3,9 +3,8 @@ request's ``label_set`` into its labels."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,14 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from models.errors import InvalidInputError
-from models.labels import validate_labels
+from models.labels import parse_label_text, validate_labels
 from models.templates import validate_templates
-from service.api.body_limit import BodyTooLarge
 from service.api.errors import ERROR_RESPONSES
-from service.api.intake import Submission, check_images
+from service.api.intake import (
+    Submission,
+    check_images,
+    decode_base64,
+    read_form,
+    templates_field,
+)
 from service.api.state import AppState, app_state, owner_of
 from service.errors import MalformedRequestError, NotFoundError, QueueFullError, TooManyInflightError
 from service.labelsets import (
+    MAX_EXEMPLAR_FILES,
     MAX_EXEMPLARS_PER_CLASS,
     NAME_PATTERN,
     LabelSet,
@@ -102,48 +107,42 @@ async def load(state: AppState, owner: str, name: str) -> LabelSet:
     return decode(raw, owner)
 
 
-def _b64(value: str, field: str) -> bytes:
-    try:
-        return base64.b64decode(value.partition(",")[2] if value.startswith("data:") else value,
-                                validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInputError(f"{field} is not valid base64", field=field) from exc
+@dataclass(frozen=True)
+class LabelSetRequest:
+    name: str
+    labels: list[str]
+    templates: str | list[str] | None
+    exemplars: dict[str, list[bytes]]
 
 
-async def _read_body(request: Request) -> LabelSetBody:
+async def _read_body(request: Request) -> LabelSetRequest:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "multipart/form-data":
         try:
-            return LabelSetBody.model_validate(await request.json())
-        except json.JSONDecodeError as exc:
+            body = LabelSetBody.model_validate(await request.json())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MalformedRequestError(f"body is not valid JSON: {exc}", field="body") from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "body"
             raise InvalidInputError(f"{field}: {first['msg']}", field=field) from exc
-    try:
-        form = await request.form(max_files=2000, max_fields=4100)
-    except BodyTooLarge:
-        raise
-    except Exception as exc:
-        raise MalformedRequestError(f"malformed multipart body: {exc}", field="body") from exc
-    exemplars: dict[str, list[str]] = {}
+        exemplars = {label: [decode_base64(v, f"exemplars.{label}[{j}]") for j, v in enumerate(values)]
+                     for label, values in body.exemplars.items()}
+        return LabelSetRequest(body.name, body.labels, body.templates, exemplars)
+    form = await read_form(request, max_files=MAX_EXEMPLAR_FILES, max_fields=MAX_EXEMPLAR_FILES + 10)
+    files: dict[str, list[bytes]] = {}
     for key, value in form.multi_items():
         if key.startswith("exemplar:") and isinstance(value, UploadFile):
-            exemplars.setdefault(key.removeprefix("exemplar:"), []).append(
-                base64.b64encode(await value.read()).decode())
+            files.setdefault(key.removeprefix("exemplar:"), []).append(await value.read())
         elif key not in ("name", "labels", "templates"):
             raise InvalidInputError(
                 f"unknown form field {key!r}; allowed: name, labels, templates, exemplar:<label>",
                 field=key)
     labels = [str(v) for v in form.getlist("labels")]
     if len(labels) == 1:
-        labels = [part.strip() for part in labels[0].split(",")]
-    templates = form.get("templates")
-    template_value = json.loads(str(templates)) if templates and str(templates).startswith("[") else templates
-    return LabelSetBody(name=str(form.get("name", "")), labels=labels,
-                        templates=template_value,  # type: ignore[arg-type]
-                        exemplars=exemplars)
+        labels = parse_label_text(labels[0])
+    return LabelSetRequest(str(form.get("name", "")), labels, templates_field(form.get("templates")),
+                           files)
 
 
 @router.post("", status_code=201, responses=ERROR_RESPONSES)
@@ -169,10 +168,9 @@ async def create_label_set(request: Request) -> dict[str, Any]:
         if len(images) > MAX_EXEMPLARS_PER_CLASS:
             raise InvalidInputError(f"at most {MAX_EXEMPLARS_PER_CLASS} exemplars per class",
                                     field=f"exemplars.{label}")
-        decoded = [_b64(v, f"exemplars.{label}[{j}]") for j, v in enumerate(images)]
-        settings = state.settings.model_copy(update={"max_images_per_request": MAX_EXEMPLARS_PER_CLASS})
-        await check_images(decoded, settings)
-        exemplars[index[label]] = decoded
+        await check_images(images, state.settings, max_count=MAX_EXEMPLARS_PER_CLASS,
+                           field=f"exemplars.{label}")
+        exemplars[index[label]] = images
     template_value = templates if isinstance(templates, str) else list(templates)
     label_set = LabelSet(
         name=body.name, owner=owner, labels=labels, templates=template_value,

@@ -58,6 +58,7 @@ class Worker:
         self.stopping = threading.Event()
         self.started_ms = int(time.time() * 1000)
         self.jobs_done = 0
+        self.busy = False
         self._last_reclaim = 0.0
 
     def info(self) -> dict[str, Any]:
@@ -68,7 +69,7 @@ class Worker:
             "mllm": models.mllm.name if models.mllm else None,
             "device": str(models.policy.clip.device), "methods": self.methods,
             "heartbeat_s": self.settings.heartbeat_s, "started_ms": self.started_ms,
-            "jobs_done": self.jobs_done, "busy": bool(metrics.WORKER_BUSY._value.get()),
+            "jobs_done": self.jobs_done, "busy": self.busy,
         }
 
     def install_signal_handlers(self) -> None:
@@ -140,6 +141,7 @@ class Worker:
         job = self.begin(delivery)
         if job is None:
             return
+        self.busy = True
         metrics.WORKER_BUSY.set(1)
         try:
             if get_spec(job.spec.method).batchable:
@@ -148,6 +150,7 @@ class Worker:
             else:
                 self.finish([(delivery, job)], lambda: self.runner.run(job))
         finally:
+            self.busy = False
             metrics.WORKER_BUSY.set(0)
 
     def fetch(self, block_ms: int | None) -> list[Delivery]:
