@@ -23,7 +23,7 @@ from service.api.intake import (
     templates_field,
 )
 from service.api.state import AppState, app_state, owner_of
-from service.errors import MalformedRequestError, NotFoundError, QueueFullError, TooManyInflightError
+from service.errors import MalformedRequestError, NotFoundError, RetryLaterError
 from service.labelsets import (
     MAX_EXEMPLAR_FILES,
     MAX_EXEMPLARS_PER_CLASS,
@@ -94,7 +94,7 @@ async def enqueue_preparation(state: AppState, label_set: LabelSet) -> str | Non
     try:
         await state.producer.enqueue(spec, [], max_depth=state.settings.max_queue_depth,
                                      max_inflight=state.settings.max_inflight_per_key)
-    except (QueueFullError, TooManyInflightError):
+    except RetryLaterError:
         return None  # the first mllm request will estimate it instead
     return spec.job_id
 
@@ -178,7 +178,10 @@ async def create_label_set(request: Request) -> dict[str, Any]:
         exemplar_counts=[len(exemplars.get(i, [])) for i in range(len(labels))], created_ms=now_ms(),
     )
     client = state.producer.client
+    previous = await client.hget(state.keys.label_set(owner, body.name), "version")
     pipe = client.pipeline(transaction=True)
+    if previous is not None and previous.decode() != label_set.version:
+        pipe.delete(confusions_key(state.keys, owner, body.name, previous.decode()))
     ex_key = exemplar_key(state.keys, owner, body.name)
     pipe.delete(ex_key)
     for class_index, class_images in exemplars.items():

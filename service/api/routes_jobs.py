@@ -13,7 +13,7 @@ from adapters.catalog import get_spec
 from models.errors import InvalidInputError, UnknownMethodError
 from service.api import metrics
 from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
-from service.api.intake import Submission, check_images, read_submission, validate_request
+from service.api.intake import check_images, read_submission, validate_request
 from service.api.label_sets import require_exemplars, resolve_labels
 from service.api.schemas import ClassifyBody, JobAccepted, JobOut
 from service.api.sse import stream_events
@@ -176,5 +176,3 @@ async def job_events(
     return StreamingResponse(stream_events(state.producer, job_id, resume, state.settings.sse_ping_s),
                              media_type="text/event-stream", headers=SSE_HEADERS)
 
-
-__all__ = ["Submission", "router"]
