@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.queue.keys import Keys
+from service.queue.schemas import as_text
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_EXEMPLARS_PER_CLASS = 16
@@ -62,8 +63,7 @@ def confusions_key(keys: Keys, owner: str, name: str, version: str) -> str:
 
 
 def decode(raw: dict[Any, Any], owner: str) -> LabelSet:
-    fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-              for k, v in raw.items()}
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
     return LabelSet(name=fields["name"], owner=owner, labels=json.loads(fields["labels"]),
                     templates=json.loads(fields["templates"]), version=fields["version"],
                     exemplar_counts=json.loads(fields["exemplar_counts"]),

@@ -36,7 +36,7 @@ from service.labelsets import (
     exemplar_field,
     exemplar_key,
 )
-from service.queue.schemas import JobSpec, new_job_id, now_ms
+from service.queue.schemas import JobSpec, as_text, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1/label-sets", tags=["label sets"])
 
@@ -198,7 +198,7 @@ async def list_label_sets(request: Request) -> dict[str, Any]:
     """This key's label sets."""
     state = app_state(request)
     owner = owner_of(request)
-    names = sorted(n.decode() if isinstance(n, bytes) else n
+    names = sorted(as_text(n)
                    for n in await state.producer.client.smembers(state.keys.label_set_index(owner)))
     items = []
     for name in names:
@@ -218,6 +218,6 @@ async def show_label_set(request: Request, name: str) -> dict[str, Any]:
     label_set = await load(state, owner, name)
     stored = await state.producer.client.hgetall(
         confusions_key(state.keys, owner, name, label_set.version))
-    confusions = {(model.decode() if isinstance(model, bytes) else model): json.loads(raw)["top_pairs"]
+    confusions = {as_text(model): json.loads(raw)["top_pairs"]
                   for model, raw in stored.items()}
     return {**label_set.summary(), "confused_pairs": confusions}

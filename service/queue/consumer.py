@@ -11,7 +11,10 @@ import redis
 
 from service.queue import scripts
 from service.queue.keys import GROUP, Keys
-from service.queue.schemas import JobSpec, dumps, error_payload, now_ms
+from service.queue.schemas import JobSpec, as_text, dumps, error_payload, now_ms
+
+RECTIFICATION_LOG_MAXLEN = 100_000
+"""Decisions kept per key in the rectification log (older ones are trimmed)."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,6 @@ class StartedJob:
     queue_ms: float
     done_images: frozenset[int]
     """Images a previous attempt already finished (their results stand; not re-run)."""
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Consumer:
@@ -65,7 +64,7 @@ class Consumer:
                                        block=block_ms)
         if not reply:
             return []
-        return [Delivery(_text(entry_id), _text(fields[b"job_id"]))
+        return [Delivery(as_text(entry_id), as_text(fields[b"job_id"]))
                 for entry_id, fields in reply[0][1]]
 
     def reclaim(self, min_idle_ms: int, count: int) -> list[Delivery]:
@@ -73,7 +72,7 @@ class Consumer:
         reply = self.client.xautoclaim(self.keys.jobs, GROUP, self.worker_id, min_idle_ms,
                                        start_id="0-0", count=count)
         entries = reply[1]
-        return [Delivery(_text(entry_id), _text(fields[b"job_id"]), reclaimed=True)
+        return [Delivery(as_text(entry_id), as_text(fields[b"job_id"]), reclaimed=True)
                 for entry_id, fields in entries if fields]
 
     def renew(self, entry_ids: list[str]) -> int:
@@ -97,7 +96,7 @@ class Consumer:
         raw = self.client.hmget(k.job(job_id), ["owner", "spec", "created_ms"])
         if raw[0] is None:
             return "missing", None
-        owner = _text(raw[0])
+        owner = as_text(raw[0])
         dead = error_payload(job_id, "dead_letter",
                              f"the job failed {self.max_attempts} delivery attempts "
                              "(its workers died or timed out); it was moved to the dead-letter stream")
@@ -108,17 +107,17 @@ class Consumer:
             keys=[k.job(job_id), k.events(job_id), k.dead, k.open_jobs, k.inflight(owner)],
             args=[job_id, self.worker_id, now, self.max_attempts, dumps(dead), dumps(expired)],
         )
-        outcome = _text(outcome)
+        outcome = as_text(outcome)
         if outcome != "run":
             return outcome, None
-        spec = JobSpec.model_validate_json(_text(raw[1]))
-        done = frozenset(int(_text(i)) for i in self.client.hkeys(k.results(job_id)))
+        spec = JobSpec.model_validate_json(as_text(raw[1]))
+        done = frozenset(int(as_text(i)) for i in self.client.hkeys(k.results(job_id)))
         return "run", StartedJob(spec=spec, attempt=int(attempts), done_images=done,
-                                 queue_ms=float(now - int(_text(raw[2]))))
+                                 queue_ms=float(now - int(as_text(raw[2]))))
 
     def status(self, job_id: str) -> str | None:
         value = self.client.hget(self.keys.job(job_id), "status")
-        return _text(value) if value is not None else None
+        return as_text(value) if value is not None else None
 
     def method_of(self, job_id: str) -> str | None:
         raw = self.client.hget(self.keys.job(job_id), "spec")
@@ -132,15 +131,18 @@ class Consumer:
         self._publish(keys=[self.keys.job(job_id), self.keys.events(job_id)],
                       args=[event, dumps({"job_id": job_id, **data})])
 
-    def finish_image(self, spec: JobSpec, index: int, result: dict[str, Any]) -> tuple[bool, bool]:
-        """Record one image's result, first writer wins; (written, job now complete)."""
+    def finish_image(self, spec: JobSpec, index: int, result: dict[str, Any],
+                     log_entry: dict[str, Any] | None = None) -> tuple[bool, bool]:
+        """Record one image's result, first writer wins; (written, job now complete). A
+        ``log_entry`` goes to the owner's rectification log in the same step."""
         k = self.keys
         event = {"job_id": spec.job_id, "image": index, "n_images": spec.n_images, **result}
         written, final = self._finish_image(
             keys=[k.job(spec.job_id), k.results(spec.job_id), k.events(spec.job_id), k.open_jobs,
-                  k.inflight(spec.owner)],
+                  k.inflight(spec.owner), k.rectifications(spec.owner)],
             args=[spec.job_id, index, dumps(result), dumps({**event, "final": False}),
-                  dumps({**event, "final": True}), now_ms(), self.ttl_s],
+                  dumps({**event, "final": True}), now_ms(), self.ttl_s,
+                  dumps(log_entry) if log_entry else "", RECTIFICATION_LOG_MAXLEN],
         )
         return bool(written), bool(final)
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from service.errors import QueueFullError, TooManyInflightError
 from service.queue import scripts
 from service.queue.keys import Keys
-from service.queue.schemas import JobSpec, QueueEvent, dumps, now_ms, parse_event
+from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, now_ms, parse_event
 
 WORKER_STALE_PERIODS = 5
 """A worker is live while its last heartbeat is younger than this many of its periods."""
@@ -37,10 +37,6 @@ class QueueStats:
     oldest_age_s: float
     dead_letters: int
     workers: list[dict[str, Any]]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Producer:
@@ -67,7 +63,7 @@ class Producer:
                   spec.model_dump_json(), spec.owner, dumps(queued), stale_before, spec.n_images,
                   spec.deadline_ms, *images],
         )
-        outcome, value = _text(reply[0]), reply[1]
+        outcome, value = as_text(reply[0]), reply[1]
         if outcome == "queue_full":
             raise QueueFullError(
                 f"the queue holds {value} unfinished jobs (limit {max_depth}); retry later",
@@ -78,7 +74,7 @@ class Producer:
                 f"this key has {value} unfinished jobs (limit {max_inflight}); wait for some "
                 "to finish", retry_after_s=await self._retry_after(),
             )
-        return _text(value)
+        return as_text(value)
 
     async def _retry_after(self) -> int:
         stats = await self.stats()
@@ -88,14 +84,14 @@ class Producer:
         raw = await self.client.hgetall(self.keys.job(job_id))
         if not raw:
             return None
-        fields = {_text(key): _text(value) for key, value in raw.items()}
+        fields = {as_text(key): as_text(value) for key, value in raw.items()}
         results = await self.client.hgetall(self.keys.results(job_id))
         return JobView(
             job_id=job_id, owner=fields["owner"], status=fields["status"],
             spec=JobSpec.model_validate_json(fields["spec"]), attempts=int(fields["attempts"]),
             worker=fields.get("worker"),
             error=json.loads(fields["error"]) if "error" in fields else None,
-            results={int(_text(i)): json.loads(_text(r)) for i, r in results.items()},
+            results={int(as_text(i)): json.loads(as_text(r)) for i, r in results.items()},
         )
 
     async def events(self, job_id: str, after: str, block_ms: int | None) -> list[QueueEvent]:
@@ -112,7 +108,7 @@ class Producer:
         now = now_ms()
         live = []
         for raw in (await self.client.hgetall(self.keys.workers)).values():
-            info = json.loads(_text(raw))
+            info = json.loads(as_text(raw))
             if now - info["last_seen_ms"] < WORKER_STALE_PERIODS * info["heartbeat_s"] * 1000:
                 live.append(info)
         return live

@@ -61,6 +61,11 @@ class QueueEvent(BaseModel):
         return self.event == "error" or (self.event == "result" and bool(self.data.get("final")))
 
 
+def as_text(value: Any) -> str:
+    """A Redis reply value (bytes from redis-py) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
@@ -70,9 +75,6 @@ def error_payload(job_id: str, code: str, message: str, **extra: Any) -> dict[st
 
 
 def parse_event(entry_id: bytes | str, fields: dict[Any, Any]) -> QueueEvent:
-    def text(value: Any) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
-
-    decoded = {text(k): text(v) for k, v in fields.items()}
-    return QueueEvent(id=text(entry_id), event=decoded.get("event", "unknown"),
+    decoded = {as_text(k): as_text(v) for k, v in fields.items()}
+    return QueueEvent(id=as_text(entry_id), event=decoded.get("event", "unknown"),
                       data=json.loads(decoded.get("data", "{}")))

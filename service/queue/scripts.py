@@ -54,12 +54,17 @@ return {'run', attempts}
 """
 
 FINISH_IMAGE = """
--- KEYS: job, results, events, open, inflight
--- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s
+-- KEYS: job, results, events, open, inflight, log
+-- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s, log_entry, log_maxlen
+-- The optional log entry (the MLLM's decision) is appended only by the writer that wins, and
+-- before the result event, so a client that sees the result also finds it in the log.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'failed' or status == 'dead' then return {0, 0} end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {0, 0} end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
+if ARGV[8] ~= '' then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'entry', ARGV[8])
+end
 local final = redis.call('HLEN', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], 'n_images'))
 if final then
   redis.call('XADD', KEYS[3], '*', 'event', 'result', 'data', ARGV[5])

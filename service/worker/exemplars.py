@@ -1,6 +1,5 @@
 """The worker's view of label sets: exemplar images decoded once per label-set version, and the
-records the mllm method leaves behind (confused pairs for ``GET /v1/label-sets/{name}``, the
-rectification log for export)."""
+confused pairs the mllm method estimates (shown by ``GET /v1/label-sets/{name}``)."""
 
 from __future__ import annotations
 
@@ -15,9 +14,9 @@ from models.errors import InvalidInputError
 from models.images import decode_image
 from service.labelsets import LabelSet, confusions_key, decode, exemplar_key
 from service.queue.keys import Keys
+from service.queue.schemas import as_text
 
 MAX_CACHED_SETS = 16
-RECTIFICATION_LOG_MAXLEN = 100_000
 
 
 class LabelSetChangedError(InvalidInputError):
@@ -50,7 +49,7 @@ class ExemplarStore:
             return self._cache[key]
         numbered: dict[int, list[tuple[int, Image.Image]]] = {}
         for field, data in self.client.hgetall(exemplar_key(self.keys, owner, name)).items():
-            text = field.decode() if isinstance(field, bytes) else str(field)
+            text = as_text(field)
             class_index, _, number = text.partition(":")
             image = decode_image(bytes(data), field=f"exemplars[{text}]", max_pixels=self.max_image_pixels)
             numbered.setdefault(int(class_index), []).append((int(number), image))
@@ -64,7 +63,3 @@ class ExemplarStore:
     def store_confusions(self, label_set: LabelSet, model: str, pairs: list[dict[str, object]]) -> None:
         key = confusions_key(self.keys, label_set.owner, label_set.name, label_set.version)
         self.client.hset(key, model, json.dumps({"top_pairs": pairs}))
-
-    def log_rectification(self, owner: str, entry: dict[str, Any]) -> None:
-        self.client.xadd(self.keys.rectifications(owner), {"entry": json.dumps(entry)},
-                         maxlen=RECTIFICATION_LOG_MAXLEN, approximate=True)

@@ -44,9 +44,9 @@ class Worker:
         self.settings = settings
         self.engine = engine
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
-        self.consumer = Consumer(client, Keys(settings.redis_prefix), self.worker_id,
-                                 ttl_s=settings.job_ttl_s, max_attempts=settings.max_attempts)
         keys = Keys(settings.redis_prefix)
+        self.consumer = Consumer(client, keys, self.worker_id,
+                                 ttl_s=settings.job_ttl_s, max_attempts=settings.max_attempts)
         self.runner = Runner(engine, self.consumer, self.worker_id, settings.max_image_pixels,
                              ExemplarStore(client, keys, settings.max_image_pixels))
         self.keepalive = KeepAlive(self.consumer, lease_s=settings.lease_s,

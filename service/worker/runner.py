@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from PIL import Image
 
@@ -66,11 +66,9 @@ class Runner:
         if data is None:
             self.fail(job, "images_expired", f"image {index} expired before the job ran")
         try:
-            return data or b"", decode_image(data or b"", field=f"images[{index}]",
-                                             max_pixels=self.max_image_pixels)
+            return data, decode_image(data, field=f"images[{index}]", max_pixels=self.max_image_pixels)
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
-        raise AssertionError("unreachable")
 
     def exemplars(self, job: StartedJob) -> dict[int, list[Image.Image]] | None:
         spec = job.spec
@@ -80,7 +78,6 @@ class Runner:
             return self.label_sets.exemplars(spec.owner, spec.label_set, spec.label_set_version)
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
-        raise AssertionError("unreachable")
 
     def prepare_label_set(self, job: StartedJob) -> None:
         """Estimate the label set's transition matrix and publish its most confused pairs."""
@@ -91,7 +88,6 @@ class Runner:
             pairs = self.publish_confusions(job, exemplars, force=True)
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
-            return
         self.consumer.finish_image(spec, 0, {"label_set": spec.label_set, "confused_pairs": pairs,
                                              "model": self.engine.models.policy.name,
                                              "metrics": {"steps": 0}})
@@ -110,30 +106,29 @@ class Runner:
         self._confusions_stored.add((spec.label_set_version, model))
         return pairs
 
-    def after_rectification(self, job: StartedJob, index: int, data: bytes, result: AdaptationResult,
-                            exemplars: dict[int, list[Image.Image]]) -> None:
-        """Log the MLLM's decision for a later fine-tuning job; publish the label set's confused
-        pairs the first time this worker sees its version."""
+    def rectification_entry(self, job: StartedJob, index: int, data: bytes,
+                            result: AdaptationResult) -> dict[str, Any]:
+        """The MLLM's decision, as the rectification log keeps it for a later fine-tuning job."""
         spec = job.spec
-        self.label_sets.log_rectification(spec.owner, {
+        return {
             "ts_ms": now_ms(), "job_id": spec.job_id, "image": index,
             "image_sha256": hashlib.sha256(data).hexdigest(), "label_set": spec.label_set,
             "label_set_version": spec.label_set_version, "model": self.engine.models.policy.name,
             "mllm": result.metrics.get("mllm"), "before": result.zeroshot_top_k[0].label,
             "after": result.label, "changed": result.changed,
             "gate_score": result.metrics.get("gate_score"), "candidates": result.metrics.get("candidates"),
-        })
-        self.publish_confusions(job, exemplars)
+        }
 
-    def fail(self, job: StartedJob, code: str, message: str, **extra: Any) -> None:
+    def fail(self, job: StartedJob, code: str, message: str, **extra: Any) -> NoReturn:
         self.consumer.fail(job.spec, code, message, **extra)
         raise JobFailed(code)
 
-    def record(self, job: StartedJob, index: int, result: AdaptationResult) -> bool:
+    def record(self, job: StartedJob, index: int, result: AdaptationResult,
+               log_entry: dict[str, Any] | None = None) -> None:
         method = job.spec.method
         payload = result.to_dict()
         payload["metrics"].update(queue_ms=job.queue_ms, attempt=job.attempt, worker=self.worker_id)
-        written, final = self.consumer.finish_image(job.spec, index, payload)
+        written, _ = self.consumer.finish_image(job.spec, index, payload, log_entry)
         compute_s = float(result.metrics.get("compute_ms", 0.0)) / 1000.0
         metrics.IMAGES.labels(method).inc()
         metrics.COMPUTE.labels(method).observe(compute_s)
@@ -142,7 +137,6 @@ class Runner:
             metrics.LABEL_CHANGED.labels(method).inc()
         if not written:
             log.info("job %s image %d: another worker's result stands", job.spec.job_id, index)
-        return final
 
     def run(self, job: StartedJob) -> None:
         """All images of the job not finished by an earlier attempt, one after another."""
@@ -167,9 +161,11 @@ class Runner:
             except Exception as exc:  # a bug or a device error: fail this job, keep serving
                 log.exception("job %s failed", spec.job_id)
                 self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", image=index)
-            self.record(job, index, result)
-            if exemplars is not None and get_spec(spec.method).needs_mllm:
-                self.after_rectification(job, index, data, result, exemplars)
+            rectifies = exemplars is not None and get_spec(spec.method).needs_mllm
+            self.record(job, index, result,
+                        self.rectification_entry(job, index, data, result) if rectifies else None)
+            if rectifies and exemplars is not None:
+                self.publish_confusions(job, exemplars)
 
     def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
         """Every unfinished image of these zero-shot jobs in one forward pass."""

@@ -60,8 +60,11 @@ def test_first_result_wins_and_is_published_once(redis_server, client, keys):
     spec = submit(redis_server.url, keys)
     a, b = consumer(client, keys, "a"), consumer(client, keys, "b")
     assert a.start(spec.job_id)[0] == "run"
-    assert a.finish_image(spec, 0, {"label": "a"}) == (True, True)
-    assert b.finish_image(spec, 0, {"label": "b"}) == (False, False)  # a redelivered run loses
+    assert a.finish_image(spec, 0, {"label": "a"}, {"after": "a"}) == (True, True)
+    # A redelivered run loses, and neither its result nor its log entry is written.
+    assert b.finish_image(spec, 0, {"label": "b"}, {"after": "b"}) == (False, False)
+    log = client.xrange(keys.rectifications("alice"))
+    assert [entry[1][b"entry"] for entry in log] == [b'{"after":"a"}']  # logged once, by the winner
     assert events(client, keys, spec.job_id) == ["queued", "result"]
     assert client.hget(keys.results(spec.job_id), "0") == b'{"label":"a"}'
     assert b.start(spec.job_id)[0] == "finished"  # and a finished job is never started again

@@ -204,7 +204,9 @@ def test_sigterm_lets_the_worker_finish_its_job(service):
         job_id = submit(client, 60, **SLOW)
         wait_until(lambda: client.get(f"/v1/jobs/{job_id}").json()["status"] == "running", 30, "the start")
         service.workers[name].send_signal(signal.SIGTERM)
-        assert service.workers[name].wait(timeout=60) == 0
+        code = service.workers[name].wait(timeout=60)
+        log_tail = (service.logs / f"worker-{name}.log").read_text()[-3000:]
+        assert code == 0, log_tail
         job = client.get(f"/v1/jobs/{job_id}").json()
-    assert job["status"] == "done" and job["attempts"] == 1
+    assert job["status"] == "done" and job["attempts"] == 1, (job, log_tail)
     assert name not in service.live_workers()  # it unregistered on the way out
