@@ -64,7 +64,10 @@ class Engine:
                           label_set_version=label_set_version)
         impl = self.method(req.method)
         with self._lock:
-            return impl.run(inp, self.models, req.options, hooks or Hooks())
+            result = impl.run(inp, self.models, req.options, hooks or Hooks())
+        # A diverged adaptation (e.g. a huge learning rate) must not answer NaN; zero-shot
+        # scores come from the untouched model, so they are the safe answer.
+        return result if result.is_finite() else result.zeroshot_fallback()
 
     def confusions(self, labels: Sequence[str], templates: str | Sequence[str] | None,
                    exemplars: Exemplars, version: str) -> list[dict[str, object]]:

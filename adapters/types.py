@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,6 +46,20 @@ class AdaptationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def is_finite(self) -> bool:
+        """False when the adaptation diverged (a NaN or infinite score anywhere)."""
+        scores = [self.score, *(s.score for s in self.top_k), *(s.score for s in self.zeroshot_top_k)]
+        return all(math.isfinite(score) for score in scores)
+
+    def zeroshot_fallback(self) -> AdaptationResult:
+        """The zero-shot answer in place of a diverged adaptation, saying so in ``metrics``."""
+        finite_metrics = {key: value for key, value in self.metrics.items()
+                          if not (isinstance(value, float) and not math.isfinite(value))}
+        best = self.zeroshot_top_k[0]
+        return AdaptationResult(label=best.label, score=best.score, top_k=list(self.zeroshot_top_k),
+                                zeroshot_top_k=list(self.zeroshot_top_k), changed=False,
+                                metrics={**finite_metrics, "diverged": True, "fallback": "zeroshot"})
 
 
 @dataclass(frozen=True)

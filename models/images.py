@@ -1,21 +1,34 @@
 """Decoding untrusted image bytes safely (torch-free: the API uses it too).
 
 Checks happen before pixels are decoded: the header gives the format and size, so a
-decompression bomb (a tiny PNG that inflates to gigapixels) is refused without inflating it.
+decompression bomb (a tiny PNG that inflates to gigapixels, or a 2 KB JPEG whose header says
+6000x6000) is refused or decoded at reduced scale without inflating it. What users really send
+is read as they see it: EXIF orientation is applied, and phone-camera multi-picture JPEGs (MPO)
+are read as their first frame.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.errors import InvalidImageError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
+FORMAT_ALIASES = {"MPO": "JPEG"}
+"""Formats read as another: an MPO is a JPEG with extra frames (we use the first)."""
 MAX_PIXELS = 40_000_000
 MAX_SIDE = 16_384
+STORED_SHORT_SIDE = 512
+STORED_LONG_SIDE = 2048
+"""Images are kept at most this size after intake: larger than any CLIP input (224-448 px),
+so the random-resized-crop views keep their detail, and small enough that a worker never holds
+a decoded 36-megapixel frame."""
+
+_EXIF_ORIENTATION = 0x0112
 
 
 class UnsupportedImageFormatError(InvalidImageError):
@@ -26,36 +39,104 @@ class ImageTooLargeError(InvalidImageError):
     code = "image_too_large"
 
 
-def decode_image(
-    data: bytes, *, field: str = "image", max_pixels: int = MAX_PIXELS,
-    allowed_formats: tuple[str, ...] = ALLOWED_FORMATS,
-) -> Image.Image:
-    """Fully decoded RGB image, or an InvalidImageError subclass saying what is wrong."""
+@dataclass(frozen=True)
+class NormalizedImage:
+    image: Image.Image
+    """RGB, upright, at most the stored size."""
+    data: bytes
+    """What to store: the original bytes when they already are that image, else a PNG of it."""
+    decoded_pixels: int
+    """Pixels actually decoded (after JPEG draft scaling): what the decode cost."""
+
+
+def _open(data: bytes, field: str, allowed_formats: tuple[str, ...]) -> Image.Image:
     if not data:
         raise InvalidImageError("image is empty", field=field)
+    image = Image.open(io.BytesIO(data))
+    fmt = FORMAT_ALIASES.get(image.format or "", image.format or "unknown")
+    if fmt not in allowed_formats:
+        raise UnsupportedImageFormatError(
+            f"image format {fmt} is not allowed; allowed: {', '.join(allowed_formats)}", field=field)
+    return image
+
+
+def _check_size(image: Image.Image, field: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels or max(width, height) > MAX_SIDE:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} pixels; at most {max_pixels} pixels and "
+            f"{MAX_SIDE} per side are allowed", field=field)
+
+
+def stored_size(width: int, height: int, short_side: int = STORED_SHORT_SIDE,
+                long_side: int = STORED_LONG_SIDE) -> tuple[int, int]:
+    """(width, height) scaled down (never up) to fit the stored bounds, aspect kept."""
+    scale = min(1.0, short_side / min(width, height), long_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _decode(data: bytes, field: str, max_pixels: int, allowed_formats: tuple[str, ...],
+            target: tuple[int, int] | None) -> tuple[Image.Image, bool, int]:
+    """(RGB upright image, whether it differs from what the bytes decode to plainly, decoded
+    pixels). With ``target``, JPEGs are decoded at the smallest DCT scale still >= target."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            fmt = image.format or "unknown"
-            if fmt not in allowed_formats:
-                raise UnsupportedImageFormatError(
-                    f"image format {fmt} is not allowed; allowed: {', '.join(allowed_formats)}",
-                    field=field,
-                )
-            width, height = image.size
-            if width * height > max_pixels or max(width, height) > MAX_SIDE:
-                raise ImageTooLargeError(
-                    f"image is {width}x{height} pixels; at most {max_pixels} pixels and "
-                    f"{MAX_SIDE} per side are allowed", field=field,
-                )
+            image = _open(data, field, allowed_formats)
+            _check_size(image, field, max_pixels)
+            original_size = image.size
+            if target is not None and image.format in ("JPEG", "MPO"):
+                image.draft("RGB", target)
             image.load()  # decode now so truncation is caught here, not mid-method
-            return image.convert("RGB")
+            changed = image.size != original_size or image.format == "MPO"
+            decoded = image.size[0] * image.size[1]
+            if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+                changed = True
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            return image, changed, decoded
     except InvalidImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image rejected as a decompression bomb: {exc}", field=field) from exc
     except UnidentifiedImageError as exc:
         raise InvalidImageError("not a readable image (unknown or corrupt format)", field=field) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except ValueError as exc:
+        if "too large" in str(exc).lower() or "too much memory" in str(exc).lower():
+            # zlib bombs in PNG text (zTXt/iTXt) or colour-profile (iCCP) chunks
+            raise ImageTooLargeError(f"image rejected as a decompression bomb: {exc}", field=field) from exc
         raise InvalidImageError(f"image is corrupt or truncated: {exc}", field=field) from exc
+    except (OSError, SyntaxError) as exc:
+        raise InvalidImageError(f"image is corrupt or truncated: {exc}", field=field) from exc
+
+
+def decode_image(
+    data: bytes, *, field: str = "image", max_pixels: int = MAX_PIXELS,
+    allowed_formats: tuple[str, ...] = ALLOWED_FORMATS,
+) -> Image.Image:
+    """Fully decoded RGB image at full size (EXIF orientation applied), or an
+    InvalidImageError subclass saying what is wrong."""
+    return _decode(data, field, max_pixels, allowed_formats, None)[0]
+
+
+def normalize_image(data: bytes, *, field: str = "image", max_pixels: int = MAX_PIXELS,
+                    allowed_formats: tuple[str, ...] = ALLOWED_FORMATS) -> NormalizedImage:
+    """Decode once at intake and bound what is kept: upright RGB within the stored size. The
+    original bytes are kept when they already decode to exactly that image."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            size = Image.open(io.BytesIO(data)).size if data else (1, 1)
+        except Exception:  # unreadable: _decode below reports it properly
+            size = (1, 1)
+    target = stored_size(*size)
+    image, changed, decoded = _decode(data, field, max_pixels, allowed_formats, target)
+    if image.size != stored_size(*image.size):
+        image = image.resize(stored_size(*image.size), Image.Resampling.BICUBIC)
+        changed = True
+    if not changed:
+        return NormalizedImage(image, data, decoded)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return NormalizedImage(image, buffer.getvalue(), decoded)

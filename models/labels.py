@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 from models.errors import InvalidLabelsError
+from models.text_safety import unsafe_character
 
 MAX_LABELS = 2000
 MAX_LABEL_CHARS = 100
@@ -19,7 +21,10 @@ def validate_labels(
     labels: Iterable[str], *, max_labels: int = MAX_LABELS, max_chars: int = MAX_LABEL_CHARS
 ) -> tuple[str, ...]:
     """Return the labels stripped, or raise naming the first problem found."""
-    cleaned = tuple(str(label).strip() for label in labels)
+    cleaned = tuple(label.strip() if isinstance(label, str) else label for label in labels)
+    for index, label in enumerate(cleaned):
+        if not isinstance(label, str):
+            raise InvalidLabelsError(f"label #{index + 1} is not a string", field="labels")
     if len(cleaned) < 2:
         raise InvalidLabelsError(
             f"need at least 2 labels to classify among, got {len(cleaned)}", field="labels"
@@ -37,11 +42,10 @@ def validate_labels(
                 f"label #{index + 1} is {len(label)} characters long (at most {max_chars})",
                 field="labels",
             )
-        if any(ord(ch) < 32 for ch in label):
-            raise InvalidLabelsError(
-                f"label #{index + 1} contains control characters", field="labels"
-            )
-        key = label.casefold()
+        problem = unsafe_character(label)
+        if problem:
+            raise InvalidLabelsError(f"label #{index + 1} contains {problem}", field="labels")
+        key = unicodedata.normalize("NFKC", label).casefold()  # "Cat" == "cat" == "ｃａｔ"
         if key in seen:
             raise InvalidLabelsError(f"duplicate label {label!r}", field="labels")
         seen.add(key)

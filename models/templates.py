@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
+from models.text_safety import unsafe_character
+
 SINGLE_TEMPLATE = "a photo of a {}."
 TEMPLATE_SET_NAMES: tuple[str, ...] = ("single", "imagenet80")
 DEFAULT_TEMPLATE_SET = "single"
@@ -33,13 +35,27 @@ def validate_templates(value: str | Sequence[str] | None) -> TemplateSpec:
     templates = tuple(value)
     if not templates or len(templates) > MAX_TEMPLATES:
         raise ValueError(f"give between 1 and {MAX_TEMPLATES} templates")
-    if any(not isinstance(t, str) or t.count("{}") != 1 or len(t) > MAX_TEMPLATE_CHARS
-           for t in templates):
-        raise ValueError(
-            f"each template must be a string of at most {MAX_TEMPLATE_CHARS} characters "
-            "containing '{}' exactly once"
-        )
+    for index, template in enumerate(templates):
+        problem = template_problem(template)
+        if problem:
+            raise ValueError(f"template #{index + 1} {problem}")
     return templates
+
+
+def template_problem(template: object) -> str | None:
+    """Why a template is refused, or None. Only the plain ``{}`` placeholder is allowed: any
+    other brace would make ``str.format`` look up fields ("{x}", "{0}", "{.__class__}") or
+    apply format specs ("{:>999999}"), i.e. fail or allocate in the worker."""
+    if not isinstance(template, str):
+        return "is not a string"
+    if len(template) > MAX_TEMPLATE_CHARS:
+        return f"is longer than {MAX_TEMPLATE_CHARS} characters"
+    if template.count("{}") != 1:
+        return "must contain '{}' exactly once"
+    if "{" in template.replace("{}", "") or "}" in template.replace("{}", ""):
+        return "may contain no braces other than the one '{}'"
+    problem = unsafe_character(template)
+    return f"contains {problem}" if problem else None
 
 
 @cache

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=32 * MiB, ge=1024)
     max_image_bytes: int = Field(default=10 * MiB, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
+    """Per image, from its header, before decoding."""
+    max_request_pixels: int = Field(default=100_000_000, ge=1)
+    """Pixels actually decoded for one request, all images together (JPEGs are decoded at
+    reduced scale when they are larger than what is kept, so phone photos cost little)."""
     max_images_per_request: int = Field(default=16, ge=1)
     max_labels: int = Field(default=2000, ge=2)
     max_queue_depth: int = Field(default=1000, ge=1)

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import UploadFile
 
 from adapters.requests import PreparedRequest, prepare_request
 from models.errors import InvalidInputError
-from models.images import ImageTooLargeError, decode_image
+from models.images import ImageTooLargeError, normalize_image
 from models.labels import parse_label_text
-from service.api.body_limit import BodyTooLarge
+from service.api.json_body import parse_json, read_json_body
+from service.api.multipart import read_form
 from service.api.schemas import ClassifyBody
 from service.errors import MalformedRequestError, TooManyImagesError
 from service.settings import Settings
@@ -50,16 +49,7 @@ async def read_submission(request: Request, settings: Settings) -> Submission:
 
 
 async def _from_json(request: Request) -> Submission:
-    try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedRequestError(f"body is not valid JSON: {exc}", field="body") from exc
-    try:
-        body = ClassifyBody.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInputError(f"{field}: {first['msg']}", field=field) from exc
+    body = await read_json_body(request, ClassifyBody)
     images = [decode_base64(value, f"images[{index}]") for index, value in enumerate(body.images)]
     labels = parse_label_text(body.labels) if isinstance(body.labels, str) else body.labels
     return Submission(images, labels, body.label_set, body.method, body.top_k, body.options,
@@ -76,16 +66,6 @@ def decode_base64(value: str, field: str) -> bytes:
         raise InvalidInputError(f"{field} is not valid base64", field=field) from exc
 
 
-async def read_form(request: Request, *, max_files: int, max_fields: int) -> FormData:
-    try:
-        return await request.form(max_files=max_files, max_fields=max_fields, max_part_size=1024 * 1024)
-    except BodyTooLarge:
-        raise
-    except Exception as exc:  # Starlette raises HTTPException/MultiPartException on broken bodies
-        detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-        raise MalformedRequestError(f"malformed multipart body: {detail}", field="body") from exc
-
-
 def templates_field(value: Any) -> str | list[str] | None:
     """A form's ``templates``: a set name, or a JSON list of format strings."""
     if value is None:
@@ -95,8 +75,9 @@ def templates_field(value: Any) -> str | list[str] | None:
 
 
 async def _from_multipart(request: Request, settings: Settings) -> Submission:
-    form = await read_form(request, max_files=settings.max_images_per_request + 1,
-                           max_fields=settings.max_labels + len(FORM_FIELDS))
+    limit = settings.max_images_per_request
+    form = await read_form(request, max_files=limit, max_fields=settings.max_labels + len(FORM_FIELDS),
+                           too_many_files=f"more than {limit} images in images; at most {limit}")
     unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
     if unknown:
         raise InvalidInputError(f"unknown form field {unknown[0]!r}; allowed: {', '.join(FORM_FIELDS)}",
@@ -106,20 +87,24 @@ async def _from_multipart(request: Request, settings: Settings) -> Submission:
         if not isinstance(item, UploadFile):
             raise InvalidInputError(f"images[{index}] must be a file part", field=f"images[{index}]")
         images.append(await item.read(settings.max_image_bytes + 1))
-    labels_values = [str(v) for v in form.getlist("labels")]
+    labels_values = [form_text(v, "labels") or "" for v in form.getlist("labels")]
     labels = parse_label_text(labels_values[0]) if len(labels_values) == 1 else labels_values or None
-    options = json_field(form.get("options"), "options", dict) or {}
+    options = json_field(form_text(form.get("options"), "options") or None, "options", dict) or {}
     return Submission(
-        images=images, labels=labels, label_set=_text(form.get("label_set")),
-        method=_text(form.get("method")) or "zeroshot",
-        top_k=_int_field(form.get("top_k"), "top_k", 5), options=options,
-        templates=templates_field(form.get("templates")),
-        seed=_int_field(form.get("seed"), "seed", 0),
+        images=images, labels=labels, label_set=form_text(form.get("label_set"), "label_set"),
+        method=form_text(form.get("method"), "method") or "zeroshot",
+        top_k=_int_field(form_text(form.get("top_k"), "top_k"), "top_k", 5), options=options,
+        templates=templates_field(form_text(form.get("templates"), "templates")),
+        seed=_int_field(form_text(form.get("seed"), "seed"), "seed", 0),
     )
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def form_text(value: str | UploadFile | None, field: str) -> str | None:
+    """A text form field's value; a file sent under a text field's name is refused, not
+    turned into the text "UploadFile(filename=...)"."""
+    if isinstance(value, UploadFile):
+        raise InvalidInputError(f"{field} must be a text field, not a file", field=field)
+    return value
 
 
 def _int_field(value: Any, field: str, default: int) -> int:
@@ -135,9 +120,9 @@ def json_field(value: Any, field: str, kind: type) -> Any:
     if value is None:
         return None
     try:
-        parsed = json.loads(str(value))
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{field} must be JSON ({kind.__name__})", field=field) from exc
+        parsed = parse_json(str(value), field)
+    except MalformedRequestError as exc:  # the body is fine; this field's value is not
+        raise InvalidInputError(exc.message, field=field) from exc
     if not isinstance(parsed, kind):
         raise InvalidInputError(f"{field} must be a JSON {kind.__name__}", field=field)
     return parsed
@@ -154,17 +139,26 @@ def validate_request(submission: Submission, labels: list[str], settings: Settin
 
 
 async def check_images(images: list[bytes], settings: Settings, *, max_count: int | None = None,
-                       field: str = "images") -> None:
-    """Every image must be within the byte and pixel limits and decode completely; done in a
-    thread so a large decode never stalls the event loop."""
+                       field: str = "images") -> list[bytes]:
+    """Every image within the byte and pixel limits, decoded completely (once, in a thread so a
+    large decode never stalls the event loop) and bounded to what is kept: the bytes to store."""
     limit = max_count or settings.max_images_per_request
     if not images:
         raise InvalidInputError("at least one image is required", field=field)
     if len(images) > limit:
         raise TooManyImagesError(f"{len(images)} images in {field}; at most {limit}", field=field)
+    stored, decoded = [], 0
     for index, data in enumerate(images):
         name = f"{field}[{index}]"
         if len(data) > settings.max_image_bytes:
             raise ImageTooLargeError(f"{name} is larger than {settings.max_image_bytes} bytes",
                                      field=name)
-        await run_in_threadpool(decode_image, data, field=name, max_pixels=settings.max_image_pixels)
+        image = await run_in_threadpool(normalize_image, data, field=name,
+                                        max_pixels=settings.max_image_pixels)
+        decoded += image.decoded_pixels
+        if decoded > settings.max_request_pixels:
+            raise ImageTooLargeError(
+                f"the images up to {name} decode to {decoded} pixels; at most "
+                f"{settings.max_request_pixels} per request", field=field)
+        stored.append(image.data)
+    return stored

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from models.errors import InvalidInputError
@@ -19,11 +19,13 @@ from service.api.intake import (
     Submission,
     check_images,
     decode_base64,
-    read_form,
+    form_text,
     templates_field,
 )
+from service.api.json_body import read_json_body
+from service.api.multipart import read_form
 from service.api.state import AppState, app_state, owner_of
-from service.errors import MalformedRequestError, NotFoundError, RetryLaterError
+from service.errors import NotFoundError, RetryLaterError
 from service.labelsets import (
     MAX_EXEMPLAR_FILES,
     MAX_EXEMPLARS_PER_CLASS,
@@ -118,31 +120,27 @@ class LabelSetRequest:
 async def _read_body(request: Request) -> LabelSetRequest:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "multipart/form-data":
-        try:
-            body = LabelSetBody.model_validate(await request.json())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MalformedRequestError(f"body is not valid JSON: {exc}", field="body") from exc
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "body"
-            raise InvalidInputError(f"{field}: {first['msg']}", field=field) from exc
+        body = await read_json_body(request, LabelSetBody)
         exemplars = {label: [decode_base64(v, f"exemplars.{label}[{j}]") for j, v in enumerate(values)]
                      for label, values in body.exemplars.items()}
         return LabelSetRequest(body.name, body.labels, body.templates, exemplars)
-    form = await read_form(request, max_files=MAX_EXEMPLAR_FILES, max_fields=MAX_EXEMPLAR_FILES + 10)
+    form = await read_form(request, max_files=MAX_EXEMPLAR_FILES, max_fields=MAX_EXEMPLAR_FILES + 10,
+                           too_many_files=f"more than {MAX_EXEMPLAR_FILES} exemplar images")
     files: dict[str, list[bytes]] = {}
     for key, value in form.multi_items():
         if key.startswith("exemplar:") and isinstance(value, UploadFile):
             files.setdefault(key.removeprefix("exemplar:"), []).append(await value.read())
+        elif key.startswith("exemplar:"):
+            raise InvalidInputError(f"{key} must be a file part", field=key)
         elif key not in ("name", "labels", "templates"):
             raise InvalidInputError(
                 f"unknown form field {key!r}; allowed: name, labels, templates, exemplar:<label>",
                 field=key)
-    labels = [str(v) for v in form.getlist("labels")]
+    labels = [form_text(v, "labels") or "" for v in form.getlist("labels")]
     if len(labels) == 1:
         labels = parse_label_text(labels[0])
-    return LabelSetRequest(str(form.get("name", "")), labels, templates_field(form.get("templates")),
-                           files)
+    return LabelSetRequest(form_text(form.get("name"), "name") or "", labels,
+                           templates_field(form_text(form.get("templates"), "templates")), files)
 
 
 @router.post("", status_code=201, responses=ERROR_RESPONSES)
@@ -168,9 +166,8 @@ async def create_label_set(request: Request) -> dict[str, Any]:
         if len(images) > MAX_EXEMPLARS_PER_CLASS:
             raise InvalidInputError(f"at most {MAX_EXEMPLARS_PER_CLASS} exemplars per class",
                                     field=f"exemplars.{label}")
-        await check_images(images, state.settings, max_count=MAX_EXEMPLARS_PER_CLASS,
-                           field=f"exemplars.{label}")
-        exemplars[index[label]] = images
+        exemplars[index[label]] = await check_images(
+            images, state.settings, max_count=MAX_EXEMPLARS_PER_CLASS, field=f"exemplars.{label}")
     template_value = templates if isinstance(templates, str) else list(templates)
     label_set = LabelSet(
         name=body.name, owner=owner, labels=labels, templates=template_value,

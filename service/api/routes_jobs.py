@@ -69,7 +69,7 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
         raise UnknownMethodError(
             f"method {spec.name!r} is not served by this deployment; served: {', '.join(sorted(served))}",
             field="method")
-    await check_images(submission.images, settings)
+    images = await check_images(submission.images, settings)
     created = now_ms()
     job = JobSpec(
         job_id=new_job_id(), owner=owner, method=prepared.method, labels=list(prepared.labels),
@@ -79,7 +79,7 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
         n_images=len(submission.images), created_ms=created,
         deadline_ms=created + settings.job_deadline_s * 1000,
     )
-    await state.producer.enqueue(job, submission.images, max_depth=settings.max_queue_depth,
+    await state.producer.enqueue(job, images, max_depth=settings.max_queue_depth,
                                  max_inflight=settings.max_inflight_per_key)
     metrics.JOBS_SUBMITTED.labels(job.method).inc()
     return state, job

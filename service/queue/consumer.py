@@ -24,6 +24,8 @@ class Delivery:
     entry_id: str
     job_id: str
     reclaimed: bool = False
+    resumed: bool = False
+    """Taken back after a Redis outage interrupted its run (check it is still ours first)."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,22 @@ class Consumer:
         return [Delivery(as_text(entry_id), as_text(fields[b"job_id"]), reclaimed=True)
                 for entry_id, fields in entries if fields]
 
-    def renew(self, entry_ids: list[str]) -> int:
+    def renew(self, entry_ids: list[str]) -> list[str]:
+        """Renew the leases of these entries; returns those that are no longer ours (reclaimed
+        by another worker, or gone with Redis's data), whose leases must not be renewed."""
         if not entry_ids:
-            return 0
-        return int(self._renew(keys=[self.keys.jobs], args=[GROUP, self.worker_id, *entry_ids]))
+            return []
+        lost = self._renew(keys=[self.keys.jobs], args=[GROUP, self.worker_id, *entry_ids])
+        return [as_text(entry_id) for entry_id in lost]
+
+    def owns(self, delivery: Delivery) -> bool:
+        """Whether this worker still holds the delivery's entry (it may have been reclaimed)."""
+        try:
+            pending = self.client.xpending_range(self.keys.jobs, GROUP, min=delivery.entry_id,
+                                                 max=delivery.entry_id, count=1)
+        except redis.ResponseError:  # no group: Redis lost its data, and the job with it
+            return False
+        return bool(pending) and as_text(pending[0]["consumer"]) == self.worker_id
 
     def ack(self, delivery: Delivery) -> None:
         pipe = self.client.pipeline(transaction=True)

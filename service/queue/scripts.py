@@ -39,7 +39,9 @@ if attempts > tonumber(ARGV[4]) then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'job_id', ARGV[1],
              'attempts', attempts - 1, 'ms', ARGV[3])
   redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[5])
-elseif tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'deadline_ms')) then
+elseif attempts == 1 and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'deadline_ms')) then
+  -- the deadline bounds the wait before a job first starts; a job resumed after its worker
+  -- died or Redis restarted is bounded by max attempts instead (its finished images stand)
   outcome = 'expired'
   redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[6], 'finished_ms', ARGV[3])
   redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[6])
@@ -99,17 +101,19 @@ return redis.call('XADD', KEYS[2], '*', 'event', ARGV[1], 'data', ARGV[2])
 
 RENEW_LEASES = """
 -- KEYS: jobs.  ARGV: group, consumer, entry ids...
--- Resets the idle time of entries this consumer still owns, so XAUTOCLAIM leaves them alone;
--- an entry another worker has reclaimed meanwhile is not taken back.
-local renewed = 0
+-- Resets the idle time of entries this consumer still owns, so XAUTOCLAIM leaves them alone.
+-- Returns the entries it does not own (reclaimed by another worker, or lost with Redis's data,
+-- group included): their leases are never renewed, so a worker cannot hold a job it lost.
+local lost = {}
 for i = 3, #ARGV do
-  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #pending == 1 and pending[1][2] == ARGV[2] then
+  local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if type(pending) == 'table' and pending.err == nil and #pending == 1 and pending[1][2] == ARGV[2] then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-    renewed = renewed + 1
+  else
+    table.insert(lost, ARGV[i])
   end
 end
-return renewed
+return lost
 """
 
 RELEASE = """

@@ -16,7 +16,13 @@ from service.labelsets import LabelSet, confusions_key, decode, exemplar_key
 from service.queue.keys import Keys
 from service.queue.schemas import as_text
 
-MAX_CACHED_SETS = 16
+MAX_CACHED_BYTES = 256 * 1024 * 1024
+"""Decoded exemplars kept per worker (RGB bytes), least recently used label sets dropped first.
+Exemplars are stored at most 512 px on the short side (the API bounds them at intake)."""
+
+
+def _decoded_bytes(exemplars: dict[int, list[Image.Image]]) -> int:
+    return sum(image.width * image.height * 3 for images in exemplars.values() for image in images)
 
 
 class LabelSetChangedError(InvalidInputError):
@@ -56,7 +62,7 @@ class ExemplarStore:
         ordered = {index: [image for _, image in sorted(items, key=lambda item: item[0])]
                    for index, items in numbered.items()}
         self._cache[key] = ordered
-        while len(self._cache) > MAX_CACHED_SETS:
+        while len(self._cache) > 1 and sum(map(_decoded_bytes, self._cache.values())) > MAX_CACHED_BYTES:
             self._cache.popitem(last=False)
         return ordered
 

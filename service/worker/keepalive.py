@@ -44,10 +44,14 @@ class KeepAlive:
         self._thread.join(timeout=5)
 
     def beat(self) -> None:
+        self.consumer.heartbeat(self.info())  # first: a lease problem must not hide the worker
         with self._lock:
             held = sorted(self._held)
-        self.consumer.renew(held)
-        self.consumer.heartbeat(self.info())
+        lost = self.consumer.renew(held)
+        if lost:
+            log.warning("no longer holding %s (reclaimed, or lost with Redis's data)", ", ".join(lost))
+            with self._lock:
+                self._held.difference_update(lost)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):

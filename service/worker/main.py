@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -55,6 +56,8 @@ class Worker:
                         if not (s.needs_reward_model and engine.models.reward is None)
                         and not (s.needs_mllm and engine.models.mllm is None)]
         self.pending: deque[Delivery] = deque()
+        self.taken: list[Delivery] = []
+        """Deliveries of the run in progress (back to ``pending`` if Redis fails mid-run)."""
         self.stopping = threading.Event()
         self.started_ms = int(time.time() * 1000)
         self.jobs_done = 0
@@ -137,7 +140,22 @@ class Worker:
                 self.pending.append(delivery)
         if not self.pending:
             return
-        delivery = self.pending.popleft()
+        self.taken = [self.pending.popleft()]
+        try:
+            self.process(self.taken[0])
+        except redis.RedisError:
+            # Redis went away mid-job: keep these jobs and run them again when it is back (a
+            # persisted Redis still lists them as ours; finished images are not re-run).
+            self.pending.extendleft(replace(d, resumed=True) for d in reversed(self.taken))
+            raise
+        finally:
+            self.taken = []
+
+    def process(self, delivery: Delivery) -> None:
+        if delivery.resumed and not self.consumer.owns(delivery):
+            log.info("job %s was taken over by another worker while Redis was away", delivery.job_id)
+            self.keepalive.drop(delivery.entry_id)
+            return
         job = self.begin(delivery)
         if job is None:
             return
@@ -200,6 +218,7 @@ class Worker:
             if not self._is_batchable(self.pending[0]):
                 break
             delivery = self.pending.popleft()
+            self.taken.append(delivery)
             job = self.begin(delivery)
             if job is not None:
                 batch.append((delivery, job))
@@ -223,8 +242,10 @@ class Worker:
             raise  # not acked: the job is retried here or reclaimed elsewhere
         except Exception as exc:  # a bug must not take the worker down: the jobs fail visibly
             log.exception("jobs %s failed", ", ".join(j.spec.job_id for _, j in jobs))
+            # The text of the exception may quote any of these jobs' input: none is shown.
             for _, job in jobs:
-                self.consumer.fail(job.spec, "internal_error", f"{type(exc).__name__}: {exc}")
+                self.consumer.fail(job.spec, "internal_error",
+                                   f"internal error in the worker ({type(exc).__name__}); see its log")
         for delivery, job in jobs:
             outcome = "done" if self.consumer.status(job.spec.job_id) == "done" else "failed"
             metrics.JOBS.labels(job.spec.method, outcome).inc()
@@ -232,5 +253,7 @@ class Worker:
             self.jobs_done += 1
 
     def ack(self, delivery: Delivery) -> None:
-        self.consumer.ack(delivery)
-        self.keepalive.drop(delivery.entry_id)
+        try:
+            self.consumer.ack(delivery)
+        finally:
+            self.keepalive.drop(delivery.entry_id)

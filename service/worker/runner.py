@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+import redis
 from PIL import Image
 
 from adapters.catalog import get_spec
@@ -158,6 +159,8 @@ class Runner:
                 )
             except TTAError as exc:
                 self.fail(job, exc.code, exc.message, field=exc.field, image=index)
+            except redis.RedisError:
+                raise  # from an event hook: the job is not failed, it resumes when Redis is back
             except Exception as exc:  # a bug or a device error: fail this job, keep serving
                 log.exception("job %s failed", spec.job_id)
                 self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", image=index)
@@ -168,28 +171,55 @@ class Runner:
                 self.publish_confusions(job, exemplars)
 
     def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
-        """Every unfinished image of these zero-shot jobs in one forward pass."""
+        """Every unfinished image of these zero-shot jobs in one forward pass. Jobs are checked
+        one by one first, so a job that cannot run fails alone with its own error; if the
+        batched pass still fails, each job is run on its own, so no job's error (which may
+        quote its labels) ever reaches another job."""
         items: list[tuple[StartedJob, int, BatchItem]] = []
         for job in jobs:
             try:
-                for index in range(job.spec.n_images):
-                    if index not in job.done_images:
-                        _, image = self.load_image(job, index)
-                        items.append((job, index, BatchItem(
-                            image=image, labels=job.spec.labels, templates=job.spec.templates,
-                            top_k=job.spec.top_k, hooks=self.hooks(job, index))))
+                items.extend(self.batch_items(job))
             except JobFailed:
-                items = [item for item in items if item[0] is not job]
+                continue
         if not items:
             return
         metrics.BATCH_SIZE.observe(len(items))
         try:
             results = self.engine.run_zeroshot_batch([item for _, _, item in items])
-        except Exception as exc:
-            log.exception("zero-shot batch failed")
-            code = exc.code if isinstance(exc, TTAError) else "internal_error"
+        except redis.RedisError:
+            raise
+        except Exception:
+            log.exception("zero-shot batch of %d jobs failed; running them one by one", len(jobs))
             for job in {id(j): j for j, _, _ in items}.values():
-                self.consumer.fail(job.spec, code, f"{type(exc).__name__}: {exc}")
-            raise JobFailed(code) from exc
+                self.run_zeroshot_alone(job, [item for item in items if item[0] is job])
+            return
         for (job, index, _), result in zip(items, results, strict=True):
+            self.record(job, index, result)
+
+    def batch_items(self, job: StartedJob) -> list[tuple[StartedJob, int, BatchItem]]:
+        """The job's unfinished images as batch items, after checking what the job asks for;
+        raises JobFailed (its own error published) if it cannot run."""
+        spec = job.spec
+        try:
+            self.engine.prepare(spec.method, spec.labels, templates=spec.templates, top_k=spec.top_k)
+        except TTAError as exc:
+            self.fail(job, exc.code, exc.message, field=exc.field)
+        return [(job, index, BatchItem(image=self.load_image(job, index)[1], labels=spec.labels,
+                                       templates=spec.templates, top_k=spec.top_k,
+                                       hooks=self.hooks(job, index)))
+                for index in range(spec.n_images) if index not in job.done_images]
+
+    def run_zeroshot_alone(self, job: StartedJob, items: list[tuple[StartedJob, int, BatchItem]]) -> None:
+        try:
+            results = self.engine.run_zeroshot_batch([item for _, _, item in items])
+        except redis.RedisError:
+            raise
+        except TTAError as exc:
+            self.consumer.fail(job.spec, exc.code, exc.message, field=exc.field)
+            return
+        except Exception as exc:
+            log.exception("job %s failed", job.spec.job_id)
+            self.consumer.fail(job.spec, "internal_error", f"{type(exc).__name__}: {exc}")
+            return
+        for (_, index, _), result in zip(items, results, strict=True):
             self.record(job, index, result)

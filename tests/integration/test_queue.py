@@ -97,12 +97,15 @@ def test_lease_renewal_keeps_a_long_job_from_being_reclaimed(redis_server, clien
     assert delivery.job_id == spec.job_id
     for _ in range(3):
         time.sleep(0.1)
-        assert holder.renew([delivery.entry_id]) == 1
+        assert holder.renew([delivery.entry_id]) == []
+        assert holder.owns(delivery)
         assert other.reclaim(min_idle_ms=150, count=10) == []
     time.sleep(0.2)  # the holder stops renewing (it died): now the other worker takes over
     reclaimed = other.reclaim(min_idle_ms=150, count=10)
     assert [d.job_id for d in reclaimed] == [spec.job_id] and reclaimed[0].reclaimed
-    assert holder.renew([delivery.entry_id]) == 0  # a late holder does not take it back
+    # a late holder does not take it back, and learns that it lost it
+    assert holder.renew([delivery.entry_id]) == [delivery.entry_id]
+    assert not holder.owns(delivery) and other.owns(reclaimed[0])
 
 
 def test_release_hands_an_unstarted_job_back(redis_server, client, keys):

@@ -29,7 +29,14 @@ from tests.conftest import LABELS
     (["cat", ""], "#2 is empty"),
     (["cat", "Cat "], "duplicate"),
     (["cat", "x" * 101], "#2 is 101 characters"),
-    (["cat", "d\x00g"], "control characters"),
+    (["cat", "d\x00g"], r"U\+0000, a control character"),
+    (["cat", "d\x7fg"], r"U\+007F, a control character"),
+    (["cat", "d\x85g"], r"U\+0085, a control character"),
+    (["cat", "cat\u200b"], r"U\+200B, an invisible formatting character"),
+    (["cat", "\u202egod"], r"U\+202E, an invisible formatting character"),
+    (["cat", "d\ud800g"], r"U\+D800, a lone surrogate"),
+    (["Cat", "ｃａｔ"], "duplicate label"),
+    (["cat", 7], "#2 is not a string"),
     ([f"c{i}" for i in range(MAX_LABELS + 1)], "too many labels"),
 ])
 def test_bad_labels(labels, message):

@@ -1,0 +1,61 @@
+"""Parsing JSON from clients: bounded nesting, clear 4xx errors, one pydantic-error mapping.
+
+Python's json module recurses, so a body nested 10,000 levels deep raises RecursionError (a
+500 if uncaught), and a merely deep one can still blow the stack later (pydantic, json.dumps in
+the worker). Bodies are therefore refused beyond ``MAX_JSON_DEPTH`` levels, before anything
+else looks at them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from models.errors import InvalidInputError
+from service.errors import MalformedRequestError
+
+MAX_JSON_DEPTH = 32
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def json_depth(value: Any) -> int:
+    """Containers nested in a parsed JSON value (a scalar is 0, ``[]`` is 1), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, outer = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, outer + 1)
+            stack.extend((child, outer + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_json(text: str | bytes, field: str) -> Any:
+    """Parsed JSON, or MalformedRequestError naming ``field`` (bad syntax, bad UTF-8, too deep)."""
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise MalformedRequestError(f"{field} is nested too deeply (at most {MAX_JSON_DEPTH} levels)",
+                                    field=field) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedRequestError(f"{field} is not valid JSON: {exc}", field=field) from exc
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise MalformedRequestError(f"{field} is nested too deeply (at most {MAX_JSON_DEPTH} levels)",
+                                    field=field)
+    return value
+
+
+async def read_json_body(request: Request, model: type[Model]) -> Model:
+    """The request body validated as ``model``; errors name the first offending field."""
+    return validate_as(model, parse_json(await request.body(), "body"))
+
+
+def validate_as(model: type[Model], raw: Any) -> Model:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInputError(f"{field}: {first['msg']}", field=field) from exc
