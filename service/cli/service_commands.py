@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from subprocess import Popen
 
+from service.cli.supervisor import Child, Supervisor
+from service.redis_server import PrivateRedis
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("tta")
@@ -65,57 +67,44 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """One machine: a private Redis (unless TTA_REDIS_URL is set), N workers, the API."""
-    from service.redis_server import PrivateRedis
-
+    """One machine: a private Redis (unless TTA_REDIS_URL is set), N workers, the API, each
+    restarted if it dies."""
     settings = get_settings()
     if refuses_bind(args.host, settings):
         return 2
     env = dict(os.environ)
-    private = None
+    children: list[Child] = []
     if not settings.redis_url:
-        private = PrivateRedis(Path(settings.data_dir) / "redis").start()
+        private = PrivateRedis(Path(settings.data_dir) / "redis")
         env["TTA_REDIS_URL"] = private.url
+        children.append(Child("redis", lambda: _started(private), stop_last=True))
         print(f"private Redis on {private.url} (data in {private.data_dir})", flush=True)
-    workers = []
-    for index in range(args.workers):
-        worker_env = {**env, "TTA_WORKER_METRICS_PORT": str(settings.worker_metrics_port + index)
-                      if settings.worker_metrics_port else "0"}
-        command = [sys.executable, "-m", "service.cli.main", *(["-v"] if args.verbose else []), "worker"]
-        workers.append(subprocess.Popen(command, env=worker_env))
-    api = subprocess.Popen([sys.executable, "-m", "service.cli.main", *(["-v"] if args.verbose else []),
-                            "api", "--host", args.host, "--port", str(args.port)], env=env)
+    verbose = ["-v"] if args.verbose else []
+
+    def spawn(command: list[str], extra_env: dict[str, str] | None = None) -> Callable[[], Popen[bytes]]:
+        return lambda: subprocess.Popen([sys.executable, "-m", "service.cli.main", *verbose, *command],
+                                        env={**env, **(extra_env or {})})
+
+    children += [
+        Child(f"worker {index + 1}", spawn(["worker"], {"TTA_WORKER_METRICS_PORT": str(
+            settings.worker_metrics_port + index) if settings.worker_metrics_port else "0"}))
+        for index in range(args.workers)
+    ]
+    children.append(Child("api", spawn(["api", "--host", args.host, "--port", str(args.port)])))
     auth = "API keys from " + str(settings.api_keys_file) if settings.api_keys_file else "no auth (loopback)"
     print(f"API on http://{args.host}:{args.port} ({auth}); docs at /docs; {args.workers} worker(s) "
           f"loading {settings.model} / {settings.reward_model}; ready when /readyz says so", flush=True)
-    stopping = False
+    supervisor = Supervisor(children)
+    supervisor.install_signal_handlers()
+    supervisor.run()
+    return 0
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    code = 0
-    try:
-        while not stopping:
-            if api.poll() is not None or any(w.poll() is not None for w in workers):
-                print("error: a service process exited; stopping the others", file=sys.stderr)
-                code = 1
-                break
-            time.sleep(0.5)
-    finally:
-        for process in [api, *workers]:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in [api, *workers]:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if private:
-            private.stop()
-    return code
+def _started(private: PrivateRedis) -> Popen[bytes]:
+    """Start the private redis-server and wait until it answers (workers start after it)."""
+    process = private.start().process
+    assert process is not None
+    return process
 
 
 def run_keys(args: argparse.Namespace) -> int:

@@ -52,6 +52,20 @@ def test_serve_runs_private_redis_worker_and_api_then_stops_cleanly(tmp_path):
         assert [r["image"] for r in report["results"]] == [str(image), str(broken)]
         assert report["results"][0]["label"] in LABELS and report["results"][0]["metrics"]["steps"] == 3
         assert (tmp_path / "data" / "redis").is_dir()  # the private Redis persists there
+
+        # A worker that dies is restarted by tta serve, which keeps serving.
+        first = httpx.get(f"{url}/v1/models", timeout=5).json()["workers"][0]["id"]
+        os.kill(int(first.rsplit("-", 1)[1]), signal.SIGKILL)
+
+        def replaced() -> bool:
+            assert serve.poll() is None, "tta serve exited when its worker died"
+            ids = [w["id"] for w in httpx.get(f"{url}/v1/models", timeout=5).json()["workers"]]
+            return bool(ids) and first not in ids
+
+        wait_until(replaced, 90, "a restarted worker")
+        again = tta("classify", str(image), "--labels", ",".join(LABELS), "--server", url, "--json", env=env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["results"][0]["label"] in LABELS
     finally:
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=60) == 0
