@@ -22,6 +22,12 @@ class TooManyInflightError(RetryLaterError):
     code = "too_many_inflight"
 
 
+class NoCapableWorkerError(RetryLaterError):
+    """No live worker serves the method (or model) asked for."""
+
+    code = "no_capable_worker"
+
+
 class BackendUnavailableError(TTAError):
     """Redis does not answer; retry later."""
 

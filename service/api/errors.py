@@ -22,6 +22,7 @@ from models.images import ImageTooLargeError, UnsupportedImageFormatError
 from service.errors import (
     BackendUnavailableError,
     MalformedRequestError,
+    NoCapableWorkerError,
     NotFoundError,
     QueueFullError,
     RequestTooLargeError,
@@ -45,6 +46,7 @@ STATUS_BY_TYPE: tuple[tuple[type[TTAError], int], ...] = (
     (MissingMLLMError, 422),
     (TooManyInflightError, 429),
     (QueueFullError, 503),
+    (NoCapableWorkerError, 503),
     (BackendUnavailableError, 503),
 )
 STATUS_BY_JOB_ERROR = {"deadline_exceeded": 504, "dead_letter": 500, "internal_error": 500,
@@ -61,7 +63,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (415, "Image format not allowed (JPEG, PNG, WebP)"),
         (422, "Invalid labels, method, options, top_k or image"),
         (429, "Too many unfinished jobs for this key (see Retry-After)"),
-        (503, "Queue full or Redis unavailable (see Retry-After)"),
+        (503, "Queue full, no live worker can run the method/model, or Redis unavailable "
+              "(see Retry-After)"),
     )
 }
 

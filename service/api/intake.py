@@ -16,13 +16,15 @@ from adapters.requests import PreparedRequest, prepare_request
 from models.errors import InvalidInputError
 from models.images import ImageTooLargeError, normalize_image
 from models.labels import parse_label_text
+from models.text_safety import unsafe_character
 from service.api.json_body import parse_json, read_json_body
 from service.api.multipart import read_form
 from service.api.schemas import ClassifyBody
 from service.errors import MalformedRequestError, TooManyImagesError
 from service.settings import Settings
 
-FORM_FIELDS = ("image", "labels", "label_set", "method", "top_k", "options", "templates", "seed")
+MAX_MODEL_NAME_CHARS = 200
+FORM_FIELDS = ("image", "labels", "label_set", "method", "model", "top_k", "options", "templates", "seed")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Submission:
     labels: list[str] | None
     label_set: str | None
     method: str
+    model: str | None
     top_k: int
     options: dict[str, Any]
     templates: str | list[str] | None
@@ -52,7 +55,7 @@ async def _from_json(request: Request) -> Submission:
     body = await read_json_body(request, ClassifyBody)
     images = [decode_base64(value, f"images[{index}]") for index, value in enumerate(body.images)]
     labels = parse_label_text(body.labels) if isinstance(body.labels, str) else body.labels
-    return Submission(images, labels, body.label_set, body.method, body.top_k, body.options,
+    return Submission(images, labels, body.label_set, body.method, body.model, body.top_k, body.options,
                       body.templates, body.seed)
 
 
@@ -93,6 +96,7 @@ async def _from_multipart(request: Request, settings: Settings) -> Submission:
     return Submission(
         images=images, labels=labels, label_set=form_text(form.get("label_set"), "label_set"),
         method=form_text(form.get("method"), "method") or "zeroshot",
+        model=form_text(form.get("model"), "model") or None,
         top_k=_int_field(form_text(form.get("top_k"), "top_k"), "top_k", 5), options=options,
         templates=templates_field(form_text(form.get("templates"), "templates")),
         seed=_int_field(form_text(form.get("seed"), "seed"), "seed", 0),
@@ -128,13 +132,17 @@ def json_field(value: Any, field: str, kind: type) -> Any:
     return parsed
 
 
-def validate_request(submission: Submission, labels: list[str], settings: Settings,
-                     has_reward_model: bool, has_mllm: bool) -> PreparedRequest:
+def validate_request(submission: Submission, labels: list[str], settings: Settings) -> PreparedRequest:
+    """Everything about the request itself (workers' capabilities are checked separately)."""
     if not 0 <= submission.seed < 2**31:
         raise InvalidInputError("seed must be between 0 and 2**31 - 1", field="seed")
+    if submission.model is not None and (len(submission.model) > MAX_MODEL_NAME_CHARS
+                                         or unsafe_character(submission.model)):
+        raise InvalidInputError(f"model must be a model name of at most {MAX_MODEL_NAME_CHARS} "
+                                "printable characters (see GET /v1/models)", field="model")
     return prepare_request(submission.method, labels, options=submission.options,
                            templates=submission.templates, top_k=submission.top_k,
-                           has_reward_model=has_reward_model, has_mllm=has_mllm,
+                           has_reward_model=True, has_mllm=True,
                            max_labels=settings.max_labels)
 
 

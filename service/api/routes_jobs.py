@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from adapters.catalog import get_spec
-from models.errors import InvalidInputError, UnknownMethodError
+from models.errors import InvalidInputError
 from service.api import metrics
 from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
 from service.api.intake import check_images, read_submission, validate_request
@@ -18,12 +18,14 @@ from service.api.label_sets import require_exemplars, resolve_labels
 from service.api.schemas import ClassifyBody, JobAccepted, JobOut
 from service.api.sse import stream_events
 from service.api.state import AppState, app_state, owner_of
-from service.errors import NotFoundError
+from service.errors import NoCapableWorkerError, NotFoundError
 from service.queue.producer import JobView
+from service.queue.routing import serves
 from service.queue.schemas import JOB_ID_PATTERN, JobSpec, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["classification"])
 STREAM_ID = re.compile(r"^\d+-\d+$|^0$")
+NO_WORKER_RETRY_AFTER_S = 5
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 MULTIPART_SCHEMA = {
@@ -55,24 +57,16 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
     owner = owner_of(request)
     submission = await read_submission(request, settings)
     labels, label_set = await resolve_labels(state, owner, submission)
-    workers = await state.producer.live_workers()
-    served = {m for w in workers for m in w["methods"]}
     spec = get_spec(submission.method)
-    # With live workers, a method none of them serves fails now, naming what is missing.
-    unserved = bool(workers) and spec.name not in served
-    prepared = validate_request(submission, labels, settings,
-                                has_reward_model=not (unserved and spec.needs_reward_model),
-                                has_mllm=not (unserved and spec.needs_mllm))
+    prepared = validate_request(submission, labels, settings)
     if spec.needs_exemplars:
         require_exemplars(spec.name, label_set)
-    if workers and spec.name not in served:
-        raise UnknownMethodError(
-            f"method {spec.name!r} is not served by this deployment; served: {', '.join(sorted(served))}",
-            field="method")
     images = await check_images(submission.images, settings)
+    await require_capable_worker(state, spec.name, submission.model)
     created = now_ms()
     job = JobSpec(
-        job_id=new_job_id(), owner=owner, method=prepared.method, labels=list(prepared.labels),
+        job_id=new_job_id(), owner=owner, method=prepared.method, model=submission.model,
+        labels=list(prepared.labels),
         label_set=submission.label_set, label_set_version=label_set.version if label_set else None,
         templates=prepared.templates if isinstance(prepared.templates, str) else list(prepared.templates),
         top_k=prepared.top_k, options=submission.options, seed=submission.seed,
@@ -83,6 +77,26 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
                                  max_inflight=settings.max_inflight_per_key)
     metrics.JOBS_SUBMITTED.labels(job.method).inc()
     return state, job
+
+
+async def require_capable_worker(state: AppState, method: str, model: str | None) -> None:
+    """Refuse now (503 no_capable_worker) what no live worker can run, rather than queue a job
+    that would wait for its deadline or be failed by a worker; the message says what is missing."""
+    workers = await state.producer.live_workers()
+    if any(serves(worker, method, model) for worker in workers):
+        return
+    spec = get_spec(method)
+    needs = [what for what, needed in (("a reward model (TTA_REWARD_MODEL)", spec.needs_reward_model),
+                                       ("an MLLM (TTA_MLLM)", spec.needs_mllm)) if needed]
+    wanted = f"method {method!r}" + (f" on model {model!r}" if model else "")
+    if not workers:
+        reason = "no worker is live (starting, or all stopped)"
+    else:
+        offered = sorted({f"{m} on {w.get('model')}" for w in workers for m in w.get("methods", ())})
+        reason = "live workers serve: " + ", ".join(offered)
+    hint = f"; it needs a worker with {' and '.join(needs)}" if needs else ""
+    raise NoCapableWorkerError(f"no live worker can run {wanted}: {reason}{hint}",
+                               retry_after_s=NO_WORKER_RETRY_AFTER_S)
 
 
 def job_out(view: JobView) -> dict[str, Any]:

@@ -22,6 +22,8 @@ class ClassifyBody(BaseModel):
         default=None, description="candidate labels, a list or one comma-separated string")
     label_set: str | None = Field(default=None, description="name of a stored label set (instead of labels)")
     method: str = Field(default="zeroshot", description="see GET /v1/methods")
+    model: str | None = Field(default=None, max_length=200, description=(
+        "policy model to run on (a name from GET /v1/models); default: any worker's"))
     top_k: int = 5
     options: dict[str, Any] = Field(default_factory=dict, description="method options (GET /v1/methods)")
     templates: str | list[str] | None = Field(

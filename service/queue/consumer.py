@@ -21,6 +21,8 @@ RECTIFICATION_LOG_MAXLEN = 100_000
 class Delivery:
     """One stream entry handed to this worker."""
 
+    stream: str
+    """The route's jobs stream the entry is in."""
     entry_id: str
     job_id: str
     reclaimed: bool = False
@@ -39,13 +41,17 @@ class StartedJob:
 
 class Consumer:
     def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, *, ttl_s: int,
-                 max_attempts: int) -> None:
+                 max_attempts: int, routes: list[str]) -> None:
         # Any: redis-py's reply types are unions that say nothing useful for each command.
         self.client: Any = client
         self.keys = keys
         self.worker_id = worker_id
         self.ttl_s = ttl_s
         self.max_attempts = max_attempts
+        self.streams = [keys.jobs(r) for r in routes]
+        """The streams this worker reads, in order of preference (see ``service.queue.routing``)."""
+        self._turn = 0
+        self._take_one = client.register_script(scripts.TAKE_ONE)
         self._start = client.register_script(scripts.START)
         self._finish_image = client.register_script(scripts.FINISH_IMAGE)
         self._fail = client.register_script(scripts.FAIL)
@@ -54,41 +60,59 @@ class Consumer:
         self._release = client.register_script(scripts.RELEASE)
 
     def ensure_group(self) -> None:
-        """Create the consumer group (and stream) if missing: also after Redis lost its data."""
-        try:
-            self.client.xgroup_create(self.keys.jobs, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Create the consumer group (and stream) of every route if missing: also after Redis
+        lost its data."""
+        for stream in self.streams:
+            try:
+                self.client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
-    def read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
-        reply = self.client.xreadgroup(GROUP, self.worker_id, {self.keys.jobs: ">"}, count=count,
+    def read_new(self, block_ms: int | None, streams: list[str] | None = None) -> list[Delivery]:
+        """At most one new job from ``streams`` (default: all of this worker's), taking turns
+        between them; waits up to ``block_ms`` (None: do not wait) when all are empty."""
+        streams = streams or self.streams
+        self._turn = (self._turn + 1) % len(streams)
+        order = streams[self._turn:] + streams[:self._turn]
+        taken = self._take_one(keys=order, args=[GROUP, self.worker_id])
+        if taken:
+            return [Delivery(as_text(taken[0]), as_text(taken[1]), as_text(taken[2]))]
+        if not block_ms:
+            return []
+        # Blocking on several streams returns one entry per stream that got one meanwhile
+        # (rarely more than one): all are this worker's now and are run in turn.
+        reply = self.client.xreadgroup(GROUP, self.worker_id, dict.fromkeys(order, ">"), count=1,
                                        block=block_ms)
-        if not reply:
-            return []
-        return [Delivery(as_text(entry_id), as_text(fields[b"job_id"]))
-                for entry_id, fields in reply[0][1]]
+        return [Delivery(as_text(stream), as_text(entry_id), as_text(fields[b"job_id"]))
+                for stream, entries in reply or [] for entry_id, fields in entries]
 
-    def reclaim(self, min_idle_ms: int, count: int) -> list[Delivery]:
-        """Take over entries whose holder stopped renewing its lease (a dead worker)."""
-        reply = self.client.xautoclaim(self.keys.jobs, GROUP, self.worker_id, min_idle_ms,
-                                       start_id="0-0", count=count)
-        entries = reply[1]
-        return [Delivery(as_text(entry_id), as_text(fields[b"job_id"]), reclaimed=True)
-                for entry_id, fields in entries if fields]
+    def reclaim(self, min_idle_ms: int) -> list[Delivery]:
+        """Take over one entry whose holder stopped renewing its lease (a dead worker)."""
+        for stream in self.streams:
+            reply = self.client.xautoclaim(stream, GROUP, self.worker_id, min_idle_ms,
+                                           start_id="0-0", count=1)
+            found = [Delivery(stream, as_text(entry_id), as_text(fields[b"job_id"]), reclaimed=True)
+                     for entry_id, fields in reply[1] if fields]
+            if found:
+                return found
+        return []
 
-    def renew(self, entry_ids: list[str]) -> list[str]:
-        """Renew the leases of these entries; returns those that are no longer ours (reclaimed
-        by another worker, or gone with Redis's data), whose leases must not be renewed."""
-        if not entry_ids:
-            return []
-        lost = self._renew(keys=[self.keys.jobs], args=[GROUP, self.worker_id, *entry_ids])
-        return [as_text(entry_id) for entry_id in lost]
+    def renew(self, held: list[Delivery]) -> list[Delivery]:
+        """Renew the leases of these deliveries; returns those that are no longer ours
+        (reclaimed by another worker, or gone with Redis's data), whose leases must not be
+        renewed."""
+        lost: list[Delivery] = []
+        for stream in {d.stream for d in held}:
+            entries = {d.entry_id: d for d in held if d.stream == stream}
+            reply = self._renew(keys=[stream], args=[GROUP, self.worker_id, *entries])
+            lost += [entries[as_text(entry_id)] for entry_id in reply]
+        return lost
 
     def owns(self, delivery: Delivery) -> bool:
         """Whether this worker still holds the delivery's entry (it may have been reclaimed)."""
         try:
-            pending = self.client.xpending_range(self.keys.jobs, GROUP, min=delivery.entry_id,
+            pending = self.client.xpending_range(delivery.stream, GROUP, min=delivery.entry_id,
                                                  max=delivery.entry_id, count=1)
         except redis.ResponseError:  # no group: Redis lost its data, and the job with it
             return False
@@ -96,12 +120,12 @@ class Consumer:
 
     def ack(self, delivery: Delivery) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.xack(self.keys.jobs, GROUP, delivery.entry_id)
-        pipe.xdel(self.keys.jobs, delivery.entry_id)
+        pipe.xack(delivery.stream, GROUP, delivery.entry_id)
+        pipe.xdel(delivery.stream, delivery.entry_id)
         pipe.execute()
 
     def release(self, delivery: Delivery) -> None:
-        self._release(keys=[self.keys.jobs], args=[GROUP, delivery.entry_id, delivery.job_id])
+        self._release(keys=[delivery.stream], args=[GROUP, delivery.entry_id, delivery.job_id])
 
     def start(self, job_id: str) -> tuple[str, StartedJob | None]:
         """("run", job) to run it; otherwise ("missing" | "finished" | "dead" | "expired", None),
@@ -132,10 +156,6 @@ class Consumer:
     def status(self, job_id: str) -> str | None:
         value = self.client.hget(self.keys.job(job_id), "status")
         return as_text(value) if value is not None else None
-
-    def method_of(self, job_id: str) -> str | None:
-        raw = self.client.hget(self.keys.job(job_id), "spec")
-        return JobSpec.model_validate_json(raw).method if raw is not None else None
 
     def image(self, job_id: str, index: int) -> bytes | None:
         value = self.client.hget(self.keys.images(job_id), str(index))

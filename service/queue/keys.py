@@ -12,10 +12,10 @@ GROUP = "workers"
 class Keys:
     prefix: str = "tta"
 
-    @property
-    def jobs(self) -> str:
-        """Stream of job ids; an entry is acked and deleted once its job is finished."""
-        return f"{self.prefix}:jobs"
+    def jobs(self, route: str) -> str:
+        """Stream of the job ids of one route (``service.queue.routing``); an entry is acked
+        and deleted once its job is finished."""
+        return f"{self.prefix}:jobs:{route}"
 
     @property
     def dead(self) -> str:

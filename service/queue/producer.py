@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from service.errors import QueueFullError, TooManyInflightError
 from service.queue import scripts
 from service.queue.keys import Keys
+from service.queue.routing import route_of
 from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, now_ms, parse_event
 
 WORKER_STALE_PERIODS = 5
@@ -58,7 +59,7 @@ class Producer:
         stale_before = spec.created_ms - self.ttl_s * 1000
         reply = await self._enqueue(
             keys=[k.open_jobs, k.inflight(spec.owner), k.job(spec.job_id), k.images(spec.job_id),
-                  k.events(spec.job_id), k.jobs],
+                  k.events(spec.job_id), k.jobs(route_of(spec))],
             args=[spec.job_id, spec.created_ms, max_depth, max_inflight, self.ttl_s,
                   spec.model_dump_json(), spec.owner, dumps(queued), stale_before, spec.n_images,
                   spec.deadline_ms, *images],

@@ -38,6 +38,8 @@ class JobSpec(BaseModel):
     """"prepare_label_set": estimate the label set's transition matrix (no images)."""
     owner: str
     method: str
+    model: str | None = None
+    """Policy model the request pinned (only workers holding it get the job); None: any."""
     labels: list[str]
     label_set: str | None = None
     label_set_version: str | None = None

@@ -116,6 +116,20 @@ end
 return lost
 """
 
+TAKE_ONE = """
+-- KEYS: streams, in the order to try them.  ARGV: group, consumer
+-- At most one new entry from the first stream that has one, in one round trip (a plain
+-- XREADGROUP over several streams returns one entry per stream: a worker would hoard jobs).
+for i = 1, #KEYS do
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[i], '>')
+  if reply and reply[1] and #reply[1][2] > 0 then
+    local entry = reply[1][2][1]
+    return {KEYS[i], entry[1], entry[2][2]}
+  end
+end
+return false
+"""
+
 RELEASE = """
 -- KEYS: jobs.  ARGV: group, entry id, job_id
 -- Hand an unstarted job back to the queue at once (graceful shutdown): re-add, then ack.

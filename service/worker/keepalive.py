@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from service.queue.consumer import Consumer
+from service.queue.consumer import Consumer, Delivery
 from service.worker import metrics
 
 log = logging.getLogger(__name__)
@@ -22,18 +22,18 @@ class KeepAlive:
         self.consumer = consumer
         self.period_s = min(lease_s / 3, heartbeat_s)
         self.info = info
-        self._held: set[str] = set()
+        self._held: set[Delivery] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="keepalive", daemon=True)
 
-    def hold(self, entry_id: str) -> None:
+    def hold(self, delivery: Delivery) -> None:
         with self._lock:
-            self._held.add(entry_id)
+            self._held.add(delivery)
 
-    def drop(self, entry_id: str) -> None:
+    def drop(self, delivery: Delivery) -> None:
         with self._lock:
-            self._held.discard(entry_id)
+            self._held.discard(delivery)
 
     def start(self) -> None:
         self.beat()
@@ -46,10 +46,11 @@ class KeepAlive:
     def beat(self) -> None:
         self.consumer.heartbeat(self.info())  # first: a lease problem must not hide the worker
         with self._lock:
-            held = sorted(self._held)
+            held = list(self._held)
         lost = self.consumer.renew(held)
         if lost:
-            log.warning("no longer holding %s (reclaimed, or lost with Redis's data)", ", ".join(lost))
+            log.warning("no longer holding %s (reclaimed, or lost with Redis's data)",
+                        ", ".join(d.job_id for d in lost))
             with self._lock:
                 self._held.difference_update(lost)
 

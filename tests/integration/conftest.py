@@ -96,7 +96,7 @@ class Service:
                              headers={"Authorization": f"Bearer {self.keys['alice']}"})
         return {w["id"] for w in response.json()["workers"]}
 
-    def wait_workers(self, names: set[str], timeout_s: float = 60) -> None:
+    def wait_workers(self, names: set[str], timeout_s: float = 180) -> None:
         wait_until(lambda: names <= self.live_workers(), timeout_s, f"workers {names} to be live")
 
     def stop(self) -> None:

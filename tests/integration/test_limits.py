@@ -1,10 +1,13 @@
-"""Every limit answers with its status and a JSON error naming the field. The API runs with no
-worker here, so submitted jobs stay queued and the queue limits can be reached."""
+"""Every limit answers with its status and a JSON error naming the field. The API first runs with
+no worker (every client error is still reported as such; a valid job is refused as no worker can
+run it), then with one real worker that is paused (SIGSTOP) while its long heartbeat keeps it
+live, so submitted jobs stay queued and the queue limits can be reached."""
 
 from __future__ import annotations
 
 import base64
 import json
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -117,12 +120,33 @@ def test_json_body_errors(api):
         not_json = client.post("/v1/classify", content=b"{", headers={"Content-Type": "application/json"})
         assert error(not_json) == (400, "malformed_request", "body")
         data_url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
-        # Accepted (queued): there is no worker in this module, so /v1/jobs answers at once.
+        # A valid job, but no worker is live to run it: refused now, not queued to time out.
+        refused = client.post("/v1/jobs", json={"images": [data_url], "labels": LABELS})
+        assert error(refused) == (503, "no_capable_worker", None)
+        assert "no worker is live" in refused.json()["message"] and refused.headers["Retry-After"]
+
+
+def test_readyz_without_workers(api):
+    with api.client() as client:
+        response = client.get("/readyz")
+    assert response.status_code == 503 and response.json()["reason"] == "no worker heartbeat"
+
+
+@pytest.fixture(scope="module")
+def paused_worker(api) -> Iterator[None]:
+    """A real worker that registered, then stopped taking jobs (SIGSTOP); its 60 s heartbeat
+    period keeps it live for 5 minutes, so the API accepts jobs that then stay queued."""
+    process = api.start_worker("paused", TTA_HEARTBEAT_S="60")
+    api.wait_workers({"paused"}, timeout_s=120)
+    process.send_signal(signal.SIGSTOP)
+    yield
+    process.send_signal(signal.SIGCONT)
+
+
+def test_inflight_per_key_then_queue_depth(api, paused_worker):
+    with api.client() as client:
+        data_url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
         assert client.post("/v1/jobs", json={"images": [data_url], "labels": LABELS}).status_code == 202
-
-
-def test_inflight_per_key_then_queue_depth(api):
-    """Runs after the test above queued one job for alice (no worker drains the queue)."""
     first = post(api, "alice")
     assert first.status_code == 202
     limited = post(api, "alice")
@@ -135,12 +159,6 @@ def test_inflight_per_key_then_queue_depth(api):
         metrics = client.get("/metrics").text
     assert "tta_queue_depth 3.0" in metrics
     assert 'route="/v1/jobs",status="429"' in metrics and 'route="/v1/jobs",status="503"' in metrics
-
-
-def test_readyz_without_workers(api):
-    with api.client() as client:
-        response = client.get("/readyz")
-    assert response.status_code == 503 and response.json()["reason"] == "no worker heartbeat"
 
 
 def test_openapi_declares_bodies_and_errors(api):

@@ -15,6 +15,7 @@ from service.errors import QueueFullError, TooManyInflightError
 from service.queue.consumer import Consumer
 from service.queue.keys import Keys
 from service.queue.producer import Producer
+from service.queue.routing import worker_routes
 from service.queue.schemas import JobSpec, new_job_id, now_ms, parse_event
 
 TTL_S = 60
@@ -32,15 +33,17 @@ def client(redis_server):  # type: ignore[no-untyped-def]
 
 
 def consumer(client, keys: Keys, name: str, max_attempts: int = 3) -> Consumer:  # type: ignore[no-untyped-def]
-    worker = Consumer(client, keys, name, ttl_s=TTL_S, max_attempts=max_attempts)
+    worker = Consumer(client, keys, name, ttl_s=TTL_S, max_attempts=max_attempts,
+                      routes=worker_routes(["zeroshot"], "tta-tiny:random"))
     worker.ensure_group()
     return worker
 
 
 def submit(url: str, keys: Keys, n_images: int = 1, owner: str = "alice", deadline_s: float = 60,
-           max_depth: int = 100, max_inflight: int = 100) -> JobSpec:
+           max_depth: int = 100, max_inflight: int = 100, method: str = "zeroshot",
+           model: str | None = None) -> JobSpec:
     created = now_ms()
-    spec = JobSpec(job_id=new_job_id(), owner=owner, method="zeroshot", labels=["a", "b"],
+    spec = JobSpec(job_id=new_job_id(), owner=owner, method=method, model=model, labels=["a", "b"],
                    n_images=n_images, created_ms=created, deadline_ms=created + int(deadline_s * 1000))
 
     async def run() -> None:
@@ -93,27 +96,27 @@ def test_an_expired_job_is_not_started(redis_server, client, keys):
 def test_lease_renewal_keeps_a_long_job_from_being_reclaimed(redis_server, client, keys):
     spec = submit(redis_server.url, keys)
     holder, other = consumer(client, keys, "holder"), consumer(client, keys, "other")
-    delivery = holder.read_new(count=1, block_ms=100)[0]
+    delivery = holder.read_new(block_ms=100)[0]
     assert delivery.job_id == spec.job_id
     for _ in range(3):
         time.sleep(0.1)
-        assert holder.renew([delivery.entry_id]) == []
+        assert holder.renew([delivery]) == []
         assert holder.owns(delivery)
-        assert other.reclaim(min_idle_ms=150, count=10) == []
+        assert other.reclaim(min_idle_ms=150) == []
     time.sleep(0.2)  # the holder stops renewing (it died): now the other worker takes over
-    reclaimed = other.reclaim(min_idle_ms=150, count=10)
+    reclaimed = other.reclaim(min_idle_ms=150)
     assert [d.job_id for d in reclaimed] == [spec.job_id] and reclaimed[0].reclaimed
     # a late holder does not take it back, and learns that it lost it
-    assert holder.renew([delivery.entry_id]) == [delivery.entry_id]
+    assert holder.renew([delivery]) == [delivery]
     assert not holder.owns(delivery) and other.owns(reclaimed[0])
 
 
 def test_release_hands_an_unstarted_job_back(redis_server, client, keys):
     spec = submit(redis_server.url, keys)
     a, b = consumer(client, keys, "a"), consumer(client, keys, "b")
-    delivery = a.read_new(count=1, block_ms=100)[0]
+    delivery = a.read_new(block_ms=100)[0]
     a.release(delivery)
-    assert [d.job_id for d in b.read_new(count=1, block_ms=100)] == [spec.job_id]
+    assert [d.job_id for d in b.read_new(block_ms=100)] == [spec.job_id]
 
 
 def test_partial_results_survive_a_redelivery(redis_server, client, keys):
@@ -133,3 +136,27 @@ def test_enqueue_limits_are_atomic(redis_server, keys):
     with pytest.raises(QueueFullError) as info:
         submit(redis_server.url, keys, owner="carol", max_depth=2)
     assert info.value.retry_after_s >= 1
+
+
+def test_jobs_reach_only_workers_that_serve_their_method_and_model(redis_server, client, keys):
+    plain = Consumer(client, keys, "plain", ttl_s=TTL_S, max_attempts=3,
+                     routes=worker_routes(["zeroshot", "tpt"], "small"))
+    rich = Consumer(client, keys, "rich", ttl_s=TTL_S, max_attempts=3,
+                    routes=worker_routes(["zeroshot", "tpt", "mllm"], "large"))
+    plain.ensure_group()
+    rich.ensure_group()
+    mllm = submit(redis_server.url, keys, method="mllm")
+    pinned = submit(redis_server.url, keys, method="tpt", model="large")
+    assert plain.read_new(block_ms=50) == []  # neither is for it
+    taken = {rich.read_new(block_ms=50)[0].job_id for _ in range(2)}
+    assert taken == {mllm.job_id, pinned.job_id}
+    anyone = submit(redis_server.url, keys, method="tpt")
+    assert [d.job_id for d in plain.read_new(block_ms=50)] == [anyone.job_id]
+
+
+def test_a_worker_takes_one_job_at_a_time_from_several_streams(redis_server, client, keys):
+    worker = consumer(client, keys, "one")
+    jobs = [submit(redis_server.url, keys, model=model).job_id for model in (None, "tta-tiny:random")]
+    first, second = worker.read_new(block_ms=50), worker.read_new(block_ms=50)
+    assert len(first) == len(second) == 1  # not one per stream: the other job stays for others
+    assert {first[0].job_id, second[0].job_id} == set(jobs)
