@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Redis and the queue
     redis_url: str | None = None
     """Redis for the queue and state. Unset: ``tta serve`` starts a private redis-server."""
+    redis_max_connections: int = Field(default=64, ge=4)
+    """Connections per API process for short commands (waiting for events uses one more)."""
     redis_prefix: str = "tta"
     """Prefix of every key, so several deployments (or test runs) can share one Redis."""
     data_dir: Path = Path.home() / ".local" / "share" / "tta"

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from service.api import errors
 from service.api.auth import Authenticator, load_key_file
 from service.api.body_limit import BodyLimitMiddleware
+from service.api.event_hub import EventHub
 from service.api.label_sets import router as label_sets_router
 from service.api.metrics import HTTPMetricsMiddleware
 from service.api.routes_info import router as info_router
@@ -26,6 +27,7 @@ from service.queue.producer import Producer
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+POOL_WAIT_S = 10
 
 DESCRIPTION = """Test-time adaptation for CLIP classifiers. Submit images with candidate labels
 and a method (`zeroshot`, `tpt`, `rlcf`, `rlcf-tune`, ...); a worker adapts the CLIP to each image
@@ -35,9 +37,14 @@ Authentication: `Authorization: Bearer <key>` when the deployment has keys. Erro
 `{"code", "message", "field"}`; 429/503 carry `Retry-After`."""
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None,
-                                   health_check_interval=10)
+def redis_client(url: str, max_connections: int) -> aioredis.Redis:
+    """The pool for short commands. Bounded and blocking: under a burst, requests wait briefly
+    for a connection instead of failing (nothing holds one for long: waiting for events goes
+    through the event hub's own connection)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_WAIT_S, socket_connect_timeout=2,
+        health_check_interval=10)
+    return aioredis.Redis(connection_pool=pool)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,11 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis_client(str(settings.redis_url))
+        client = redis_client(str(settings.redis_url), settings.redis_max_connections)
         prefix = Keys(settings.redis_prefix)
-        app.state.tta = AppState(settings=settings, auth=auth, keys=prefix,
+        hub = EventHub(str(settings.redis_url), prefix)
+        hub.start()
+        app.state.tta = AppState(settings=settings, auth=auth, keys=prefix, hub=hub,
                                  producer=Producer(client, prefix, ttl_s=settings.job_ttl_s))
         yield
+        await hub.close()
         await client.aclose()
 
     app = FastAPI(title="CLIP test-time adaptation service", version="0.2.0",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,12 +16,12 @@ from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
 from service.api.intake import check_images, read_submission, validate_request
 from service.api.label_sets import require_exemplars, resolve_labels
 from service.api.schemas import ClassifyBody, JobAccepted, JobOut
-from service.api.sse import stream_events
+from service.api.sse import follow, stream_events
 from service.api.state import AppState, app_state, owner_of
 from service.errors import NoCapableWorkerError, NotFoundError
 from service.queue.producer import JobView
 from service.queue.routing import serves
-from service.queue.schemas import JOB_ID_PATTERN, JobSpec, new_job_id, now_ms
+from service.queue.schemas import FINISHED, JOB_ID_PATTERN, JobSpec, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["classification"])
 STREAM_ID = re.compile(r"^\d+-\d+$|^0$")
@@ -132,25 +132,31 @@ async def classify(request: Request) -> Response:
     With ``Accept: text/event-stream`` the job's events stream back instead (SSE)."""
     state, job = await submit(request)
     if "text/event-stream" in request.headers.get("accept", ""):
-        stream = stream_events(state.producer, job.job_id, "0", state.settings.sse_ping_s)
+        stream = stream_events(state.producer, state.hub, job.job_id, "0", state.settings.sse_ping_s)
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={**SSE_HEADERS, "X-Job-ID": job.job_id})
-    deadline = time.monotonic() + state.settings.wait_timeout_s
-    last = "0"
-    while (remaining := deadline - time.monotonic()) > 0:
-        events = await state.producer.events(job.job_id, last, block_ms=max(1, int(min(remaining, 5) * 1000)))
-        if events:
-            last = events[-1].id
-        if any(event.is_terminal for event in events):
-            view = await owned_job(state, job.job_id, job.owner)
-            if view.status == "done":
-                return JSONResponse(job_out(view))
-            error = view.error or {}
-            code = error.get("code", "internal_error")
-            status = STATUS_BY_JOB_ERROR.get(code, 422)
-            return JSONResponse(error_body(code, error.get("message", "job failed"), error.get("field"),
-                                           job_id=job.job_id), status_code=status)
-    return accepted(job, status="running")
+
+    async def until_terminal() -> None:
+        async for event in follow(state.producer, state.hub, job.job_id, "0", state.settings.sse_ping_s):
+            if event is not None and event.is_terminal:
+                return
+
+    try:
+        await asyncio.wait_for(until_terminal(), state.settings.wait_timeout_s)
+    except asyncio.TimeoutError:
+        return accepted(job, status="running")
+    return await finished(state, job)
+
+
+async def finished(state: AppState, job: JobSpec) -> JSONResponse:
+    """The answer to a waiting classify whose job ended: its results, or its error."""
+    view = await owned_job(state, job.job_id, job.owner)
+    if view.status == "done":
+        return JSONResponse(job_out(view))
+    error = view.error or {}
+    code = error.get("code", "internal_error")
+    return JSONResponse(error_body(code, error.get("message", "job failed"), error.get("field"),
+                                   job_id=job.job_id), status_code=STATUS_BY_JOB_ERROR.get(code, 422))
 
 
 @router.post("/jobs", status_code=202, openapi_extra=REQUEST_BODY,
@@ -179,14 +185,18 @@ async def job_events(
     request: Request, job_id: str,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     after: Annotated[str | None, Query(description="resume after this event id")] = None,
-) -> StreamingResponse:
-    """The job's events from the start, or after ``Last-Event-ID`` (any API replica resumes)."""
+) -> Response:
+    """The job's events from the start, or after ``Last-Event-ID`` (any API replica resumes).
+    A finished job with nothing after the given id answers 204, which also tells a browser's
+    EventSource to stop reconnecting."""
     state = app_state(request)
-    await owned_job(state, job_id, owner_of(request))
+    view = await owned_job(state, job_id, owner_of(request))
     resume = last_event_id or after or "0"
     if not STREAM_ID.match(resume):
         raise InvalidInputError(f"Last-Event-ID {resume[:40]!r} is not an event id (like 1700000000000-0)",
                                 field="Last-Event-ID")
-    return StreamingResponse(stream_events(state.producer, job_id, resume, state.settings.sse_ping_s),
-                             media_type="text/event-stream", headers=SSE_HEADERS)
+    if view.status in FINISHED and not await state.producer.events(job_id, resume, block_ms=None):
+        return Response(status_code=204)
+    stream = stream_events(state.producer, state.hub, job_id, resume, state.settings.sse_ping_s)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -1,32 +1,50 @@
-"""Server-sent events from a job's event stream. Event ids are Redis stream ids, so a client
-that reconnects with ``Last-Event-ID`` to any API replica resumes exactly after the last event
-it saw. A comment line is sent while nothing happens, to keep proxies from closing the stream."""
+"""Following a job's events: as server-sent events, or until its last one (a waiting classify).
+Event ids are Redis stream ids, so a client that reconnects with ``Last-Event-ID`` to any API
+replica resumes exactly after the last event it saw. A comment line is sent while nothing
+happens, to keep proxies from closing the stream. Waiting holds no Redis connection (see
+``service.api.event_hub``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
 
+from service.api.event_hub import EventHub
 from service.queue.producer import Producer
-from service.queue.schemas import QueueEvent
+from service.queue.schemas import FINISHED, QueueEvent
 
 
 def format_event(event: QueueEvent) -> str:
     return f"id: {event.id}\nevent: {event.event}\ndata: {json.dumps(event.data)}\n\n"
 
 
-async def stream_events(producer: Producer, job_id: str, after: str, ping_s: float) -> AsyncIterator[str]:
+async def follow(producer: Producer, hub: EventHub, job_id: str, after: str,
+                 ping_s: float) -> AsyncIterator[QueueEvent | None]:
+    """The job's events after ``after`` as they come, until its terminal event; None each
+    ``ping_s`` without one. Ends early if the job expired, or finished before ``after``."""
     last = after
-    yield "retry: 1000\n\n"
     while True:
-        events = await producer.events(job_id, last, block_ms=int(ping_s * 1000))
-        if not events:
-            if not await producer.events_exist(job_id):
-                return  # the job expired while we waited
-            yield ": ping\n\n"
-            continue
+        events = await producer.events(job_id, last, block_ms=None)
         for event in events:
-            yield format_event(event)
+            yield event
             last = event.id
             if event.is_terminal:
                 return
+        if events:
+            continue
+        status = await producer.status(job_id)
+        if status is None:
+            return  # expired
+        if status in FINISHED:
+            if await producer.events(job_id, last, block_ms=None):
+                continue  # its last events landed just now
+            return  # finished, and the caller has seen everything up to its end
+        if not await hub.wait(job_id, last, ping_s):
+            yield None
+
+
+async def stream_events(producer: Producer, hub: EventHub, job_id: str, after: str,
+                        ping_s: float) -> AsyncIterator[str]:
+    yield "retry: 1000\n\n"
+    async for event in follow(producer, hub, job_id, after, ping_s):
+        yield ": ping\n\n" if event is None else format_event(event)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from service.api.auth import Authenticator
+from service.api.event_hub import EventHub
 from service.queue.keys import Keys
 from service.queue.producer import Producer
 from service.settings import Settings
@@ -16,6 +17,7 @@ from service.settings import Settings
 class AppState:
     settings: Settings
     producer: Producer
+    hub: EventHub
     auth: Authenticator
     keys: Keys
 

@@ -102,8 +102,9 @@ class Producer:
             return []
         return [parse_event(entry_id, fields) for entry_id, fields in reply[0][1]]
 
-    async def events_exist(self, job_id: str) -> bool:
-        return bool(await self.client.exists(self.keys.events(job_id)))
+    async def status(self, job_id: str) -> str | None:
+        value = await self.client.hget(self.keys.job(job_id), "status")
+        return as_text(value) if value is not None else None
 
     async def live_workers(self) -> list[dict[str, Any]]:
         now = now_ms()

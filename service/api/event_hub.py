@@ -1,0 +1,135 @@
+"""One reader per API process for the event streams of every job someone is waiting on.
+
+Each SSE follower or waiting ``POST /v1/classify`` used to hold a Redis connection in a blocking
+XREAD, so about a hundred waiters exhausted the pool and every other request (health checks
+included) got 503. Now waiters hold no connection while they wait: one background task blocks
+in a single XREAD over all followed streams and wakes the waiters of the streams that moved;
+waiters then read their new events with a short non-blocking call. A new subscription
+interrupts the blocked read (CLIENT UNBLOCK) so it is included at once, not after the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.queue.keys import Keys
+from service.queue.schemas import as_text
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 5000
+RETRY_S = 0.5
+UNBLOCK_TRIES = 50
+
+
+class EventHub:
+    def __init__(self, url: str, keys: Keys) -> None:
+        # A connection of its own: it spends its life blocked in XREAD.
+        self.reader: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2, max_connections=1)
+        self.control: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2, max_connections=2)
+        self.keys = keys
+        self.cursors: dict[str, str] = {}
+        """Per followed job: the newest event id the hub has seen (or a waiter's start)."""
+        self.waiters: dict[str, set[asyncio.Event]] = {}
+        self._changed = asyncio.Event()
+        self._reading: frozenset[str] = frozenset()
+        self._reader_id: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def followers(self) -> int:
+        return sum(len(events) for events in self.waiters.values())
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.reader.aclose()
+        await self.control.aclose()
+
+    async def wait(self, job_id: str, after: str, timeout_s: float) -> bool:
+        """Wait until the job's stream may have events after ``after``; False on timeout.
+        Call it after a read that found nothing new: an event that lands in between is
+        reported at once (the hub's cursor is already past ``after``)."""
+        event = asyncio.Event()
+        self.waiters.setdefault(job_id, set()).add(event)
+        cursor = self.cursors.setdefault(job_id, after)
+        try:
+            if _stream_id(cursor) > _stream_id(after):
+                return True
+            if job_id not in self._reading:
+                self._changed.set()
+                await self._interrupt(job_id)
+            try:
+                await asyncio.wait_for(event.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                return False
+            return True
+        finally:
+            waiting = self.waiters.get(job_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self.waiters[job_id]
+                    self.cursors.pop(job_id, None)
+
+    async def _interrupt(self, job_id: str) -> None:
+        """Make the blocked XREAD return now, so the next one includes the new stream. The
+        read may have been sent but not yet be blocked in Redis (UNBLOCK answers 0): retry."""
+        for _ in range(UNBLOCK_TRIES):
+            if self._reader_id is None or not self._reading or job_id in self._reading:
+                return
+            try:
+                if await self.control.execute_command("CLIENT", "UNBLOCK", self._reader_id):
+                    return
+            except RedisError as exc:  # the read times out on its own anyway
+                log.debug("event hub: unblock failed (%s)", exc)
+                return
+            await asyncio.sleep(0.001)
+
+    async def _run(self) -> None:
+        while True:
+            if not self.waiters:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:  # waiters time out and retry; nothing to do but wait
+                log.warning("event hub: redis unavailable (%s)", exc)
+                self._reader_id = None
+                self._reading = frozenset()
+                await asyncio.sleep(RETRY_S)
+
+    async def _read_once(self) -> None:
+        if self._reader_id is None:
+            self._reader_id = int(await self.reader.client_id())
+        jobs = {self.keys.events(job): job for job in self.waiters}
+        streams = {stream: self.cursors.get(job, "0") for stream, job in jobs.items()}
+        self._reading = frozenset(jobs.values())
+        self._changed.clear()
+        try:
+            reply = await self.reader.xread(streams, block=READ_BLOCK_MS, count=100)
+        finally:
+            self._reading = frozenset()
+        for stream, entries in reply or []:
+            job = jobs[as_text(stream)]
+            if entries and job in self.waiters:
+                self.cursors[job] = as_text(entries[-1][0])
+                for event in self.waiters[job]:
+                    event.set()
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    millis, _, sequence = value.partition("-")
+    return int(millis or 0), int(sequence or 0)
