@@ -48,11 +48,12 @@ class KeepAlive:
         with self._lock:
             held = list(self._held)
         lost = self.consumer.renew(held)
+        with self._lock:  # an entry acked meanwhile was dropped already: not a loss
+            lost = [delivery for delivery in lost if delivery in self._held]
+            self._held.difference_update(lost)
         if lost:
             log.warning("no longer holding %s (reclaimed, or lost with Redis's data)",
                         ", ".join(d.job_id for d in lost))
-            with self._lock:
-                self._held.difference_update(lost)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
