@@ -116,7 +116,7 @@ def test_a_poisoned_batch_item_fails_alone_and_leaks_nothing(redis_server, tmp_p
                 with bob.stream("GET", f"/v1/jobs/{job_id}/events") as response:
                     events = list(sse_events(response))
                 assert events[-1][1] == "result" and secret not in json.dumps(events)
-                batch = [e for e in events if e[1] == "result"][0][2]["metrics"]["batch_size"]
+                batch = next(e for e in events if e[1] == "result")[2]["metrics"]["batch_size"]
                 assert batch >= 2  # it really shared a batch
         with service.client("alice") as alice:
             error = alice.get(f"/v1/jobs/{poisoned}").json()["error"]
