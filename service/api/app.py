@@ -17,10 +17,10 @@ from service.api.body_limit import BodyLimitMiddleware
 from service.api.event_hub import EventHub
 from service.api.label_sets import router as label_sets_router
 from service.api.metrics import HTTPMetricsMiddleware
+from service.api.openapi import complete
 from service.api.routes_info import router as info_router
 from service.api.routes_jobs import router as jobs_router
 from service.api.routes_rectifications import router as rectifications_router
-from service.api.schemas import ErrorBody
 from service.api.state import AppState
 from service.queue.keys import Keys
 from service.queue.producer import Producer
@@ -81,15 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        schema = original_openapi()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("ErrorBody", ErrorBody.model_json_schema())
-        from service.api.label_sets import LabelSetBody
-        from service.api.schemas import ClassifyBody
-
-        components.setdefault("ClassifyBody", ClassifyBody.model_json_schema())
-        components.setdefault("LabelSetBody", LabelSetBody.model_json_schema())
-        return schema
+        if app.openapi_schema is None:
+            app.openapi_schema = complete(original_openapi(), settings)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

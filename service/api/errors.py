@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import redis
@@ -57,8 +58,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": description, "model": None, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
     for status, description in (
-        (400, "Malformed body (e.g. broken multipart)"),
+        (400, "Malformed body (e.g. broken multipart, invalid JSON or UTF-8, nested too deeply)"),
         (401, "Missing or unknown API key"),
+        (404, "Unknown label set (or another key's)"),
         (413, "Request, image or pixel count too large (also decompression bombs)"),
         (415, "Image format not allowed (JPEG, PNG, WebP)"),
         (422, "Invalid labels, method, options, top_k or image"),
@@ -111,17 +113,30 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+        loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
         return JSONResponse(error_body("invalid_request", first.get("msg", "invalid request"),
                                        ".".join(loc) or None), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at ``path``, from the OpenAPI paths (routers included
+    into the app are not all plain routes of ``app.routes``)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)

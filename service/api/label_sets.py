@@ -24,6 +24,7 @@ from service.api.intake import (
 )
 from service.api.json_body import read_json_body
 from service.api.multipart import read_form
+from service.api.schemas import MULTIPART_TEXT
 from service.api.state import AppState, app_state, owner_of
 from service.errors import NotFoundError, RetryLaterError
 from service.labelsets import (
@@ -41,6 +42,20 @@ from service.labelsets import (
 from service.queue.schemas import JobSpec, as_text, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1/label-sets", tags=["label sets"])
+
+
+LABEL_SET_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["name", "labels"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        "labels": {"type": "array", "items": MULTIPART_TEXT,
+                   "description": "repeated, or one comma-separated value"},
+        "templates": {"type": "string", "description": "set name, or a JSON list of templates"},
+    },
+    "additionalProperties": {"type": "string", "format": "binary",
+                             "description": "exemplar:<label>: exemplar image files of that class"},
+}
 
 
 class LabelSetBody(BaseModel):

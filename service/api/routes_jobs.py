@@ -10,12 +10,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from adapters.catalog import get_spec
-from models.errors import InvalidInputError
 from service.api import metrics
 from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
 from service.api.intake import check_images, read_submission, validate_request
 from service.api.label_sets import require_exemplars, resolve_labels
-from service.api.schemas import ClassifyBody, JobAccepted, JobOut
+from service.api.schemas import MULTIPART_TEXT, ClassifyBody, JobAccepted, JobOut
 from service.api.sse import follow, stream_events
 from service.api.state import AppState, app_state, owner_of
 from service.errors import NoCapableWorkerError, NotFoundError
@@ -24,7 +23,8 @@ from service.queue.routing import serves
 from service.queue.schemas import FINISHED, JOB_ID_PATTERN, JobSpec, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["classification"])
-STREAM_ID = re.compile(r"^\d+-\d+$|^0$")
+STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$|^0$")
+"""A Redis stream id (19 digits keep each part below 2**64, which Redis refuses past)."""
 NO_WORKER_RETRY_AFTER_S = 5
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -34,7 +34,7 @@ MULTIPART_SCHEMA = {
     "properties": {
         "image": {"type": "array", "items": {"type": "string", "format": "binary"},
                   "description": "one or more image files (JPEG, PNG, WebP)"},
-        "labels": {"type": "array", "items": {"type": "string"},
+        "labels": {"type": "array", "items": MULTIPART_TEXT,
                    "description": "repeated, or one comma-separated value"},
         "label_set": {"type": "string"}, "method": {"type": "string", "default": "zeroshot"},
         "top_k": {"type": "integer", "default": 5},
@@ -179,12 +179,17 @@ async def get_job(request: Request, job_id: str) -> dict[str, Any]:
     200: {"content": {"text/event-stream": {}}, "description":
           "SSE: queued, started, zeroshot, progress, result (one per image; the last has "
           "final: true), error"},
-    404: {"description": "Unknown, expired or another key's job"},
+    204: {"description": "The job finished and there is nothing after Last-Event-ID"},
+    404: ERROR_RESPONSES[422] | {"description": "Unknown, expired or another key's job"},
 })
 async def job_events(
     request: Request, job_id: str,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    after: Annotated[str | None, Query(description="resume after this event id")] = None,
+    last_event_id: Annotated[str | None, Header(
+        alias="Last-Event-ID", pattern=STREAM_ID.pattern,
+        description="resume after this event id: the `id:` of an event already seen, "
+                    "like 1700000000000-0 (`0`: from the start)")] = None,
+    after: Annotated[str | None, Query(pattern=STREAM_ID.pattern,
+                                       description="the same as Last-Event-ID, as a query parameter")] = None,
 ) -> Response:
     """The job's events from the start, or after ``Last-Event-ID`` (any API replica resumes).
     A finished job with nothing after the given id answers 204, which also tells a browser's
@@ -192,9 +197,6 @@ async def job_events(
     state = app_state(request)
     view = await owned_job(state, job_id, owner_of(request))
     resume = last_event_id or after or "0"
-    if not STREAM_ID.match(resume):
-        raise InvalidInputError(f"Last-Event-ID {resume[:40]!r} is not an event id (like 1700000000000-0)",
-                                field="Last-Event-ID")
     if view.status in FINISHED and not await state.producer.events(job_id, resume, block_ms=None):
         return Response(status_code=204)
     stream = stream_events(state.producer, state.hub, job_id, resume, state.settings.sse_ping_s)

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
 
 
+MULTIPART_TEXT: dict[str, str] = {"description": "text (multipart fields carry no type)"}
+"""Schema of a repeated multipart text field's items: any text, a number's digits included."""
+
+
 class ClassifyBody(BaseModel):
     """JSON form of a classification request (multipart takes the same fields)."""
 

@@ -6,14 +6,17 @@ live, so submitted jobs stay queued and the queue limits can be reached."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import signal
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from PIL import Image
+import redis
+from PIL import Image, PngImagePlugin
 
+from service.queue.keys import Keys
 from tests.integration.conftest import LABELS, Service, encode, make_service, png_bytes
 
 MAX_IMAGE_BYTES = 200_000
@@ -26,7 +29,7 @@ def api(redis_server, tmp_path_factory) -> Iterator[Service]:
         redis_server.url, tmp_path_factory.mktemp("limits"),
         TTA_MAX_REQUEST_BYTES=str(MAX_REQUEST_BYTES), TTA_MAX_IMAGE_BYTES=str(MAX_IMAGE_BYTES),
         TTA_MAX_IMAGE_PIXELS="1000000", TTA_MAX_IMAGES_PER_REQUEST="3", TTA_MAX_LABELS="50",
-        TTA_MAX_QUEUE_DEPTH="3", TTA_MAX_INFLIGHT_PER_KEY="2",
+        TTA_MAX_QUEUE_DEPTH="4", TTA_MAX_INFLIGHT_PER_KEY="2",
     )
     svc.start_api()
     yield svc
@@ -98,6 +101,12 @@ def test_request_body_limit_by_header_and_by_stream(api):
     ({"top_k": "many"}, (422, "invalid_input", "top_k")),
     ({"top_k": "0"}, (422, "invalid_options", "top_k")),
     ({"templates": "fancy"}, (422, "invalid_options", "templates")),
+    ({"templates": json.dumps(["{} {x}"])}, (422, "invalid_options", "templates")),
+    ({"templates": json.dumps(["{.__class__}"])}, (422, "invalid_options", "templates")),
+    ({"templates": json.dumps(["{:>999999999}"])}, (422, "invalid_options", "templates")),
+    ({"labels": ["cat", "cat\u200b"]}, (422, "invalid_labels", "labels")),
+    ({"labels": ["cat", "d\x7fg"]}, (422, "invalid_labels", "labels")),
+    ({"options": "[" * 10_000 + "]" * 10_000}, (422, "invalid_input", "options")),
     ({"colour": "red"}, (422, "invalid_input", "colour")),
     ({"label_set": "nope", "labels": []}, (404, "not_found", "label_set")),
 ])
@@ -143,7 +152,23 @@ def paused_worker(api) -> Iterator[None]:
     process.send_signal(signal.SIGCONT)
 
 
+def test_phone_photos_are_accepted_upright(api, paused_worker, redis_server):
+    """An MPO from a phone camera, with an EXIF rotation: accepted, stored upright and small."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = Image.new("RGB", (1000, 750), (200, 30, 30))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="MPO", save_all=True, append_images=[photo], exif=exif)
+    response = post(api, "bob", images=[buffer.getvalue()])
+    assert response.status_code == 202, response.text
+    keys = Keys(api.env["TTA_REDIS_PREFIX"])
+    with redis.Redis.from_url(redis_server.url) as connection:
+        stored = Image.open(io.BytesIO(connection.hget(keys.images(response.json()["job_id"]), "0")))
+    assert stored.format == "PNG" and stored.size == (512, 683)  # upright (portrait), bounded
+
+
 def test_inflight_per_key_then_queue_depth(api, paused_worker):
+    """After the test above queued one job for bob (depth 1 of 4)."""
     with api.client() as client:
         data_url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
         assert client.post("/v1/jobs", json={"images": [data_url], "labels": LABELS}).status_code == 202
@@ -157,7 +182,7 @@ def test_inflight_per_key_then_queue_depth(api, paused_worker):
     assert error(full) == (503, "queue_full", None) and int(full.headers["Retry-After"]) >= 1
     with api.client() as client:
         metrics = client.get("/metrics").text
-    assert "tta_queue_depth 3.0" in metrics
+    assert "tta_queue_depth 4.0" in metrics
     assert 'route="/v1/jobs",status="429"' in metrics and 'route="/v1/jobs",status="503"' in metrics
 
 
@@ -168,3 +193,57 @@ def test_openapi_declares_bodies_and_errors(api):
     assert set(classify["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
     assert {"200", "202", "401", "413", "415", "422", "429", "503"} <= set(classify["responses"])
     assert "ErrorBody" in spec["components"]["schemas"]
+
+
+def raw_multipart(parts: list[bytes], boundary: bytes = b"b0undary", close: bool = True) -> tuple[bytes, str]:
+    body = b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts)
+    end = b"--" + boundary + b"--\r\n" if close else b""
+    return body + end, f"multipart/form-data; boundary={boundary.decode()}"
+
+
+def text_part(name: str, value: bytes) -> bytes:
+    return f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value
+
+
+def file_part(name: str, data: bytes) -> bytes:
+    return (f'Content-Disposition: form-data; name="{name}"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode() + data
+
+
+@pytest.mark.parametrize(("parts", "close", "expected"), [
+    ([file_part("image", b"PNG"), text_part("labels", b"ca\xfft,dog")], True,
+     (400, "malformed_request", "body")),  # not UTF-8: refused, not read as Latin-1
+    ([file_part("image", b"PNG"), text_part("labels", b"cat,dog")], False,
+     (400, "malformed_request", "body")),  # truncated: no closing boundary
+    ([file_part("image", b"PNG"), file_part("labels", b"cat,dog")], True,
+     (422, "invalid_input", "labels")),  # a file under a text field's name
+    ([file_part("image", b"PNG")] * 4 + [text_part("labels", b"cat,dog")], True,
+     (422, "too_many_images", "images")),
+    ([file_part("image", b"PNG")] * 5 + [text_part("labels", b"cat,dog")], True,
+     (422, "too_many_images", "images")),  # one more is the same error, not a parser 400
+])
+def test_hostile_multipart_bodies(api, parts, close, expected):
+    body, content_type = raw_multipart(parts, close=close)
+    with api.client() as client:
+        response = client.post("/v1/jobs", content=body, headers={"Content-Type": content_type})
+    assert error(response) == expected
+
+
+def test_hostile_json_bodies(api):
+    with api.client() as client:
+        deep = client.post("/v1/jobs", content=b"[" * 10_000 + b"]" * 10_000,
+                           headers={"Content-Type": "application/json"})
+        assert error(deep) == (400, "malformed_request", "body")
+        surrogate = client.post("/v1/jobs", content=b'{"images": ["AAAA"], "labels": ["cat", "d\\ud800g"]}',
+                                headers={"Content-Type": "application/json"})
+        assert error(surrogate)[:2] in {(422, "invalid_labels"), (422, "invalid_input")}
+        info = PngImagePlugin.PngInfo()
+        info.add_text("comment", "a" * 5_000_000, zip=True)
+        text_bomb = encode_png_with(Image.new("RGB", (8, 8)), pnginfo=info)
+        assert error(post(api, images=[text_bomb])) == (413, "image_too_large", "images[0]")
+
+
+def encode_png_with(image: Image.Image, **params) -> bytes:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **params)
+    return buffer.getvalue()
