@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip the in-process raw batched throughput")
     load.add_argument("--raw-seconds", type=float, default=5.0)
     load.add_argument("--json", action="store_true")
+    hostile = bench_sub.add_parser("hostile", help="memory and latency under oversized images")
+    hostile.add_argument("--requests", type=int, default=5, help="requests of 16 6000x6000 JPEGs")
+    hostile.add_argument("--label-sets", type=int, default=3, help="label sets of 16 such exemplars")
+    hostile.add_argument("--json", action="store_true")
     accuracy = bench_sub.add_parser(
         "accuracy", help="top-1, ECE and ms/image per method and domain on the offline world")
     accuracy.add_argument("--quick", action="store_true",
@@ -135,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "load":
             from service.cli.bench_load import run_bench_load
             return run_bench_load(args)
+        if args.command == "bench" and args.bench == "hostile":
+            from service.cli.bench_hostile import run_bench_hostile
+            return run_bench_hostile(args)
         if args.command == "bench" and args.bench == "accuracy":
             from world.bench_accuracy import run_accuracy
             return run_accuracy(args)
