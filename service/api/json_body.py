@@ -21,6 +21,14 @@ MAX_JSON_DEPTH = 32
 Model = TypeVar("Model", bound=BaseModel)
 
 
+class NonFiniteNumberError(ValueError):
+    """Python's json accepts NaN and Infinity; JSON (and every range check) does not."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NonFiniteNumberError(name)
+
+
 def json_depth(value: Any) -> int:
     """Containers nested in a parsed JSON value (a scalar is 0, ``[]`` is 1), without recursion."""
     deepest, stack = 0, [(value, 0)]
@@ -35,12 +43,15 @@ def json_depth(value: Any) -> int:
 def parse_json(text: str | bytes, field: str) -> Any:
     """Parsed JSON, or MalformedRequestError naming ``field`` (bad syntax, bad UTF-8, too deep)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        if isinstance(exc, NonFiniteNumberError):
+            raise MalformedRequestError(f"{field} contains {exc.args[0]}, which JSON does not allow",
+                                        field=field) from exc
+        raise MalformedRequestError(f"{field} is not valid JSON: {exc}", field=field) from exc
     except RecursionError as exc:
         raise MalformedRequestError(f"{field} is nested too deeply (at most {MAX_JSON_DEPTH} levels)",
                                     field=field) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedRequestError(f"{field} is not valid JSON: {exc}", field=field) from exc
     if json_depth(value) > MAX_JSON_DEPTH:
         raise MalformedRequestError(f"{field} is nested too deeply (at most {MAX_JSON_DEPTH} levels)",
                                     field=field)

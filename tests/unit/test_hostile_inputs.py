@@ -114,3 +114,9 @@ def test_json_depth_is_bounded_without_recursion():
     with pytest.raises(MalformedRequestError, match="nested too deeply"):
         parse_json(just_over, "body")
     assert parse_json(b'{"options": {"steps": 2}}', "body") == {"options": {"steps": 2}}
+
+
+@pytest.mark.parametrize("text", ['{"lr": NaN}', '{"lr": Infinity}', '[-Infinity]'])
+def test_non_finite_numbers_are_not_json(text):
+    with pytest.raises(MalformedRequestError, match="which JSON does not allow"):
+        parse_json(text, "options")
