@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip the in-process raw batched throughput")
     load.add_argument("--raw-seconds", type=float, default=5.0)
     load.add_argument("--json", action="store_true")
+    peers = bench_sub.add_parser("peers", help="the service vs a plain FastAPI endpoint and LitServe")
+    peers.add_argument("--peers", default="service,plain,litserve")
+    peers.add_argument("--methods", default="zeroshot,rlcf")
+    peers.add_argument("--concurrency", default="1,8,32")
+    peers.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    peers.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     hostile = bench_sub.add_parser("hostile", help="memory and latency under oversized images")
     hostile.add_argument("--requests", type=int, default=5, help="requests of 16 6000x6000 JPEGs")
     hostile.add_argument("--label-sets", type=int, default=3, help="label sets of 16 such exemplars")
@@ -139,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "load":
             from service.cli.bench_load import run_bench_load
             return run_bench_load(args)
+        if args.command == "bench" and args.bench == "peers":
+            from service.cli.bench_peers import run_bench_peers
+            return run_bench_peers(args)
         if args.command == "bench" and args.bench == "hostile":
             from service.cli.bench_hostile import run_bench_hostile
             return run_bench_hostile(args)

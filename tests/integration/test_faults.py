@@ -181,7 +181,7 @@ def test_a_thousand_followers_do_not_starve_other_requests(redis_server, tmp_pat
 
                 tasks = [asyncio.create_task(follow(job)) for job in jobs for _ in range(followers_per_job)]
                 for _ in tasks:  # every follower is connected and has its first event
-                    await asyncio.wait_for(started.acquire(), 120)
+                    await asyncio.wait_for(started.acquire(), 300)
                 checks = [(await client.get(path)).status_code
                           for path in ("/healthz", "/readyz", f"/v1/jobs/{jobs[0]}", "/metrics")]
                 worker.send_signal(signal.SIGCONT)

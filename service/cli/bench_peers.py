@@ -1,0 +1,138 @@
+"""``tta bench peers``: the service against what a user would otherwise run, on the same models,
+the same JSON payload and the same load generator: a plain in-process FastAPI endpoint (the
+no-queue floor) and LitServe with dynamic batching (``service.cli.peer_servers``). Prints
+throughput and end-to-end p50/p99 per server, method and concurrency, and the ratios to the
+service; ``--json FILE`` keeps them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.cli.bench_load import percentile, scene_png, spawned_server
+
+PEERS = ("service", "plain", "litserve")
+PATHS = {"service": "/v1/classify", "plain": "/classify", "litserve": "/predict"}
+
+
+@contextmanager
+def peer_server(kind: str, method: str) -> Iterator[str]:
+    if kind == "service":
+        with spawned_server(1) as url:
+            yield url
+        return
+    from service.redis_server import free_port
+
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix=f"peer-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen([sys.executable, "-m", "service.cli.peer_servers", kind, "--port", str(port),
+                                "--method", method], env=dict(os.environ), stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            _wait_until_answering(url, PATHS[kind], process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; its log ({log.name}) ends: "
+                               f"{Path(log.name).read_text()[-2000:]}") from exc
+        yield url
+    finally:
+        log.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_until_answering(url: str, path: str, process: subprocess.Popen[bytes]) -> None:
+    body = request_body(0, "zeroshot")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the peer server at {url} exited during start-up")
+        try:
+            if httpx.post(url + path, json=body, timeout=30).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the peer server at {url} did not answer within 180 s")
+
+
+def request_body(seed: int, method: str) -> dict[str, Any]:
+    from world.glyphs import CLASS_NAMES
+
+    return {"images": [base64.b64encode(scene_png(seed)).decode()], "labels": list(CLASS_NAMES),
+            "method": method}
+
+
+async def _load(url: str, path: str, method: str, concurrency: int, duration_s: float) -> dict[str, Any]:
+    bodies = [request_body(seed, method) for seed in range(64)]
+    latencies: list[float] = []
+    errors = 0
+
+    async def client_loop(client: httpx.AsyncClient, offset: int, stop_at: float, record: bool) -> None:
+        nonlocal errors
+        n = offset
+        while time.monotonic() < stop_at:
+            start = time.perf_counter()
+            response = await client.post(path, json=bodies[n % len(bodies)])
+            if record:
+                if response.status_code == 200:
+                    latencies.append((time.perf_counter() - start) * 1000)
+                else:
+                    errors += 1
+            n += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+        await asyncio.gather(*(client_loop(client, i, time.monotonic() + 1.0, False)
+                               for i in range(concurrency)))  # warm-up
+        start = time.perf_counter()
+        stop_at = time.monotonic() + duration_s
+        await asyncio.gather(*(client_loop(client, i, stop_at, True) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return {"throughput_per_s": round(len(latencies) / elapsed, 1), "errors": errors,
+            "p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
+            "p99_ms": round(percentile(latencies, 99), 1) if latencies else None}
+
+
+def run_bench_peers(args: argparse.Namespace) -> int:
+    methods = args.methods.split(",")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rows: list[dict[str, Any]] = []
+    for peer in args.peers.split(","):
+        for method in methods:
+            with peer_server(peer, method) as url:
+                for concurrency in levels:
+                    figures = asyncio.run(_load(url, PATHS[peer], method, concurrency, args.duration))
+                    rows.append({"server": peer, "method": method, "concurrency": concurrency, **figures})
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    by_key = {(r["method"], r["concurrency"]): r for r in rows if r["server"] == "service"}
+    for row in rows:
+        service = by_key.get((row["method"], row["concurrency"]))
+        if service and service["throughput_per_s"]:
+            row["throughput_vs_service"] = round(row["throughput_per_s"] / service["throughput_per_s"], 2)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"duration_s": args.duration, "rows": rows}, out, indent=2)
+    print("| server | method | concurrency | images/s | p50 ms | p99 ms | throughput / service |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['server']} | {r['method']} | {r['concurrency']} | {r['throughput_per_s']} "
+              f"| {r['p50_ms']} | {r['p99_ms']} | {r.get('throughput_vs_service', '')} |")
+    return 0
