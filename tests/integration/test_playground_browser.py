@@ -1,9 +1,10 @@
 """The playground page in a real headless Chromium (Debian's, driven by Selenium) against a live
 ``tta serve`` on the bundled world models, with an API key: upload, run, compare, errors,
-keyboard and phone width. ``TTA_PLAYGROUND_SCREENSHOT=docs/playground.png`` keeps the screenshot."""
+keyboard and phone width. ``TTA_PLAYGROUND_SCREENSHOTS=docs`` keeps the screenshots there."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -25,7 +26,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from service.api.auth import append_key
 from service.api.playground import STATIC_DIR
 from service.redis_server import free_port
-from tests.integration.conftest import ROOT, wait_until
+from tests.integration.conftest import ROOT, encode, wait_until
+from tests.openai_standin import StandInMLLM
+from world.glyphs import CLASS_NAMES
+from world.render import render
 
 DEMO = STATIC_DIR / "samples" / "demo.png"
 MANIFEST = json.loads((STATIC_DIR / "samples" / "manifest.json").read_text())
@@ -49,11 +53,14 @@ new MutationObserver((records) => {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("playground")
+    # The MLLM is a stand-in (no MLLM weights here) that believes the demo shows a sun.
+    mllm = StandInMLLM(supported=MANIFEST["samples"][0]["truth"], belief=0.8).start()
     key = append_key(tmp / "keys.txt", "alice")
     port = free_port()
     env = {**os.environ, "TTA_MODEL": "world-policy", "TTA_REWARD_MODEL": "world-reward",
            "TTA_DEVICE": "cpu", "TTA_DATA_DIR": str(tmp / "data"), "TTA_API_KEYS_FILE": str(tmp / "keys.txt"),
-           "TTA_WORKER_METRICS_PORT": "0", "TTA_HEARTBEAT_S": "0.5"}
+           "TTA_WORKER_METRICS_PORT": "0", "TTA_HEARTBEAT_S": "0.5",
+           "TTA_MLLM": f"openai:{mllm.base_url}", "TTA_MLLM_MODEL": "standin"}
     env.pop("TTA_REDIS_URL", None)
     log = open(tmp / "serve.log", "wb")  # noqa: SIM115 (closed below)
     serve = subprocess.Popen([sys.executable, "-m", "service.cli.main", "serve", "--port", str(port)],
@@ -74,6 +81,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=60)
         log.close()
+        mllm.stop()
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +105,24 @@ def open_page(browser: webdriver.Chrome, server: dict[str, str]) -> None:
     key.clear()
     key.send_keys(server["key"])
     key.send_keys(Keys.TAB)  # change event: the page reloads the methods with the key
+    # Ready: the methods were loaded with this key (the page reloads them when the key changes).
     wait(browser, lambda b: b.execute_script("return document.body.dataset.ready === 'true'"), "page ready")
-    wait(browser, lambda b: "rlcf" in b.find_element(By.ID, "method").text.split("\n"), "rlcf served")
+    assert "rlcf" in browser.find_element(By.ID, "method").text.split("\n")  # served
 
 
 def wait(browser: webdriver.Chrome, condition: Any, what: str, timeout_s: float = 60) -> Any:
     return WebDriverWait(browser, timeout_s, poll_frequency=0.05).until(condition, message=what)
+
+
+def choose_demo_sample(browser: webdriver.Chrome) -> None:
+    button = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#samples button[data-id=demo]"),
+                  "the samples")[0]
+    button.click()
+    wait(browser, lambda b: "demo.png" in b.find_element(By.ID, "image-chosen").text, "sample chosen")
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    return Path(os.environ.get("TTA_PLAYGROUND_SCREENSHOTS", tmp_path))
 
 
 def card(browser: webdriver.Chrome, method: str) -> Any:
@@ -143,14 +163,13 @@ def test_rlcf_run_shows_zeroshot_bars_then_steps_then_the_corrected_answer(brows
     assert browser.find_element(By.ID, "error").get_attribute("hidden") is not None
 
 
-def test_compare_mode_runs_each_method_side_by_side(browser, server):
+def test_compare_mode_runs_each_method_side_by_side(browser, server, tmp_path):
     open_page(browser, server)
-    browser.find_element(By.CSS_SELECTOR, "#samples button[data-id=demo]").click()
-    wait(browser, lambda b: "demo.png" in b.find_element(By.ID, "image-chosen").text, "sample chosen")
+    choose_demo_sample(browser)
     browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=compare]").click()
     checked = [b.get_attribute("value")
                for b in browser.find_elements(By.CSS_SELECTOR, "#compare-methods input:checked")]
-    assert checked == ["zeroshot", "tpt", "rlcf", "rlcf-tune"]  # mllm is not served (no MLLM)
+    assert checked == ["zeroshot", "tpt", "rlcf", "rlcf-tune"]  # mllm needs a label set
     browser.find_element(By.ID, "run").click()
     wait(browser, lambda b: all("Answer" in final_text(b, m) for m in checked), "four answers")
 
@@ -163,6 +182,37 @@ def test_compare_mode_runs_each_method_side_by_side(browser, server):
     assert len(card(browser, "tpt").find_elements(By.CSS_SELECTOR, ".step-point")) == 1
     assert "entropy by step" in card(browser, "tpt").text
     assert browser.find_element(By.ID, "status").text == "Done."
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(screenshot_dir(tmp_path) / "playground-compare.png"))
+
+
+def test_mllm_run_shows_each_candidates_p_true(browser, server):
+    exemplars = {name: [base64.b64encode(encode(render("clean", label, 7).image, "PNG")).decode()]
+                 for label, name in enumerate(CLASS_NAMES)}
+    auth = {"Authorization": f"Bearer {server['key']}"}
+    created = httpx.post(f"{server['url']}/v1/label-sets", headers=auth,
+                         json={"name": "world", "labels": list(CLASS_NAMES), "exemplars": exemplars})
+    assert created.status_code == 201, created.text
+    open_page(browser, server)
+    choose_demo_sample(browser)
+    browser.find_element(By.CSS_SELECTOR, "input[name=label-source][value=label_set]").click()
+    wait(browser, lambda b: "world (25 labels, 25 exemplars)" in b.find_element(By.ID, "label-set").text,
+         "the label set listed")
+    Select(browser.find_element(By.ID, "method")).select_by_value("mllm")
+    assert browser.find_element(By.ID, "opt-mllm-n_candidates").get_attribute("value") == "6"
+    browser.find_element(By.ID, "run").click()
+    wait(browser, lambda b: "Answer" in final_text(b, "mllm"), "the final answer")
+
+    scored = card(browser, "mllm").find_elements(By.CSS_SELECTOR, "[data-part=candidates] li")
+    assert scored[0].text.startswith("flower (gate)")  # the CLIP's top-1 is checked first
+    assert len(scored) == 6 and any(li.text.startswith("sun (p_true)") for li in scored)
+    rows = card(browser, "mllm").find_elements(By.CSS_SELECTOR, "table.candidates tr")[1:]
+    by_label = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[2].text
+                for r in rows}
+    assert len(by_label) == 6 and by_label["sun"] == "0.8" and by_label["flower"] == "0.2"
+    final = final_text(browser, "mllm")
+    assert "Answer: sun" in final and "Changed: zero-shot said flower" in final
+    assert "does not return which exemplar images" in final
 
 
 def test_no_labels_shows_the_apis_message_naming_the_field(browser, server):
@@ -195,7 +245,8 @@ def test_keyboard_labels_and_phone_width(browser, server):
         !(c.labels && c.labels.length) && !c.getAttribute('aria-label')).map((c) => c.id || c.name);""")
     assert unlabelled == []
     # Keyboard only: focus the first sample, press Enter, and it becomes the chosen image.
-    sample = browser.find_element(By.CSS_SELECTOR, "#samples button[data-id=demo]")
+    sample = wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#samples button[data-id=demo]"),
+                  "the samples")[0]
     browser.execute_script("arguments[0].focus()", sample)
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     wait(browser, lambda b: sample.get_attribute("aria-pressed") == "true", "sample pressed by keyboard")
@@ -211,8 +262,7 @@ def test_keyboard_labels_and_phone_width(browser, server):
 def test_screenshot_mid_adaptation(browser, server, tmp_path):
     """A long rlcf run (64 steps, 256 views) so that the page can be caught between steps."""
     open_page(browser, server)
-    browser.find_element(By.CSS_SELECTOR, "#samples button[data-id=demo]").click()
-    wait(browser, lambda b: "demo.png" in b.find_element(By.ID, "image-chosen").text, "sample chosen")
+    choose_demo_sample(browser)
     for option, value in (("steps", "64"), ("n_views", "256")):
         field = browser.find_element(By.ID, f"opt-rlcf-{option}")
         field.clear()
@@ -220,7 +270,7 @@ def test_screenshot_mid_adaptation(browser, server, tmp_path):
     browser.find_element(By.ID, "run").click()
     wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, ".step-point")) >= 8, "8 steps", 120)
     browser.execute_script("window.scrollTo(0, 0)")
-    target = Path(os.environ.get("TTA_PLAYGROUND_SCREENSHOT", tmp_path / "playground.png"))
+    target = screenshot_dir(tmp_path) / "playground.png"
     browser.save_screenshot(str(target))
     assert "Answer" not in final_text(browser, "rlcf")  # still mid-run after the screenshot
     assert target.stat().st_size > 10_000

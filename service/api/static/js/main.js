@@ -165,8 +165,14 @@ function optionValues() {
   return options;
 }
 
+let methodsGeneration = 0;
+
+/** (Re)load the methods, e.g. after the key changed; only the latest load fills the form. */
 async function loadMethods() {
+  const generation = ++methodsGeneration;
+  document.body.dataset.ready = "false";
   const { methods } = await getJSON("/v1/methods");
+  if (generation !== methodsGeneration) return;
   state.methods = methods;
   const select = $("#method");
   select.replaceChildren(...methods.map((m) => new Option(m.served ? m.name : `${m.name} (not served)`, m.name)));
@@ -182,6 +188,7 @@ async function loadMethods() {
     compare.append(label);
   }
   showOptions();
+  document.body.dataset.ready = "true";
 }
 
 // ---- running ------------------------------------------------------------------------------
@@ -249,7 +256,6 @@ async function init() {
   setupModes();
   updateLabelCount();
   await Promise.all([loadSamples().catch(showError), loadMethods().catch(showError)]);
-  document.body.dataset.ready = "true";
 }
 
 init();

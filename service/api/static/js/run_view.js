@@ -45,14 +45,16 @@ class StepChart {
     this.points.push([step, value]);
     const values = this.points.map(([, v]) => v);
     let low = Math.min(...values), high = Math.max(...values);
-    if (high - low < 1e-9) { low -= 0.5; high += 0.5; }
-    const x = (s) => 40 + (270 * s) / this.total;
+    const pad = Math.max((high - low) * 0.05, Math.abs(high) * 0.05, 1e-3);
+    low -= pad; high += pad;
+    const x = (s) => 56 + (254 * (s - 0.5)) / this.total;  // step s in the middle of its slot
     const y = (v) => 120 - (100 * (v - low)) / (high - low);
     const nodes = [
-      svg("line", { x1: 40, y1: 120, x2: 310, y2: 120, class: "axis" }),
-      svg("line", { x1: 40, y1: 20, x2: 40, y2: 120, class: "axis" }),
-      Object.assign(svg("text", { x: 36, y: 24, class: "tick", "text-anchor": "end" }), { textContent: fmt(high) }),
-      Object.assign(svg("text", { x: 36, y: 120, class: "tick", "text-anchor": "end" }), { textContent: fmt(low) }),
+      svg("line", { x1: 56, y1: 120, x2: 310, y2: 120, class: "axis" }),
+      svg("line", { x1: 56, y1: 20, x2: 56, y2: 120, class: "axis" }),
+      Object.assign(svg("text", { x: 52, y: 24, class: "tick", "text-anchor": "end" }), { textContent: fmt(high) }),
+      Object.assign(svg("text", { x: 52, y: 120, class: "tick", "text-anchor": "end" }), { textContent: fmt(low) }),
+      Object.assign(svg("text", { x: 56, y: 136, class: "tick" }), { textContent: this.total > 1 ? "step 1" : "" }),
       Object.assign(svg("text", { x: 310, y: 136, class: "tick", "text-anchor": "end" }), { textContent: `step ${this.total}` }),
       svg("polyline", { points: this.points.map(([s, v]) => `${x(s)},${y(v)}`).join(" "), class: "line" }),
     ];
