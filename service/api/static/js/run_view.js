@@ -45,7 +45,8 @@ class StepChart {
     this.points.push([step, value]);
     const values = this.points.map(([, v]) => v);
     let low = Math.min(...values), high = Math.max(...values);
-    const pad = Math.max((high - low) * 0.05, Math.abs(high) * 0.05, 1e-3);
+    // Pad by the spread of the values; only a flat line (one step) is padded around its value.
+    const pad = high - low > 1e-9 ? (high - low) * 0.1 : Math.max(Math.abs(high) * 0.05, 1e-3);
     low -= pad; high += pad;
     const x = (s) => 56 + (254 * (s - 0.5)) / this.total;  // step s in the middle of its slot
     const y = (v) => 120 - (100 * (v - low)) / (high - low);
