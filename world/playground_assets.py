@@ -56,12 +56,22 @@ def write_png(domain: str, label: int, seed: int, path: Path) -> None:
     render(domain, label, seed, SIZE).image.convert("RGB").save(path, format="PNG", optimize=True)
 
 
-def write_presets(out: Path) -> None:
+# open_clip's list names two pairs of ImageNet classes alike, and the API refuses duplicate labels:
+# the second of each pair gets its other WordNet synonym (n04008634 "projectile, missile";
+# n04356056 "sunglasses, dark glasses, shades").
+IMAGENET_RENAMES = {744: "projectile", 837: "dark glasses"}
+
+
+def imagenet_names() -> list[str]:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
+    return [IMAGENET_RENAMES.get(index, name) for index, name in enumerate(IMAGENET_CLASSNAMES)]
+
+
+def write_presets(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     presets = {"world-25": ("The offline world's 25 classes", list(CLASS_NAMES)),
-               "imagenet-1k": ("ImageNet's 1000 class names (open_clip's list)", list(IMAGENET_CLASSNAMES))}
+               "imagenet-1k": ("ImageNet's 1000 class names (open_clip's list)", imagenet_names())}
     for name, (title, labels) in presets.items():
         (out / f"{name}.json").write_text(json.dumps({"name": name, "title": title, "labels": labels}) + "\n")
 
@@ -70,7 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=STATIC)
     parser.add_argument("--max-seeds", type=int, default=20)
+    parser.add_argument("--presets-only", action="store_true", help="rewrite only the label presets")
     args = parser.parse_args(argv)
+    write_presets(args.out / "presets")
+    if args.presets_only:
+        return
     from adapters.engine import Engine, load_models
 
     engine = Engine(load_models("world-policy", "world-reward", device="cpu"))
@@ -91,7 +105,6 @@ def main(argv: list[str] | None = None) -> None:
     manifest = {"models": {"policy": "world-policy", "reward": "world-reward"},
                 "how": "python -m world.playground_assets", "samples": samples}
     (samples_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    write_presets(args.out / "presets")
     print(json.dumps(demo))
 
 

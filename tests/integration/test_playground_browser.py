@@ -215,6 +215,19 @@ def test_mllm_run_shows_each_candidates_p_true(browser, server):
     assert "does not return which exemplar images" in final
 
 
+def test_imagenet_preset_sends_its_1000_names(browser, server):
+    open_page(browser, server)
+    choose_demo_sample(browser)
+    Select(browser.find_element(By.ID, "preset")).select_by_value("imagenet-1k")
+    wait(browser, lambda b: b.find_element(By.ID, "labels-count").text == "1000 labels", "1000 labels")
+    Select(browser.find_element(By.ID, "method")).select_by_value("zeroshot")
+    browser.find_element(By.ID, "run").click()
+    wait(browser, lambda b: "Answer" in final_text(b, "zeroshot"), "the final answer")
+    imagenet = json.loads((STATIC_DIR / "presets" / "imagenet-1k.json").read_text())["labels"]
+    answer = card(browser, "zeroshot").find_element(By.CSS_SELECTOR, ".answer strong").text
+    assert answer in imagenet
+
+
 def test_no_labels_shows_the_apis_message_naming_the_field(browser, server):
     open_page(browser, server)
     browser.find_element(By.ID, "image-file").send_keys(str(DEMO))

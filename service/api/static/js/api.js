@@ -84,6 +84,7 @@ export async function followJob(eventsUrl, onEvent, { retries = 3 } = {}) {
     const response = await check(await fetch(eventsUrl, {
       headers: headers({ Accept: "text/event-stream", ...(lastId ? { "Last-Event-ID": lastId } : {}) }),
     }));
+    if (response.status === 204) return;  // nothing left after lastId: the job had finished
     try {
       for await (const event of parseSSE(response.body.getReader())) {
         lastId = event.id ?? lastId;
