@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from service.api import errors
+from service.api import errors, playground
 from service.api.auth import Authenticator, load_key_file
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.event_hub import EventHub
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(label_sets_router)
     app.include_router(rectifications_router)
     app.include_router(info_router)
+    playground.install(app)
 
     original_openapi = app.openapi
 
