@@ -105,8 +105,9 @@ class EventHub:
                 await self._read_once()
             except asyncio.CancelledError:
                 raise
-            except RedisError as exc:  # waiters time out and retry; nothing to do but wait
-                log.warning("event hub: redis unavailable (%s)", exc)
+            except Exception as exc:  # the hub must outlive any one failure
+                # Redis away (or a bug): waiters fall back to their ping-period checks meanwhile.
+                log.warning("event hub: read failed (%s: %s); retrying", type(exc).__name__, exc)
                 self._reader_id = None
                 self._reading = frozenset()
                 await asyncio.sleep(RETRY_S)
