@@ -14,7 +14,9 @@ from adapters.method_options import (
     MLLMOptions,
     RLCFOptions,
     RLCFTuneOptions,
+    TDAOptions,
     TPTOptions,
+    ZeroOptions,
     ZeroShotOptions,
 )
 from adapters.options import options_schema
@@ -34,6 +36,8 @@ class MethodSpec:
     needs_mllm: bool = False
     batchable: bool = False
     """Jobs of this method may share one forward pass (the worker batches them)."""
+    stateful: bool = False
+    """Answers depend on earlier requests of the same tenant and label set (online state)."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,11 @@ def method_specs() -> list[MethodSpec]:
 for _spec in (
     MethodSpec("zeroshot", "Zero-shot CLIP on the clean view (prompt-template ensemble); no tuning.",
                ZeroShotOptions, "adapters.zeroshot:ZeroShot", batchable=True),
+    MethodSpec("zero", "ZERO: vote of the confident augmented views' argmaxes; one batched forward, "
+               "no backpropagation.", ZeroOptions, "adapters.zero:Zero"),
+    MethodSpec("tda", "TDA: training-free positive/negative caches of past test features, shared "
+               "per tenant and label set (reset: DELETE /v1/method-state/tda).",
+               TDAOptions, "adapters.tda:TDA", stateful=True),
     MethodSpec("tpt", "Test-time prompt tuning: minimise marginal entropy over confident views.",
                TPTOptions, "adapters.tpt:TPT"),
     MethodSpec("rlcf", "RLCF (prompt): tune the prompt context by policy gradient on a CLIP reward.",

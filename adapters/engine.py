@@ -18,6 +18,7 @@ from adapters.dicl import Exemplars
 from adapters.mllm import MLLMRectify
 from adapters.registry import create_method
 from adapters.requests import PreparedRequest, prepare_request
+from adapters.state_store import InMemoryStateStore, StateStore
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
 from adapters.zeroshot import ZeroShot
 from models.mllm.prompts import MLLMScorer
@@ -34,8 +35,10 @@ class BatchItem:
 
 
 class Engine:
-    def __init__(self, models: Models) -> None:
+    def __init__(self, models: Models, state_store: StateStore | None = None) -> None:
         self.models = models
+        self.state_store: StateStore = state_store or InMemoryStateStore()
+        """Online method state (TDA); the worker passes one every worker shares (Redis)."""
         self._methods: dict[str, Method] = {}
         self._lock = threading.Lock()
 
@@ -57,11 +60,13 @@ class Engine:
         options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
         top_k: int = 5, seed: int = 0, state_key: str = "default", hooks: Hooks | None = None,
         exemplars: Exemplars | None = None, label_set_version: str | None = None,
+        update_id: str | None = None,
     ) -> AdaptationResult:
         req = self.prepare(method, labels, options=options, templates=templates, top_k=top_k)
         inp = MethodInput(image=image, labels=req.labels, templates=resolve_templates(req.templates),
                           top_k=req.top_k, seed=seed, state_key=state_key, exemplars=exemplars,
-                          label_set_version=label_set_version)
+                          label_set_version=label_set_version, update_id=update_id,
+                          state_store=self.state_store)
         impl = self.method(req.method)
         with self._lock:
             result = impl.run(inp, self.models, req.options, hooks or Hooks())
@@ -97,16 +102,30 @@ def load_models(
     policy: str, reward: str | None = None, *, device: str | None = None, precision: str = "auto",
     mllm: MLLMScorer | None = None,
 ) -> Models:
-    """Load the policy (and optional reward) CLIP once; they share one text-feature cache."""
+    """Load the policy (and optional reward) CLIP once; they share one text-feature cache.
+
+    ``reward`` is one model name or a weighted ensemble ``A*0.56+B*0.17+C*0.28``
+    (``models.reward_spec``). The policy gets its learned contexts (``models.learned_context``).
+    """
     from models.classifier import ClipClassifier
+    from models.errors import UnknownModelError
+    from models.learned_context import configured_contexts
     from models.loading import load_clip
-    from models.reward import RewardModel
+    from models.reward import Reward, RewardEnsemble, RewardModel
+    from models.reward_spec import parse_reward_spec
     from models.text_cache import LRUCache
 
     cache = LRUCache()
-    policy_clip = ClipClassifier(load_clip(policy, device, precision), cache)
-    reward_model = None
+    policy_clip = ClipClassifier(load_clip(policy, device, precision), cache,
+                                 contexts=configured_contexts(policy))
+    reward_model: Reward | None = None
     if reward:
-        reward_clip = load_clip(reward, policy_clip.clip.device, precision)
-        reward_model = RewardModel(ClipClassifier(reward_clip, cache))
+        try:
+            members = parse_reward_spec(reward)
+        except ValueError as exc:
+            raise UnknownModelError(str(exc), field="reward_model") from exc
+        loaded = [(RewardModel(ClipClassifier(load_clip(name, policy_clip.clip.device, precision),
+                                              cache)), weight) for name, weight in members]
+        single = len(loaded) == 1 and "*" not in reward
+        reward_model = loaded[0][0] if single else RewardEnsemble(loaded, reward)
     return Models(policy=policy_clip, reward=reward_model, mllm=mllm)

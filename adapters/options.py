@@ -8,9 +8,10 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from models.errors import InvalidOptionsError
+from models.templates import validate_templates
 
 T = TypeVar("T")
 
@@ -54,18 +55,27 @@ def parse_options(cls: type[T], raw: Mapping[str, Any] | None, method: str) -> T
         )
     hints = typing.get_type_hints(cls)
     for name, value in raw.items():
-        if not _accepts(hints[name], value):
-            raise InvalidOptionsError(
-                f"option {name!r} of method {method!r} must be {_describe(hints[name])}, "
-                f"got {value!r}",
-                field=f"options.{name}",
-            )
+        _check_type(hints, name, value, method)
         if hints[name] is float:
             raw[name] = float(value)
+    # A preset fills in every option the request did not set (``cls.PRESETS[name]``).
+    presets: Mapping[str, Mapping[str, Any]] = getattr(cls, "PRESETS", {})
+    if "preset" in fields:
+        preset = raw.get("preset", fields["preset"].default)
+        for name, value in presets.get(preset, {}).items():
+            raw.setdefault(name, value)
     try:
         return cls(**raw)
     except ValueError as exc:
         raise InvalidOptionsError(f"method {method!r}: {exc}", field="options") from exc
+
+
+def _check_type(hints: dict[str, Any], name: str, value: Any, method: str) -> None:
+    if not _accepts(hints[name], value):
+        raise InvalidOptionsError(
+            f"option {name!r} of method {method!r} must be {_describe(hints[name])}, got {value!r}",
+            field=f"options.{name}",
+        )
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:
@@ -81,10 +91,21 @@ class ViewOptions:
     """Views of the test image: the clean one plus random resized crops."""
     selection: float = 0.1
     """Fraction of views kept by lowest entropy (0.1 of 64 keeps 6)."""
+    views: Literal["crops", "augmix"] = "crops"
+    """"augmix": AugMix on every crop (the papers' choice for fine-grained sets)."""
+    augmix_severity: int = 1
+    """AugMix operation strength (published: 1)."""
+    augmix_chains: int = 3
+    """AugMix chains mixed per view with Dirichlet(1) weights (published: 3)."""
+    augmix_depth: int = 3
+    """Each chain applies 1 to this many random operations (published: 1-3)."""
 
     def __post_init__(self) -> None:
         check_range("n_views", self.n_views, 1, 256)
         check_range("selection", self.selection, 0.0, 1.0)
+        check_range("augmix_severity", self.augmix_severity, 1, 10)
+        check_range("augmix_chains", self.augmix_chains, 1, 8)
+        check_range("augmix_depth", self.augmix_depth, 1, 5)
 
 
 @dataclass(frozen=True)
@@ -96,13 +117,23 @@ class PolicyGradientOptions(ViewOptions):
     weight_decay: float = 5e-4
     """AdamW weight decay."""
     sample_k: int = 3
-    """Actions per view: the policy's top-K classes."""
+    """Actions per view: the policy's top-K classes (K = 1: the raw reward, no baseline)."""
+    reward_template: str = "a photo of a {}."
+    """Class text the reward CLIP scores each view against."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("steps", self.steps, 1, 64)
         check_range("weight_decay", self.weight_decay, 0.0, 1.0)
         check_range("sample_k", self.sample_k, 1, 100)
+        check_template("reward_template", self.reward_template)
+
+
+def check_template(name: str, value: str) -> None:
+    try:
+        validate_templates([value])
+    except ValueError as exc:
+        raise InvalidOptionsError(f"option {name!r}: {exc}", field=f"options.{name}") from exc
 
 
 def options_schema(cls: type) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.reward import RewardModel
+from models.reward import Reward
 
 
 def top_k_actions(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -13,12 +13,14 @@ def top_k_actions(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def reinforce_loss(logits: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
-    """mean over (view, action) of -(r - mean_k r) * log pi(action | view).
+    """mean over (view, action) of -(r - b) * log pi(action | view).
 
-    The baseline is the mean reward over the K actions of the same view (no std scaling);
-    with K = 1 the advantage is zero, exactly as in the reference.
+    The baseline b is the mean reward over the K actions of the same view (no std scaling)
+    when K > 1; with K = 1 the reference uses no baseline, so the loss is -r * log pi (a
+    baseline there would make every advantage zero and the method a no-op).
     """
-    advantage = rewards - rewards.mean(dim=-1, keepdim=True)
+    baseline = rewards.mean(dim=-1, keepdim=True) if rewards.shape[-1] > 1 else 0.0
+    advantage = rewards - baseline
     log_pi = logits.log_softmax(dim=-1).gather(1, actions)
     return -(advantage.detach() * log_pi).mean()
 
@@ -31,9 +33,9 @@ def expected_reward(logits: torch.Tensor, reward_matrix: torch.Tensor) -> float:
 class RewardContext:
     """Reward-model state for one request: features of the kept views, computed once."""
 
-    def __init__(self, reward: RewardModel, views: torch.Tensor, labels: tuple[str, ...]) -> None:
-        image_features = reward.encode_views(views)
-        self.matrix = reward.scores(image_features, reward.class_features(labels))  # [V, C]
+    def __init__(self, reward: Reward, views: torch.Tensor, labels: tuple[str, ...],
+                 template: str | None = None) -> None:
+        self.matrix = reward.reward_matrix(views, labels, template)  # [V, C]
 
     def rewards(self, actions: torch.Tensor) -> torch.Tensor:
         return self.matrix.gather(1, actions)

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import torch
 
 from adapters.base import ranked, zeroshot_guess
+from adapters.options import ViewOptions
 from adapters.selection import select_confident
 from adapters.types import Hooks, MethodInput, Models, Progress, ScoredLabel
-from adapters.views import make_views
+from adapters.views import views_for
 from models.prompt_learner import PromptLearner
 
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
@@ -58,16 +59,15 @@ class PromptSession:
 
 
 def start_session(
-    inp: MethodInput, models: Models, hooks: Hooks, *, n_views: int, selection: float,
-    ctx_init: str,
+    inp: MethodInput, models: Models, hooks: Hooks, options: ViewOptions, ctx_init: str,
 ) -> PromptSession:
     policy = models.policy
-    views = make_views(inp.image, n_views, policy.clip.image_size, inp.seed)
+    views = views_for(inp.image, options, policy.clip.image_size, inp.seed)
     with torch.no_grad():
         features = policy.clip.encode_images(views)
     _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
     learner = policy.prompt_learner(inp.labels, ctx_init)
     with torch.no_grad():
         initial = policy.logits(features, learner())
-    selected = select_confident(initial, selection)
+    selected = select_confident(initial, options.selection)
     return PromptSession(inp, models, views, features, learner, selected, initial, zeroshot_top)

@@ -24,9 +24,9 @@ class RLCFPrompt(Method):
     ) -> AdaptationResult:
         assert models.reward is not None
         watch = Stopwatch()
-        session = start_session(inp, models, hooks, n_views=options.n_views,
-                                selection=options.selection, ctx_init=options.ctx_init)
-        reward = RewardContext(models.reward, session.views[session.selected], inp.labels)
+        session = start_session(inp, models, hooks, options, options.ctx_init)
+        reward = RewardContext(models.reward, session.views[session.selected], inp.labels,
+                               options.reward_template)
         reward_before = expected_reward(session.initial_logits[session.selected], reward.matrix)
 
         def objective(logits: torch.Tensor) -> tuple[torch.Tensor, float]:

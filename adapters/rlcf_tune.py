@@ -15,7 +15,7 @@ from adapters.momentum import MomentumBank
 from adapters.policy_gradient import RewardContext, expected_reward, reinforce_loss, top_k_actions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress
-from adapters.views import make_views
+from adapters.views import views_for
 from adapters.weights import load_into, snapshot, tunable_parameters, tuning
 
 
@@ -32,8 +32,9 @@ class RLCFTune(Method):
         watch = Stopwatch()
         policy = models.policy
         clip = policy.clip
-        views = make_views(inp.image, options.n_views, clip.image_size, inp.seed)
-        text = policy.class_features(inp.labels, inp.templates)
+        views = views_for(inp.image, options, clip.image_size, inp.seed)
+        templates = (options.class_template,) if options.class_template else inp.templates
+        text = policy.class_features(inp.labels, templates)
         with torch.no_grad():
             features = clip.encode_images(views)
         _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
@@ -53,7 +54,7 @@ class RLCFTune(Method):
             initial = policy.logits(features, text)
             selected = select_confident(initial, options.selection)
             kept_views = views[selected]
-            reward = RewardContext(models.reward, kept_views, inp.labels)
+            reward = RewardContext(models.reward, kept_views, inp.labels, options.reward_template)
             reward_before = expected_reward(initial[selected], reward.matrix)
 
             # The clean view rides along in each step's forward so progress reports its top-k;

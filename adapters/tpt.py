@@ -27,10 +27,10 @@ class TPT(Method):
         self, inp: MethodInput, models: Models, options: TPTOptions, hooks: Hooks
     ) -> AdaptationResult:
         watch = Stopwatch()
-        session = start_session(inp, models, hooks, n_views=options.n_views,
-                                selection=options.selection, ctx_init=options.ctx_init)
+        session = start_session(inp, models, hooks, options, options.ctx_init)
         entropy_before = float(marginal_entropy(session.initial_logits[session.selected]))
-        optimizer = torch.optim.AdamW([session.learner.ctx], lr=options.lr)
+        optimizer = torch.optim.AdamW([session.learner.ctx], lr=options.lr,
+                                      weight_decay=options.weight_decay)
         session.run_steps(optimizer, options.steps, _entropy_objective, "entropy", hooks)
         probs, kept_logits = session.finish()
         metrics = {

@@ -9,9 +9,10 @@ from typing import Any
 
 from PIL import Image
 
+from adapters.state_store import StateStore
 from models.classifier import ClipClassifier
 from models.mllm.prompts import MLLMScorer
-from models.reward import RewardModel
+from models.reward import Reward
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class MethodInput:
     """Labelled exemplar images per class index (from a label set), for methods that need them."""
     label_set_version: str | None = None
     """Content hash of the label set the labels and exemplars came from (a cache key)."""
+    update_id: str | None = None
+    """Identity of this image's job (job id and image index): online state is updated at most
+    once per id, also when the job is redelivered. None: always update (CLI, benchmarks)."""
+    state_store: StateStore | None = None
+    """Where methods with online state (TDA) keep it; None: the method's in-process store."""
 
 
 @dataclass
@@ -82,7 +88,7 @@ class Models:
     """The models a worker keeps loaded."""
 
     policy: ClipClassifier
-    reward: RewardModel | None = None
+    reward: Reward | None = None
     mllm: MLLMScorer | None = None
 
 

@@ -6,6 +6,9 @@ random horizontal flips, cut and resized all at once by ``roi_align``: one batch
 of 63 PIL resizes. ``roi_align`` with adaptive sampling averages every source pixel under an
 output pixel, so downscaled crops are antialiased.
 
+With ``views="augmix"`` every crop is then AugMix-ed (``adapters.augmix``), from a random stream
+of its own so the crops themselves are the same as without it.
+
 Views are returned as pixels in [0, 1] at ``size``; each model resizes/normalises for itself.
 """
 
@@ -17,6 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.ops import roi_align
+
+from adapters.augmix import AugMixSpec, augmix
+from adapters.options import ViewOptions
 
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)
@@ -66,7 +72,8 @@ def sample_crop(rng: np.random.Generator, height: int, width: int) -> tuple[floa
     return float(left), float(top), float(left + w), float(top + h)
 
 
-def make_views(image: Image.Image, n_views: int, size: int, seed: int) -> torch.Tensor:
+def make_views(image: Image.Image, n_views: int, size: int, seed: int,
+               mix: AugMixSpec | None = None) -> torch.Tensor:
     """[n_views, 3, size, size] in [0, 1]; the same seed gives the same pixels."""
     if n_views < 1:
         raise ValueError("n_views must be >= 1")
@@ -90,5 +97,15 @@ def make_views(image: Image.Image, n_views: int, size: int, seed: int) -> torch.
                           sampling_ratio=0, aligned=True)
         flip_index = torch.from_numpy(np.flatnonzero(flips))
         crops[flip_index] = crops[flip_index].flip(-1)
-        views.extend(crops.clamp_(0.0, 1.0))
+        crops.clamp_(0.0, 1.0)
+        if mix is not None:
+            crops = augmix(crops, np.random.default_rng([seed, 1]), mix)
+        views.extend(crops)
     return torch.stack(views)
+
+
+def views_for(image: Image.Image, options: ViewOptions, size: int, seed: int) -> torch.Tensor:
+    """The views a method's options ask for."""
+    mix = (AugMixSpec(options.augmix_severity, options.augmix_chains, options.augmix_depth)
+           if options.views == "augmix" else None)
+    return make_views(image, options.n_views, size, seed, mix)

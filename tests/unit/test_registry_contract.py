@@ -43,7 +43,7 @@ def test_method_contract(engine, image, name):
 
 def test_list_methods_describes_options():
     infos = {spec.name: spec.describe() for spec in method_specs()}
-    assert set(infos) == {"zeroshot", "tpt", "rlcf", "rlcf-tune", "mllm"}
+    assert set(infos) == {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune", "mllm"}
     assert infos["mllm"]["needs_exemplars"] and infos["mllm"]["needs_mllm"]
     mllm = {o["name"]: o["default"] for o in infos["mllm"]["options"]}
     assert mllm == {"n_candidates": 6, "draws": 3, "threshold": 0.6}

@@ -71,9 +71,24 @@ def test_marginal_entropy_of_identical_views_is_the_view_entropy():
     torch.testing.assert_close(marginal_entropy(logits), expected)
 
 
-def test_reinforce_with_one_action_has_zero_advantage():
-    logits = torch.randn(3, 5, requires_grad=True)
+def test_reinforce_with_one_action_uses_the_raw_reward_as_the_reference():
+    """K = 1: no baseline, loss = mean over views of -r * log pi(top-1 | view), by hand."""
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.1, 0.3, 0.2, -0.4]], requires_grad=True)
+    rewards = torch.tensor([[0.7], [0.25]])
     actions = top_k_actions(logits.detach(), 1)
-    loss = reinforce_loss(logits, actions, torch.rand(3, 1))
+    assert actions.tolist() == [[0], [1]]
+    loss = reinforce_loss(logits, actions, rewards)
+    by_hand = -(0.7 * torch.log_softmax(logits[0].detach(), -1)[0]
+                + 0.25 * torch.log_softmax(logits[1].detach(), -1)[1]) / 2
+    torch.testing.assert_close(loss.detach(), by_hand)
     loss.backward()
-    assert float(loss.detach()) == 0.0 and torch.count_nonzero(logits.grad) == 0
+    assert torch.count_nonzero(logits.grad) == logits.numel()
+
+
+def test_reinforce_with_k_actions_subtracts_the_per_view_mean():
+    logits = torch.tensor([[1.0, 0.0, -1.0]], requires_grad=True)
+    rewards = torch.tensor([[0.9, 0.3, 0.0]])
+    actions = torch.tensor([[0, 1, 2]])
+    log_p = torch.log_softmax(logits.detach(), -1)[0]
+    by_hand = -((0.9 - 0.4) * log_p[0] + (0.3 - 0.4) * log_p[1] + (0.0 - 0.4) * log_p[2]) / 3
+    torch.testing.assert_close(reinforce_loss(logits, actions, rewards).detach(), by_hand)

@@ -46,7 +46,7 @@ def test_bad_labels(labels, message):
 
 
 @pytest.mark.parametrize(("method", "options", "field", "message"), [
-    ("tpt", {"stepz": 2}, "options.stepz", "allowed: n_views, selection, steps, lr"),
+    ("tpt", {"stepz": 2}, "options.stepz", "allowed: n_views, selection, views, augmix_severity, augmix_chains, augmix_depth, preset, steps, lr"),
     ("tpt", {"steps": "2"}, "options.steps", "must be int"),
     ("tpt", {"steps": True}, "options.steps", "must be int"),
     ("tpt", {"steps": 0}, "options", "between 1 and 64"),
@@ -65,13 +65,13 @@ def test_int_is_accepted_for_float_options():
 
 
 def test_unknown_method_lists_allowed():
-    with pytest.raises(UnknownMethodError, match="allowed: zeroshot, tpt, rlcf, rlcf-tune"):
+    with pytest.raises(UnknownMethodError, match="allowed: zeroshot, zero, tda, tpt, rlcf, rlcf-tune"):
         prepare_request("ttt", LABELS)
 
 
 def test_reward_method_without_reward_model(models, image):
     engine = Engine(Models(policy=models.policy, reward=None))
-    with pytest.raises(MissingRewardModelError, match="available without one: zeroshot, tpt"):
+    with pytest.raises(MissingRewardModelError, match="available without one: zeroshot, zero, tda, tpt"):
         engine.run("rlcf", image, LABELS)
 
 

@@ -1,0 +1,51 @@
+"""ZERO (Farina et al., NeurIPS 2024): test-time augmentation with the softmax temperature at
+zero. Encode the views in one batched forward, keep the most confident fraction, and predict
+the class most of them vote for (each kept view votes for its argmax). No backpropagation.
+
+Ties go to the tied class that the most confident kept view votes for (the reference's
+"greedy break"). The reported score of a class is its share of the votes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adapters.base import Method, Stopwatch, build_result, zeroshot_guess
+from adapters.method_options import ZeroOptions
+from adapters.selection import select_confident
+from adapters.types import AdaptationResult, Hooks, MethodInput, Models
+from adapters.views import views_for
+
+TIE_BREAK = 1e-7
+"""Added to the winner's vote share so that ranking puts it first among equal shares."""
+
+
+def zero_vote(kept_logits: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """(winner, vote share per class [C]) of the kept views, most confident first."""
+    votes = kept_logits.argmax(dim=-1)
+    counts = torch.bincount(votes, minlength=kept_logits.shape[-1]).float()
+    tied = set((counts == counts.max()).nonzero().flatten().tolist())
+    winner = next(int(v) for v in votes.tolist() if v in tied)
+    return winner, counts / votes.numel()
+
+
+class Zero(Method):
+    name = "zero"
+
+    def run(
+        self, inp: MethodInput, models: Models, options: ZeroOptions, hooks: Hooks
+    ) -> AdaptationResult:
+        watch = Stopwatch()
+        policy = models.policy
+        views = views_for(inp.image, options, policy.clip.image_size, inp.seed)
+        with torch.no_grad():
+            features = policy.clip.encode_images(views)
+            _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
+            logits = policy.logits(features, policy.class_features(inp.labels, inp.templates))
+        selected = select_confident(logits, options.selection)
+        winner, share = zero_vote(logits[selected])
+        share[winner] += TIE_BREAK
+        metrics = {"steps": 0, "views": options.n_views, "views_kept": int(selected.numel()),
+                   "votes": round(float(share[winner]) * int(selected.numel())),
+                   "compute_ms": watch.ms()}
+        return build_result(share.cpu(), zeroshot_top, inp, metrics)
