@@ -45,6 +45,8 @@ class MethodSpec:
             "needs_reward_model": self.needs_reward_model, "needs_exemplars": self.needs_exemplars,
             "needs_mllm": self.needs_mllm,
             "options": options_schema(self.options_type),
+            "presets": {name: dict(values) for name, values in
+                        getattr(self.options_type, "PRESETS", {}).items()},
         }
 
 

@@ -2,6 +2,7 @@
 
     python -m world.train --which policy      # small policy CLIP
     python -m world.train --which reward      # larger reward CLIP, broader augmentation
+    python -m world.train --which coop        # CoOp context for the policy (world/train_coop.py)
 
 Writes fp16 safetensors to ``models/weights/world-{which}.safetensors`` and prints zero-shot
 accuracy per domain on *validation* seeds (never the benchmark's test seeds).
@@ -159,7 +160,7 @@ def train(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--which", choices=sorted(RECIPES), required=True)
+    parser.add_argument("--which", choices=[*sorted(RECIPES), "coop"], required=True)
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     parser.add_argument("--batch", type=int, default=None, help="override the recipe's batch")
     parser.add_argument("--seed", type=int, default=0)
@@ -168,6 +169,11 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=0, help="validation accuracy every N steps")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.which == "coop":
+        from world.train_coop import train_coop
+
+        train_coop(seed=args.seed, out=args.out, **({"lr": args.lr} if args.lr else {}))
+        return
     out = args.out or WEIGHTS_DIR / f"world-{args.which}.safetensors"
     train(args.which, seed=args.seed, out=out, steps=args.steps, batch=args.batch, lr=args.lr,
           eval_every=args.eval_every)

@@ -20,6 +20,7 @@ from service.api.metrics import HTTPMetricsMiddleware
 from service.api.openapi import complete
 from service.api.routes_info import router as info_router
 from service.api.routes_jobs import router as jobs_router
+from service.api.routes_method_state import router as method_state_router
 from service.api.routes_rectifications import router as rectifications_router
 from service.api.state import AppState
 from service.queue.keys import Keys
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(label_sets_router)
     app.include_router(rectifications_router)
+    app.include_router(method_state_router)
     app.include_router(info_router)
     playground.install(app)
 

@@ -26,6 +26,7 @@ from service.settings import Settings
 from service.worker import metrics
 from service.worker.exemplars import ExemplarStore
 from service.worker.keepalive import KeepAlive
+from service.worker.method_state import RedisStateStore
 from service.worker.runner import JobFailed, Runner
 from service.worker.warmup import warm_up
 
@@ -45,6 +46,7 @@ class Worker:
                  worker_id: str | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        engine.state_store = RedisStateStore(client, settings.redis_prefix)  # TDA: one per group
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         keys = Keys(settings.redis_prefix)
         self.methods = [s.name for s in method_specs()

@@ -13,6 +13,7 @@ from PIL import Image
 
 from adapters.catalog import get_spec
 from adapters.engine import BatchItem, Engine
+from adapters.state_store import state_key_for
 from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel
 from models.errors import TTAError
 from models.images import decode_image
@@ -34,9 +35,7 @@ def _scored(top: list[ScoredLabel]) -> list[dict[str, Any]]:
 
 def state_key(job: StartedJob) -> str:
     """Scope of cross-request method state: the tenant and its label set."""
-    spec = job.spec
-    labels = spec.label_set or hashlib.sha256("\n".join(spec.labels).encode()).hexdigest()[:16]
-    return f"{spec.owner}|{labels}"
+    return state_key_for(job.spec.owner, job.spec.label_set, job.spec.labels)
 
 
 @dataclass
@@ -155,12 +154,13 @@ class Runner:
                     spec.method, image, spec.labels, options=spec.options, templates=spec.templates,
                     top_k=spec.top_k, seed=spec.seed + index, state_key=state_key(job),
                     hooks=self.hooks(job, index), exemplars=exemplars,
-                    label_set_version=spec.label_set_version,
+                    label_set_version=spec.label_set_version, update_id=f"{spec.job_id}/{index}",
                 )
             except TTAError as exc:
                 self.fail(job, exc.code, exc.message, field=exc.field, image=index)
             except redis.RedisError:
                 raise  # from an event hook: the job is not failed, it resumes when Redis is back
+                # (also TDA's shared state: its update is idempotent per job image)
             except Exception as exc:  # a bug or a device error: fail this job, keep serving
                 log.exception("job %s failed", spec.job_id)
                 self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", image=index)

@@ -46,7 +46,8 @@ def test_bad_labels(labels, message):
 
 
 @pytest.mark.parametrize(("method", "options", "field", "message"), [
-    ("tpt", {"stepz": 2}, "options.stepz", "allowed: n_views, selection, views, augmix_severity, augmix_chains, augmix_depth, preset, steps, lr"),
+    ("tpt", {"stepz": 2}, "options.stepz",
+     "allowed: n_views, selection, views, augmix_severity, augmix_chains, augmix_depth, preset, steps"),
     ("tpt", {"steps": "2"}, "options.steps", "must be int"),
     ("tpt", {"steps": True}, "options.steps", "must be int"),
     ("tpt", {"steps": 0}, "options", "between 1 and 64"),

@@ -1,0 +1,45 @@
+"""Resetting online method state (TDA's caches) of the caller's key and one label set."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from adapters.catalog import get_spec
+from adapters.state_store import state_key_for
+from models.errors import InvalidInputError, UnknownMethodError
+from models.labels import validate_labels
+from service.api.state import app_state, owner_of
+from service.method_state_keys import applied_key, state_key
+
+router = APIRouter(prefix="/v1", tags=["method state"])
+
+
+class ResetBody(BaseModel):
+    method: str
+    label_set: str | None
+    reset: bool
+    """False when there was no state to drop."""
+
+
+@router.delete("/method-state/{method}", response_model=ResetBody)
+async def reset_method_state(
+    request: Request, method: str,
+    label_set: Annotated[str | None, Query(description="the named label set whose state to drop")] = None,
+    labels: Annotated[list[str] | None, Query(description="or the inline labels (repeated)")] = None,
+) -> ResetBody:
+    """Drop what an online method (``tda``) learned from this key's requests on one label set
+    (named, or given inline as the requests gave it). Other keys' state is untouched."""
+    spec = get_spec(method)
+    if not spec.stateful:
+        raise UnknownMethodError(f"method {method!r} keeps no state across requests", field="method")
+    if (label_set is None) == (labels is None):
+        raise InvalidInputError("give either label_set or labels", field="label_set")
+    clean = validate_labels(labels) if labels is not None else ()
+    state = app_state(request)
+    group = f"{method}:{state_key_for(owner_of(request), label_set, clean)}"
+    prefix = state.keys.prefix
+    dropped = await state.producer.client.delete(state_key(prefix, group), applied_key(prefix, group))
+    return ResetBody(method=method, label_set=label_set, reset=bool(dropped))

@@ -1,0 +1,59 @@
+"""The state store every worker shares: online method state (TDA's caches) in Redis.
+
+Consistency: updates of one group are serialisable. An update reads the group's state and the
+set of applied update ids under WATCH, computes the new state, and writes it together with its
+id in one MULTI/EXEC; if another worker committed in between, EXEC fails and the update is
+recomputed on the newer state, so no update is lost and none is applied twice (a redelivered
+job finds its id and changes nothing). A request predicts from the state its own update
+committed (or found), which includes every update committed before it: read-your-writes;
+concurrent requests of one group may or may not see each other, as with any arrival order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from adapters.state_store import Change
+from service.method_state_keys import APPLIED_TTL_MS, applied_key, state_key
+
+MAX_RETRIES = 50
+
+
+class RedisStateStore:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def read(self, group: str, field: str) -> bytes | None:
+        value = self.client.hget(state_key(self.prefix, group), field)
+        return bytes(value) if value is not None else None  # type: ignore[arg-type]
+
+    def update(self, group: str, field: str, update_id: str | None,
+               change: Change) -> tuple[bytes | None, bool]:
+        key, applied = state_key(self.prefix, group), applied_key(self.prefix, group)
+        marker = f"{field}|{update_id}"
+        with self.client.pipeline() as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    pipe.watch(key, applied)
+                    current = pipe.hget(key, field)
+                    if update_id is not None and pipe.zscore(applied, marker) is not None:
+                        pipe.unwatch()
+                        return current, False  # type: ignore[return-value]
+                    new = change(current)  # type: ignore[arg-type]
+                    now = int(time.time() * 1000)
+                    pipe.multi()
+                    pipe.hset(key, field, new)
+                    if update_id is not None:
+                        pipe.zadd(applied, {marker: now})
+                        pipe.zremrangebyscore(applied, 0, now - APPLIED_TTL_MS)
+                    pipe.execute()
+                    return new, True
+                except redis.WatchError:
+                    continue
+        raise RuntimeError(f"method state {group!r}: {MAX_RETRIES} concurrent updates in a row")
+
+    def reset(self, group: str) -> bool:
+        return bool(self.client.delete(state_key(self.prefix, group), applied_key(self.prefix, group)))
