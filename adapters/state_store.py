@@ -25,8 +25,7 @@ Change = Callable[[bytes | None], bytes]
 def state_key_for(owner: str, label_set: str | None, labels: Sequence[str]) -> str:
     """Scope of cross-request method state: the tenant and its label set (by name, or by the
     hash of the labels for requests with inline labels)."""
-    ref = label_set or hashlib.sha256("\n".join(labels).encode()).hexdigest()[:16]
-    return f"{owner}|{ref}"
+    return f"{owner}|{label_set or labels_digest(labels)}"
 
 
 def labels_digest(labels: Sequence[str]) -> str:

@@ -74,7 +74,7 @@ class TDA(Method):
 
         store: StateStore = inp.state_store or self.fallback_store
         group = f"tda:{inp.state_key}"
-        field = f"{policy.name}|{labels_digest(inp.labels)}|{'|'.join(inp.templates)[:200]}"
+        field = f"{policy.name}|{labels_digest(inp.labels)}|{labels_digest(inp.templates)}"
         state, applied = store.update(
             group, field, inp.update_id,
             lambda old: apply_image(TDACache.from_bytes(old), feature, loss, probs, pred,
