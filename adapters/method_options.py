@@ -87,7 +87,8 @@ class TDAOptions(ViewOptions):
         "reference-fine-grained": {"n_views": 1, "pos_alpha": 2.0, "pos_beta": 5.0},
     }
     preset: Preset = "default"
-    """"reference": the official code (ImageNet settings); "default": this project's choice."""
+    """"reference": the official code's ImageNet settings (AugMix views); "reference-fine-grained":
+    its cross-domain setting (one plain view; alpha/beta vary per dataset there, 2/5 here)."""
     pos_shots: int = 3
     """Positive cache: features kept per pseudo-label (lowest entropy first)."""
     pos_alpha: float = 1.0

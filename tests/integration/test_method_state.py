@@ -112,3 +112,11 @@ def test_reset_rejects_what_it_cannot_reset(service):
     neither = alice.delete("/v1/method-state/tda")
     assert neither.status_code == 422 and neither.json()["field"] == "label_set"
     assert service.client(None).delete("/v1/method-state/tda", params={"label_set": "x"}).status_code == 401
+
+
+def test_a_10kb_ctx_init_is_rejected_at_intake(service):
+    response = service.client("alice").post(
+        "/v1/jobs", files=[("image", ("x.png", png_bytes(0)))],
+        data={"labels": list(LABELS), "method": "tpt", "options": json.dumps({"ctx_init": "x" * 10_000})})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_options" and response.json()["field"] == "options.ctx_init"

@@ -18,7 +18,7 @@ def test_quick_bench_json_shape(tmp_path, monkeypatch, capsys):
     assert set(report) == {"model", "reward_model", "n_per_domain", "results"}
     assert report["model"] == "world-policy" and report["reward_model"] == "world-reward"
     assert report["n_per_domain"] == QUICK_PER_CLASS * len(CLASS_NAMES)
-    methods = {"zeroshot", "tpt", "rlcf", "rlcf-tune"}
+    methods = {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune"}
     assert {(r["method"], r["domain"]) for r in report["results"]} == {
         (m, d) for m in methods for d in TEST_DOMAINS}
     for row in report["results"]:
