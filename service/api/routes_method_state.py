@@ -11,7 +11,9 @@ from adapters.catalog import get_spec
 from adapters.state_store import state_key_for
 from models.errors import InvalidInputError, UnknownMethodError
 from models.labels import validate_labels
+from service.api.errors import ERROR_RESPONSES
 from service.api.state import app_state, owner_of
+from service.labelsets import NAME_PATTERN
 from service.method_state_keys import applied_key, state_key
 
 router = APIRouter(prefix="/v1", tags=["method state"])
@@ -24,7 +26,8 @@ class ResetBody(BaseModel):
     """False when there was no state to drop."""
 
 
-@router.delete("/method-state/{method}", response_model=ResetBody)
+@router.delete("/method-state/{method}", response_model=ResetBody,
+               responses={status: ERROR_RESPONSES[status] for status in (401, 422, 503)})
 async def reset_method_state(
     request: Request, method: str,
     label_set: Annotated[str | None, Query(description="the named label set whose state to drop")] = None,
@@ -37,6 +40,8 @@ async def reset_method_state(
         raise UnknownMethodError(f"method {method!r} keeps no state across requests", field="method")
     if (label_set is None) == (labels is None):
         raise InvalidInputError("give either label_set or labels", field="label_set")
+    if label_set is not None and not NAME_PATTERN.match(label_set):
+        raise InvalidInputError(f"label_set must match {NAME_PATTERN.pattern}", field="label_set")
     clean = validate_labels(labels) if labels is not None else ()
     state = app_state(request)
     group = f"{method}:{state_key_for(owner_of(request), label_set, clean)}"
