@@ -60,7 +60,7 @@ def test_classify_json_for_every_method(images, capsys, method):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--labels", "cat,cat"], "duplicate label"),
-    (["--labels", "cat,dog", "--method", "magic"], "allowed: zeroshot, tpt, rlcf, rlcf-tune"),
+    (["--labels", "cat,dog", "--method", "magic"], "allowed: zeroshot, zero, tda, tpt, rlcf, rlcf-tune"),
     (["--labels", "cat,dog", "--model", "ViT-Nope:random"], "no open_clip architecture"),
     (["--labels", "cat,dog", "--method", "rlcf", "--reward-model", "none"], "needs a reward model"),
     (["--labels-file", "/nonexistent/labels.txt"], "cannot read labels file"),
