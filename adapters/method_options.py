@@ -123,13 +123,11 @@ class TDAOptions(ViewOptions):
 @dataclass(frozen=True)
 class RLCFOptions(PolicyGradientOptions):
     PRESETS: ClassVar[PresetTable] = {
-        "reference": {"ctx_init": COOP, "steps": 3},
+        "reference": {"ctx_init": COOP},
         "reference-fine-grained": {"ctx_init": COOP, "steps": 5, **_FINE_GRAINED_VIEWS},
     }
     preset: Preset = "default"
     """"reference": the published script (CoOp context, 3 steps); "default": this project's choice."""
-    steps: int = 10
-    """Optimisation steps (published: 3; 10 measured better on the world, README "Presets")."""
     lr: float = 7e-3
     """AdamW learning rate of the context vectors."""
     ctx_init: str = "a photo of a"

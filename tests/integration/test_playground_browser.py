@@ -169,9 +169,9 @@ def test_compare_mode_runs_each_method_side_by_side(browser, server, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=compare]").click()
     checked = [b.get_attribute("value")
                for b in browser.find_elements(By.CSS_SELECTOR, "#compare-methods input:checked")]
-    assert checked == ["zeroshot", "tpt", "rlcf", "rlcf-tune"]  # mllm needs a label set
+    assert checked == ["zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune"]  # mllm needs a label set
     browser.find_element(By.ID, "run").click()
-    wait(browser, lambda b: all("Answer" in final_text(b, m) for m in checked), "four answers")
+    wait(browser, lambda b: all("Answer" in final_text(b, m) for m in checked), "six answers")
 
     cards = browser.find_elements(By.CSS_SELECTOR, "#results article")
     assert [c.get_attribute("data-method") for c in cards] == checked

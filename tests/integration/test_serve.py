@@ -50,7 +50,7 @@ def test_serve_runs_private_redis_worker_and_api_then_stops_cleanly(tmp_path):
         assert "broken.png" in result.stderr
         report = json.loads(result.stdout)  # ... and the other was classified by the server
         assert [r["image"] for r in report["results"]] == [str(image), str(broken)]
-        assert report["results"][0]["label"] in LABELS and report["results"][0]["metrics"]["steps"] == 10
+        assert report["results"][0]["label"] in LABELS and report["results"][0]["metrics"]["steps"] == 3
         assert (tmp_path / "data" / "redis").is_dir()  # the private Redis persists there
 
         # A worker that dies is restarted by tta serve, which keeps serving.

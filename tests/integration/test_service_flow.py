@@ -20,8 +20,6 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-THREE_STEPS = json.dumps({"steps": 3})
-"""RLCF's published step count (the project's default is 10): three progress events."""
 SLOW = {"method": "rlcf-tune", "options": json.dumps({"params": "all", "steps": 8, "n_views": 128})}
 
 
@@ -59,8 +57,7 @@ def wait_done(client, job_ids: list[str], timeout_s: float = 60) -> list[dict]: 
 def test_classify_multipart_returns_one_result_per_image_in_order(service):
     images = [("image", ("a.png", png_bytes(1))), ("image", ("b.png", png_bytes(2)))]
     with service.client() as client:
-        response = client.post("/v1/classify", files=images,
-                               data=form(method="rlcf", top_k=3, options=THREE_STEPS))
+        response = client.post("/v1/classify", files=images, data=form(method="rlcf", top_k=3))
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "done" and body["n_images"] == 2 and body["attempts"] == 1
@@ -89,7 +86,7 @@ def test_sse_streams_events_in_order_and_resumes_without_repeats(service):
         headers = {"Accept": "text/event-stream"}
         files = [("image", ("a.png", png_bytes(4)))]
         with client.stream("POST", "/v1/classify", headers=headers, files=files,
-                           data=form(method="rlcf", options=THREE_STEPS)) as response:
+                           data=form(method="rlcf")) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             events = list(sse_events(response))

@@ -35,7 +35,7 @@ def test_reference_presets_fill_what_the_request_leaves_unset():
     assert (tpt.steps, tpt.lr, tpt.weight_decay, tpt.views) == (1, 5e-3, 0.01, "crops")
     # Explicit options win over the preset.
     assert prepare_request("rlcf", LABELS, options={"preset": "reference", "steps": 7}).options.steps == 7
-    assert prepare_request("rlcf", LABELS).options.steps == 10  # the project's default
+    assert prepare_request("rlcf", LABELS).options.ctx_init == "a photo of a"  # the project's default
 
 
 def test_a_10kb_ctx_init_is_rejected_before_queueing_naming_the_field():

@@ -51,8 +51,8 @@ def test_list_methods_describes_options():
     tpt = {o["name"]: o for o in infos["tpt"]["options"]}
     assert tpt["lr"]["default"] == 5e-3 and tpt["steps"]["default"] == 1
     rlcf = {o["name"]: o for o in infos["rlcf"]["options"]}
-    assert rlcf["lr"]["default"] == 7e-3 and rlcf["steps"]["default"] == 10
-    assert infos["rlcf"]["presets"]["reference"] == {"ctx_init": "learned:coop", "steps": 3}
+    assert rlcf["lr"]["default"] == 7e-3 and rlcf["steps"]["default"] == 3
+    assert infos["rlcf"]["presets"]["reference"] == {"ctx_init": "learned:coop"}
     assert rlcf["sample_k"]["default"] == 3 and rlcf["weight_decay"]["default"] == 5e-4
     tune = {o["name"]: o for o in infos["rlcf-tune"]["options"]}
     assert tune["lr"]["default"] is None and tune["params"]["default"] == "norm"
