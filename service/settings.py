@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     """Largest zero-shot batch (images) the worker forms from concurrent jobs."""
     batch_wait_ms: float = Field(default=5.0, ge=0)
     """How long the worker waits for more zero-shot jobs to fill a batch."""
+    torch_threads: int | None = Field(default=None, ge=1)
+    """Intra-op threads of a worker's torch. Unset: torch's default (every core), except under
+    ``tta serve``, which gives its workers the cores but one, split between them."""
     heartbeat_s: float = Field(default=2.0, gt=0)
     """Worker heartbeat period; the API calls a worker ready for 5 periods after its last."""
     worker_metrics_port: int = Field(default=9100, ge=0, le=65535)

@@ -31,6 +31,10 @@ def run_worker(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         print("error: TTA_REDIS_URL is not set (the worker needs the deployment's Redis)", file=sys.stderr)
         return 2
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     port = args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port
     if port:
         start_http_server(port)
@@ -85,11 +89,14 @@ def run_serve(args: argparse.Namespace) -> int:
         return lambda: subprocess.Popen([sys.executable, "-m", "service.cli.main", *verbose, *command],
                                         env={**env, **(extra_env or {})})
 
-    children += [
-        Child(f"worker {index + 1}", spawn(["worker"], {"TTA_WORKER_METRICS_PORT": str(
-            settings.worker_metrics_port + index) if settings.worker_metrics_port else "0"}))
-        for index in range(args.workers)
-    ]
+    # Everything shares this machine's cores: leave one to the API and Redis, split the rest
+    # between the workers (torch's default, all cores per worker, makes its threads spin
+    # against the API's: 2x-10x slower on 2 cores, measured by `tta bench peers`).
+    threads = str(settings.torch_threads or max(1, ((os.cpu_count() or 2) - 1) // args.workers))
+    for index in range(args.workers):
+        metrics_port = settings.worker_metrics_port + index if settings.worker_metrics_port else 0
+        children.append(Child(f"worker {index + 1}", spawn(
+            ["worker"], {"TTA_TORCH_THREADS": threads, "TTA_WORKER_METRICS_PORT": str(metrics_port)})))
     children.append(Child("api", spawn(["api", "--host", args.host, "--port", str(args.port)])))
     auth = "API keys from " + str(settings.api_keys_file) if settings.api_keys_file else "no auth (loopback)"
     print(f"API on http://{args.host}:{args.port} ({auth}); docs at /docs; {args.workers} worker(s) "
