@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--plot", metavar="FILE.png", help="write a bar chart")
     accuracy.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_args(accuracy)
+    from service.cli.finetune_parsers import add_finetune_bench
+
+    add_finetune_bench(bench_sub, _add_model_args)
     return parser
 
 
@@ -154,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "accuracy":
             from world.bench_accuracy import run_accuracy
             return run_accuracy(args)
+        if args.command == "bench" and args.bench == "finetune":
+            from world.bench_finetune import run_finetune_bench
+            return run_finetune_bench(args)
     except TTAError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
