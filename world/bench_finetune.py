@@ -19,7 +19,6 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -157,16 +156,19 @@ def print_rows(title: str, rows: list[dict[str, Any]], base: dict[str, float]) -
 
 def run_finetune_bench(args: argparse.Namespace) -> int:
     from adapters.engine import Engine, load_models
-    from adapters.finetune import FinetuneParams
+    from adapters.finetune_params import params_from
+    from models.errors import InvalidOptionsError
     from models.store import ModelStore
     from service.cli.common import model_names, parse_option_flags
 
     policy_name, reward, device = model_names(args)
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    base_params = replace(FinetuneParams(), **parse_option_flags(args.param))
-    variants = [replace(base_params, **parse_option_flags(v.split("+"))) for v in args.variants or []]
-    for params in [base_params, *variants]:
-        params.validate()
+    try:
+        base_params = params_from(parse_option_flags(args.param))
+        variants = [params_from({**base_params.to_dict(), **parse_option_flags(v.split("+"))})
+                    for v in args.variants or []]
+    except ValueError as exc:
+        raise InvalidOptionsError(str(exc), field="param") from exc
     engine = Engine(load_models(policy_name, reward if args.source != "truth" else None, device=device))
     if args.source != "truth":
         method, options = parse_variant(args.source)

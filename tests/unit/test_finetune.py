@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from adapters.finetune import PAPER, FinetuneCancelled, FinetuneParams, finetune_visual
+from adapters.finetune import FinetuneCancelled, finetune_visual
+from adapters.finetune_params import PAPER, FinetuneParams, params_from
 
 LABELS = ("red ball", "blue car", "green tree")
 COLOURS = ((230, 30, 30), (30, 30, 230), (30, 200, 30))
@@ -66,7 +67,7 @@ def test_mix_interpolates_towards_the_original(models):
 def test_the_paper_learning_rate_barely_moves_a_small_model(models):
     images, targets = dataset(3)
     outcome = finetune_visual(models.policy, images, targets, LABELS, TEMPLATES,
-                              PAPER.__class__(**{**PAPER.to_dict(), "batch_size": 3}))
+                              params_from({**PAPER.to_dict(), "batch_size": 3}))
     original = models.policy.clip.model.visual.conv1.weight
     change = (outcome.visual_state["conv1.weight"] - original).abs().max().item()
     assert 0 < change < 1e-4
@@ -87,3 +88,13 @@ def test_cancellation_and_bad_input(models):
         finetune_visual(models.policy, images, [5] * len(images), LABELS, TEMPLATES)
     with pytest.raises(ValueError, match="lr_min"):
         FinetuneParams(lr=1e-4, lr_min=1e-3).validate()
+
+
+def test_hyperparameters_from_a_request_name_the_bad_key():
+    assert params_from({"lr": 1, "epochs": 2}) == FinetuneParams(lr=1.0, epochs=2)
+    for bad, match in (({"lr": "fast"}, "'lr' must be a float"),
+                       ({"steps": 3}, "unknown hyperparameter 'steps'"),
+                       ({"epochs": 2.5}, "'epochs' must be a int"), ({"mix": 0}, "mix"),
+                       ({"epochs": True}, "'epochs' must be a int")):
+        with pytest.raises(ValueError, match=match):
+            params_from(bad)
