@@ -120,3 +120,26 @@ def test_cancel_a_running_finetune(service):
         final = alice.get(finetune_url).json()
         assert final["status"] == "failed" and final["model"] is None
         assert alice.delete(finetune_url).json()["cancel_requested"] is False
+
+
+def test_cli_finetune_against_the_server(service):
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    env = {**service.env, "TTA_API_KEY": service.keys["alice"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "finetune", "start", "--server", service.url,
+         "--label-set", "shapes", "--source", "tpt", "--param", "epochs=2", "--param", "batch_size=4",
+         "--activate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["model"].startswith("tta-tiny:random@ft-") and out["activated"] is True
+    assert "epoch 2/2" in done.stderr and "held-out agreement" in done.stderr
+    with service.client("alice") as alice:
+        assert alice.get("/v1/label-sets/shapes/model").json()["model"] == out["model"]
+    failed = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "finetune", "point", "shapes", "nope@v1",
+         "--server", service.url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "404 not_found" in failed.stderr

@@ -1,6 +1,8 @@
 """The fine-tuning routine: it learns the labels it is given, reports progress, can be
 cancelled, and never touches the shared model."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,27 @@ def test_hyperparameters_from_a_request_name_the_bad_key():
                        ({"epochs": True}, "'epochs' must be a int")):
         with pytest.raises(ValueError, match=match):
             params_from(bad)
+
+
+def test_local_cli_finetune_writes_a_loadable_version(tmp_path, capsys):
+    from models.loading import load_clip
+    from service.cli.main import main
+
+    images, targets = dataset(3)
+    lines = []
+    for i, (image, target) in enumerate(zip(images, targets, strict=True)):
+        image.save(tmp_path / f"{i}.png")
+        lines.append(json.dumps({"image": str(tmp_path / f"{i}.png"), "label": LABELS[target]}))
+    (tmp_path / "data.jsonl").write_text("\n".join(lines))
+    code = main(["finetune", "start", "--data", str(tmp_path / "data.jsonl"), "--labels", ",".join(LABELS),
+                 "--model", "tta-tiny:random", "--device", "cpu", "--store", str(tmp_path / "store"),
+                 "--param", "epochs=1", "--param", "lr=0.001", "--no-progress"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["n_images"] == 9
+    tuned = load_clip(out["model"], "cpu", store_dir=tmp_path / "store")
+    assert tuned.name == out["model"]
+    assert main(["finetune", "start", "--data", str(tmp_path / "data.jsonl"), "--labels", "x,y",
+                 "--model", "tta-tiny:random", "--store", str(tmp_path / "store")]) == 2
+    assert main(["finetune", "start", "--data", str(tmp_path / "data.jsonl"), "--param", "steps=3",
+                 "--model", "tta-tiny:random", "--store", str(tmp_path / "store")]) == 2
