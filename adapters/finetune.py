@@ -112,10 +112,19 @@ def finetune_visual(
     optimizer = torch.optim.Adam(list(tuned.values()), lr=params.lr, weight_decay=params.weight_decay)
     scale = clip.logit_scale
 
-    def logits(pixels: torch.Tensor) -> torch.Tensor:
+    def logits(pixels: torch.Tensor, encoder: Any = visual) -> torch.Tensor:
         with clip.autocast():
-            feats = visual(clip.prepare(pixels))
+            feats = encoder(clip.prepare(pixels))
         return scale * F.normalize(feats.float(), dim=-1) @ text.t()
+
+    def loss_of(pixels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        student = logits(pixels)
+        loss = F.cross_entropy(student, target)
+        if params.distill > 0:
+            with torch.no_grad():
+                teacher = logits(pixels, clip.model.visual).softmax(-1)
+            loss = loss + params.distill * F.kl_div(student.log_softmax(-1), teacher, reduction="batchmean")
+        return loss
 
     @torch.no_grad()
     def agreement(index: np.ndarray) -> float | None:
@@ -146,7 +155,7 @@ def finetune_visual(
                 pixels = clean[batch]
             for group in optimizer.param_groups:
                 group["lr"] = _cosine(step, total, params.lr, params.lr_min)
-            loss = F.cross_entropy(logits(pixels), y[batch.to(y.device)])
+            loss = loss_of(pixels, y[batch.to(y.device)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

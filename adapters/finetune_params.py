@@ -25,6 +25,9 @@ class FinetuneParams:
     """Share of the rectified set kept out of training to measure agreement on."""
     crop_scale_min: float = 0.5
     """Random-resized crops (area >= this share) and flips per step; 1.0 disables cropping."""
+    distill: float = 0.0
+    """Weight of a distillation term (KL from the original model's predictions on the same
+    crops, as in Learning without Forgetting): keeps what the model knew while it learns."""
     mix: float = 1.0
     """Weight-space ensemble (WiSE-FT): the result is original + mix x (tuned - original);
     1.0 keeps the tuned weights, smaller values trade shifted-domain gain for clean accuracy."""
@@ -40,6 +43,7 @@ class FinetuneParams:
             (0 <= self.holdout_fraction < 1, "holdout_fraction must be in [0, 1)"),
             (0 < self.crop_scale_min <= 1, "crop_scale_min must be in (0, 1]"),
             (0 < self.mix <= 1, "mix must be in (0, 1]"),
+            (0 <= self.distill <= 100, "distill must be in [0, 100]"),
         ]
         for ok, message in checks:
             if not ok:

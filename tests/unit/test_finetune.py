@@ -124,3 +124,37 @@ def test_local_cli_finetune_writes_a_loadable_version(tmp_path, capsys):
                  "--model", "tta-tiny:random", "--store", str(tmp_path / "store")]) == 2
     assert main(["finetune", "start", "--data", str(tmp_path / "data.jsonl"), "--param", "steps=3",
                  "--model", "tta-tiny:random", "--store", str(tmp_path / "store")]) == 2
+
+
+def test_distillation_keeps_the_original_predictions(models):
+    import torch.nn.functional as F
+
+    from adapters.views import clean_view
+
+    images, targets = dataset(6)
+    shuffled = [(t + 1) % len(LABELS) for t in targets]  # labels the model must move far to fit
+    policy = models.policy
+    views = torch.stack([clean_view(image, policy.clip.image_size) for image in images])
+    text = policy.class_features(LABELS, TEMPLATES)
+
+    def predictions(visual_state=None):
+        visual = models.policy.clip.model.visual
+        if visual_state is None:
+            return policy.logits(policy.clip.encode_images(views), text).argmax(-1)
+        import copy
+
+        tuned = copy.deepcopy(visual)
+        tuned.load_state_dict(visual_state)
+        with torch.no_grad():
+            feats = F.normalize(tuned(policy.clip.prepare(views)), dim=-1)
+        return policy.logits(feats, text).argmax(-1)
+
+    with torch.no_grad():
+        original = predictions()
+    kept = {}
+    for distill in (0.0, 20.0):
+        params = FinetuneParams(lr=1e-3, lr_min=1e-4, epochs=3, batch_size=6, holdout_fraction=0,
+                                distill=distill)
+        outcome = finetune_visual(policy, images, shuffled, LABELS, TEMPLATES, params)
+        kept[distill] = float((predictions(outcome.visual_state) == original).float().mean())
+    assert kept[20.0] > kept[0.0] + 0.2, kept
