@@ -39,6 +39,9 @@ class ModelVersions:
         self.max_bytes = max_bytes
         self._engines: OrderedDict[str, tuple[Engine, int]] = OrderedDict()
         self._lock = threading.Lock()
+        # Read by the heartbeat thread without the lock (which a slow load holds): a tuple
+        # replaced whole, never mutated.
+        self._names: tuple[str, ...] = ()
 
     @property
     def base_name(self) -> str:
@@ -68,6 +71,7 @@ class ModelVersions:
             while len(self._engines) > 1 and self.resident_bytes() > self.max_bytes:
                 evicted, _ = self._engines.popitem(last=False)
                 log.info("model version %s evicted (memory bound %d bytes)", evicted, self.max_bytes)
+            self._names = tuple(self._engines)
             return engine
 
     def _load(self, name: str, version: str) -> Engine:
@@ -91,7 +95,7 @@ class ModelVersions:
         return Engine(Models(policy=policy, reward=base_models.reward, mllm=base_models.mllm))
 
     def resident(self) -> list[str]:
-        return list(self._engines)
+        return list(self._names)
 
     def resident_bytes(self) -> int:
         return sum(size for _, size in self._engines.values())
