@@ -142,12 +142,17 @@ def print_rows(title: str, rows: list[dict[str, Any]], base: dict[str, float]) -
     from service.cli.common import print_table
 
     print(title)
-    headers = ["N", "lr", "epochs", *TEST_DOMAINS, "shifted avg", "gain", "clean delta", "s/100 img"]
-    lines = [["0", "-", "-", *(f"{100 * base[d]:.1f}" for d in TEST_DOMAINS),
+    from adapters.finetune_params import FinetuneParams
+
+    defaults = FinetuneParams().to_dict()
+    headers = ["N", "hyperparameters (not default)", *TEST_DOMAINS, "shifted avg", "gain", "clean delta",
+               "s/100 img"]
+    lines = [["0", "(original model)", *(f"{100 * base[d]:.1f}" for d in TEST_DOMAINS),
               f"{100 * np.mean([base[d] for d in SHIFTED_DOMAINS]):.1f}", "-", "-", "-"]]
     for r in rows:
-        h = r["hyperparameters"]
-        lines.append([str(r["n"]), f"{h['lr']:g}", str(h["epochs"]),
+        changed = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in r["hyperparameters"].items() if defaults.get(k) != v)
+        lines.append([str(r["n"]), changed or "defaults",
                       *(f"{100 * r['accuracy'][d]:.1f}" for d in TEST_DOMAINS),
                       f"{100 * r['shifted_mean']:.1f}", f"{r['gain_shifted_points']:+.1f}",
                       f"{r['clean_delta_points']:+.1f}", f"{r['finetune_s_per_100_images']:.2f}"])

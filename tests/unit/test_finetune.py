@@ -34,7 +34,8 @@ def test_learns_the_given_labels_on_a_copy(models):
     images, targets = dataset(8)
     before = {k: v.clone() for k, v in models.policy.clip.model.state_dict().items()}
     reports = []
-    params = FinetuneParams(lr=1e-3, lr_min=1e-4, epochs=4, batch_size=8, holdout_fraction=0.25)
+    params = FinetuneParams(lr=1e-3, lr_min=1e-4, epochs=4, batch_size=8, holdout_fraction=0.25,
+                            distill=0.0)
     outcome = finetune_visual(models.policy, images, targets, LABELS, TEMPLATES, params,
                               on_progress=reports.append)
     m = outcome.metrics
