@@ -37,8 +37,9 @@ class FinetuneParams:
 
     def validate(self) -> None:
         checks = [
-            (self.lr > 0, "lr must be > 0"), (0 <= self.lr_min <= self.lr, "lr_min must be in [0, lr]"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (0 < self.lr <= 1, "lr must be in (0, 1]"),
+            (0 <= self.lr_min <= self.lr, "lr_min must be in [0, lr]"),
+            (0 <= self.weight_decay <= 1, "weight_decay must be in [0, 1]"),
             (1 <= self.epochs <= 1000, "epochs must be 1-1000"),
             (1 <= self.batch_size <= 4096, "batch_size must be 1-4096"),
             (self.params in ("all", "norm"), "params must be 'all' or 'norm'"),

@@ -31,6 +31,9 @@ from service.finetunes import (
 from service.queue.schemas import FINISHED, JobSpec, as_text, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["fine-tuning"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
+    "description": "Unknown (or another key's) label set, fine-tune or version",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}}
 FINETUNE_DEADLINE_S = 24 * 3600
 """A fine-tune may wait behind classify jobs for long; it is not a request someone waits on."""
 
@@ -47,8 +50,8 @@ class FinetuneBody(BaseModel):
     changed_only: bool = Field(False, description="only answers that changed the zero-shot label")
     min_score: float | None = Field(None, ge=0, le=1,
                                     description="minimum answer confidence (mllm: gate score)")
-    since_ms: int | None = Field(None, ge=0, description="only answers at or after (epoch ms)")
-    until_ms: int | None = Field(None, ge=0, description="only answers at or before (epoch ms)")
+    since_ms: int | None = Field(None, ge=0, le=2**53, description="only answers at or after (epoch ms)")
+    until_ms: int | None = Field(None, ge=0, le=2**53, description="only answers at or before (epoch ms)")
     max_images: int = Field(MAX_TRAINING_IMAGES, ge=2, le=MAX_TRAINING_IMAGES,
                             description="newest matching answers first, up to this many")
     hyperparameters: dict[str, Any] = Field(
@@ -59,8 +62,8 @@ class FinetuneBody(BaseModel):
 class RetentionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool
-    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, description="oldest images go first beyond")
-    max_days: float = Field(DEFAULT_MAX_DAYS, gt=0, description="images older than this go")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=2**50, description="oldest images go first beyond")
+    max_days: float = Field(DEFAULT_MAX_DAYS, gt=0, le=36500, description="images older than this go")
 
 
 class ModelPointerBody(BaseModel):
@@ -82,7 +85,7 @@ async def count_matching(state: AppState, tk: TrainingKeys, flt: TrainingFilter,
 
 
 @router.post("/finetunes", status_code=202,
-             responses={**ERROR_RESPONSES, 404: {"description": "No such label set"}})
+             responses={**ERROR_RESPONSES, **NOT_FOUND})
 async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
     """Fine-tune the policy's visual encoder on the label set's retained answers; a worker runs
     it as a job (progress on ``events_url``) and stores the result as a new model version."""
@@ -130,13 +133,13 @@ async def owned_finetune(state: AppState, finetune_id: str, owner: str) -> dict[
             "events_url": f"/v1/jobs/{finetune_id}/events"}
 
 
-@router.get("/finetunes/{finetune_id}")
+@router.get("/finetunes/{finetune_id}", responses=NOT_FOUND)
 async def get_finetune(request: Request, finetune_id: str) -> dict[str, Any]:
     """Status of a fine-tune; when done, the new version's name, manifest and metrics."""
     return await owned_finetune(app_state(request), finetune_id, owner_of(request))
 
 
-@router.delete("/finetunes/{finetune_id}", status_code=202)
+@router.delete("/finetunes/{finetune_id}", status_code=202, responses=NOT_FOUND)
 async def cancel_finetune(request: Request, finetune_id: str) -> dict[str, Any]:
     """Ask the worker to stop (it checks before every step); the job ends with an ``error``
     event, code ``cancelled``. A finished fine-tune is left as it is."""
@@ -163,7 +166,7 @@ async def _label_set_keys(request: Request, name: str) -> tuple[AppState, Traini
     return state, TrainingKeys(state.keys, label_set.owner, label_set.name)
 
 
-@router.put("/label-sets/{name}/retention")
+@router.put("/label-sets/{name}/retention", responses=NOT_FOUND)
 async def set_retention(request: Request, name: str, body: RetentionBody) -> dict[str, Any]:
     """Opt a label set in (or out) of keeping its requests' images and answers for fine-tuning.
     Turning it off keeps what is stored until it ages out; nothing new is kept."""
@@ -173,12 +176,12 @@ async def set_retention(request: Request, name: str, body: RetentionBody) -> dic
     return await _retention_view(state, tk)
 
 
-@router.get("/label-sets/{name}/retention")
+@router.get("/label-sets/{name}/retention", responses=NOT_FOUND)
 async def get_retention(request: Request, name: str) -> dict[str, Any]:
     return await _retention_view(*await _label_set_keys(request, name))
 
 
-@router.put("/label-sets/{name}/model")
+@router.put("/label-sets/{name}/model", responses=NOT_FOUND)
 async def point_label_set(request: Request, name: str,
                           body: Annotated[ModelPointerBody, Body()]) -> dict[str, Any]:
     """Answer this label set's requests with a fine-tuned version (null: the base model again).
@@ -191,7 +194,7 @@ async def point_label_set(request: Request, name: str,
     return await pointer_view(state, tk)
 
 
-@router.post("/label-sets/{name}/model/rollback")
+@router.post("/label-sets/{name}/model/rollback", responses=NOT_FOUND)
 async def rollback_label_set(request: Request, name: str) -> dict[str, Any]:
     """Point the label set back at the model it used before the last change."""
     state, tk = await _label_set_keys(request, name)
@@ -206,6 +209,6 @@ async def rollback_label_set(request: Request, name: str) -> dict[str, Any]:
     return await pointer_view(state, tk)
 
 
-@router.get("/label-sets/{name}/model")
+@router.get("/label-sets/{name}/model", responses=NOT_FOUND)
 async def get_label_set_model(request: Request, name: str) -> dict[str, Any]:
     return await pointer_view(*await _label_set_keys(request, name))
