@@ -34,12 +34,14 @@ router = APIRouter(prefix="/v1", tags=["fine-tuning"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
     "description": "Unknown (or another key's) label set, fine-tune or version",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}}
+WITH_BODY = {**NOT_FOUND, 400: ERROR_RESPONSES[400]}
+"""Routes that read a JSON body: a broken one is a 400."""
 FINETUNE_DEADLINE_S = 24 * 3600
 """A fine-tune may wait behind classify jobs for long; it is not a request someone waits on."""
 
 
 class FinetuneBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
         "label_set": "world-25", "source": "rlcf-tune", "changed_only": False, "min_score": 0.5,
         "hyperparameters": {"lr": 1e-4, "epochs": 3}}]})
 
@@ -60,14 +62,14 @@ class FinetuneBody(BaseModel):
 
 
 class RetentionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     enabled: bool
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=2**50, description="oldest images go first beyond")
     max_days: float = Field(DEFAULT_MAX_DAYS, gt=0, le=36500, description="images older than this go")
 
 
 class ModelPointerBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: str | None = Field(description="a version from /v1/models (NAME@VERSION); null: the base")
 
 
@@ -166,7 +168,7 @@ async def _label_set_keys(request: Request, name: str) -> tuple[AppState, Traini
     return state, TrainingKeys(state.keys, label_set.owner, label_set.name)
 
 
-@router.put("/label-sets/{name}/retention", responses=NOT_FOUND)
+@router.put("/label-sets/{name}/retention", responses=WITH_BODY)
 async def set_retention(request: Request, name: str, body: RetentionBody) -> dict[str, Any]:
     """Opt a label set in (or out) of keeping its requests' images and answers for fine-tuning.
     Turning it off keeps what is stored until it ages out; nothing new is kept."""
@@ -181,7 +183,7 @@ async def get_retention(request: Request, name: str) -> dict[str, Any]:
     return await _retention_view(*await _label_set_keys(request, name))
 
 
-@router.put("/label-sets/{name}/model", responses=NOT_FOUND)
+@router.put("/label-sets/{name}/model", responses=WITH_BODY)
 async def point_label_set(request: Request, name: str,
                           body: Annotated[ModelPointerBody, Body()]) -> dict[str, Any]:
     """Answer this label set's requests with a fine-tuned version (null: the base model again).
