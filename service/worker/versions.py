@@ -92,7 +92,8 @@ class ModelVersions:
         clip = replace(base_clip, name=name, model=model)
         policy = ClipClassifier(clip, base_models.policy.cache)
         log.info("loaded model version %s", name)
-        return Engine(Models(policy=policy, reward=base_models.reward, mllm=base_models.mllm))
+        return Engine(Models(policy=policy, reward=base_models.reward, mllm=base_models.mllm),
+                      self.base.state_store)  # shared method state (TDA keys it by model name)
 
     def resident(self) -> list[str]:
         return list(self._names)
