@@ -91,9 +91,9 @@ def _unknown(spec_name: str, reason: str) -> UnknownModelError:
 
 def _create(spec: ModelSpec, device: torch.device) -> nn.Module:
     if spec.kind == "bundled":
-        bundled = get_bundled(spec.name)
+        bundled = get_bundled(spec.arch)
         if not bundled.checkpoint.is_file():
-            raise ModelLoadError(f"bundled model {spec.name!r} is missing {bundled.checkpoint}")
+            raise ModelLoadError(f"bundled model {spec.arch!r} is missing {bundled.checkpoint}")
         return open_clip.create_model(bundled.arch, pretrained=str(bundled.checkpoint), device=device)
     if spec.kind == "schema":
         return open_clip.create_model(spec.arch, device=device)
@@ -124,8 +124,24 @@ def _create(spec: ModelSpec, device: torch.device) -> nn.Module:
     return open_clip.create_model(spec.arch, pretrained=spec.source, device=device)
 
 
-def load_clip(name: str, device: str | torch.device | None = None, precision: str = "auto") -> LoadedClip:
-    """Load, freeze and return a CLIP. Raises UnknownModelError / ModelLoadError."""
+def _apply_version(model: nn.Module, spec: ModelSpec, store_dir: str | Path | None) -> None:
+    """Replace the visual encoder's weights with a stored fine-tuned version of ``spec.base``."""
+    from models.store import ModelStore
+
+    assert spec.version is not None
+    state = ModelStore(store_dir).load_visual(spec.base, spec.version)
+    try:
+        model.visual.load_state_dict(state, strict=True)  # type: ignore[union-attr]
+    except RuntimeError as exc:
+        raise ModelLoadError(f"version {spec.name!r} does not fit {spec.base!r}: {exc}",
+                             field="model") from exc
+
+
+def load_clip(name: str, device: str | torch.device | None = None, precision: str = "auto",
+              store_dir: str | Path | None = None) -> LoadedClip:
+    """Load, freeze and return a CLIP. ``NAME@VERSION`` loads NAME and puts the version's
+    visual weights from the model store (``store_dir`` or ``TTA_MODEL_STORE``) in place.
+    Raises UnknownModelError / ModelLoadError."""
     try:
         spec = parse_model_name(name, bundled_names())
     except ValueError as exc:
@@ -133,6 +149,8 @@ def load_clip(name: str, device: str | torch.device | None = None, precision: st
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     try:
         model = _create(spec, dev)
+        if spec.version is not None:
+            _apply_version(model, spec, store_dir)
     except (UnknownModelError, ModelLoadError):
         raise
     except Exception as exc:  # open_clip raises bare RuntimeError/OSError for hub and file problems
@@ -144,7 +162,7 @@ def load_clip(name: str, device: str | torch.device | None = None, precision: st
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     mean = tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN))
     std = tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD))
-    tokenizer = open_clip.get_tokenizer(spec.arch if spec.kind != "bundled" else get_bundled(name).arch)
+    tokenizer = open_clip.get_tokenizer(spec.arch if spec.kind != "bundled" else get_bundled(spec.arch).arch)
     log.info("loaded %s on %s (%s, image size %d)", name, dev, precision, size)
     return LoadedClip(
         name=name, model=model, tokenizer=tokenizer, image_size=size, mean=mean, std=std,

@@ -164,3 +164,24 @@ class TTAClient:
 
     def label_set(self, name: str) -> dict[str, Any]:
         return dict(self._check(self.http.get(f"/v1/label-sets/{name}")))
+
+    # Fine-tuning (POST /v1/finetunes and the label-set pointers) --------------------------
+
+    def finetune(self, label_set: str, **body: Any) -> dict[str, Any]:
+        """Start a fine-tune (body: source, changed_only, min_score, since_ms, until_ms,
+        max_images, hyperparameters); follow it with ``events(result["finetune_id"])``."""
+        return dict(self._check(self.http.post("/v1/finetunes", json={"label_set": label_set, **body})))
+
+    def cancel_finetune(self, finetune_id: str) -> dict[str, Any]:
+        return dict(self._check(self.http.delete(f"/v1/finetunes/{finetune_id}")))
+
+    def set_retention(self, label_set: str, enabled: bool, **bounds: Any) -> dict[str, Any]:
+        body = {"enabled": enabled, **bounds}
+        return dict(self._check(self.http.put(f"/v1/label-sets/{label_set}/retention", json=body)))
+
+    def point_label_set(self, label_set: str, model: str | None) -> dict[str, Any]:
+        """Answer the label set with ``model`` (a version; None: the base); "rollback" instead
+        returns to the previous pointer."""
+        if model == "rollback":
+            return dict(self._check(self.http.post(f"/v1/label-sets/{label_set}/model/rollback")))
+        return dict(self._check(self.http.put(f"/v1/label-sets/{label_set}/model", json={"model": model})))

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     """"auto", "cpu", "cuda" or "cuda:N"."""
     precision: str = "auto"
     """Compute precision on CUDA: "auto" (bf16 where supported, else fp16), "fp32", "bf16", "fp16"."""
+    model_store: Path | None = None
+    """Directory of fine-tuned model versions (``NAME@VERSION``); every worker host must read it
+    (a shared volume). Unset: ``~/.local/share/tta/models``."""
+    max_resident_versions_mb: float = Field(default=1024.0, ge=0)
+    """Visual-encoder weights of model versions a worker keeps loaded besides its base model."""
 
     # MLLM (for the mllm method)
     mllm: str | None = None

@@ -5,27 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
-from adapters.views import sample_crop
+from adapters.views import random_resized_crops
 
-
-def random_resized_crops(
-    pixels: torch.Tensor, size: int, rng: np.random.Generator, scale_min: float = 0.5
-) -> torch.Tensor:
-    """[B,3,H,W] -> [B,3,size,size]: one random crop (area >= scale_min) and flip per image."""
-    batch, _, height, width = pixels.shape
-    boxes = []
-    for index in range(batch):
-        while True:
-            x0, y0, x1, y1 = sample_crop(rng, height, width)
-            if (x1 - x0) * (y1 - y0) >= scale_min * height * width:
-                break
-        boxes.append((float(index), x0, y0, x1, y1))
-    crops = roi_align(pixels, torch.tensor(boxes), output_size=size, sampling_ratio=0, aligned=True)
-    flips = torch.from_numpy(np.flatnonzero(rng.random(batch) < 0.5))
-    crops[flips] = crops[flips].flip(-1)
-    return crops
+__all__ = ["broad_photometric", "random_resized_crops"]
 
 
 def _where(mask: torch.Tensor, changed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from service.api.event_hub import EventHub
 from service.api.label_sets import router as label_sets_router
 from service.api.metrics import HTTPMetricsMiddleware
 from service.api.openapi import complete
+from service.api.routes_finetunes import router as finetunes_router
 from service.api.routes_info import router as info_router
 from service.api.routes_jobs import router as jobs_router
 from service.api.routes_method_state import router as method_state_router
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(label_sets_router)
     app.include_router(rectifications_router)
     app.include_router(method_state_router)
+    app.include_router(finetunes_router)
     app.include_router(info_router)
     playground.install(app)
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from adapters.catalog import method_specs
 from models.bundled import list_bundled
 from service.api import metrics
+from service.api.model_pointers import owner_versions
 from service.api.state import app_state, owner_of
 
 router = APIRouter()
@@ -27,13 +28,19 @@ async def methods(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/models", tags=["info"])
 async def models(request: Request) -> dict[str, Any]:
-    """The models live workers have loaded, and the bundled ones."""
+    """The models live workers have loaded (with the fine-tuned versions each holds), the
+    bundled ones, and this key's fine-tuned versions."""
     state = app_state(request)
-    owner_of(request)
+    owner = owner_of(request)
     workers = await state.producer.live_workers()
+    versions = await owner_versions(state, owner)
     return {
-        "workers": [{k: w.get(k) for k in ("id", "model", "reward_model", "device", "methods", "busy")}
+        "workers": [{k: w.get(k) for k in ("id", "model", "reward_model", "device", "methods", "busy",
+                                           "resident_versions")}
                     for w in workers],
+        "versions": [{k: m.get(k) for k in ("name", "base", "version", "created_ms", "source_job",
+                                            "label_set", "label_source", "n_images", "metrics")}
+                     for m in sorted(versions.values(), key=lambda m: m["created_ms"])],
         "bundled": [{"name": m.name, "arch": m.arch, "description": m.description}
                     for m in list_bundled()],
     }

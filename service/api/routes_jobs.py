@@ -14,6 +14,7 @@ from service.api import metrics
 from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
 from service.api.intake import check_images, read_submission, validate_request
 from service.api.label_sets import require_exemplars, resolve_labels
+from service.api.model_pointers import pinned_model
 from service.api.schemas import MULTIPART_TEXT, ClassifyBody, JobAccepted, JobOut
 from service.api.sse import follow, stream_events
 from service.api.state import AppState, app_state, owner_of
@@ -62,10 +63,12 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
     if spec.needs_exemplars:
         require_exemplars(spec.name, label_set)
     images = await check_images(submission.images, settings)
-    await require_capable_worker(state, spec.name, submission.model)
+    # The request's model, else a fine-tuned version its label set points at (routes_finetunes).
+    model = submission.model or await pinned_model(state, label_set)
+    await require_capable_worker(state, spec.name, model)
     created = now_ms()
     job = JobSpec(
-        job_id=new_job_id(), owner=owner, method=prepared.method, model=submission.model,
+        job_id=new_job_id(), owner=owner, method=prepared.method, model=model,
         labels=list(prepared.labels),
         label_set=submission.label_set, label_set_version=label_set.version if label_set else None,
         templates=prepared.templates if isinstance(prepared.templates, str) else list(prepared.templates),

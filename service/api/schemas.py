@@ -60,6 +60,18 @@ class LabelSetPreparation(BaseModel):
     metrics: dict[str, Any]
 
 
+class FinetuneResult(BaseModel):
+    """The result of a fine-tuning job (POST /v1/finetunes): the new model version."""
+
+    image: int
+    model: str = Field(description="the new version's name, NAME@VERSION")
+    version: str
+    base_model: str
+    label_set: str | None
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+
+
 class ErrorBody(BaseModel):
     code: str = Field(description="stable, machine-readable")
     message: str
@@ -68,14 +80,15 @@ class ErrorBody(BaseModel):
 
 class JobOut(BaseModel):
     job_id: str
-    kind: str = Field(description="classify, or prepare_label_set (made by POST /v1/label-sets)")
+    kind: str = Field(description="classify, prepare_label_set (made by POST /v1/label-sets) or "
+                                  "finetune (POST /v1/finetunes)")
     status: str = Field(description="queued, running, done, failed or dead")
     method: str
     n_images: int
     attempts: int
     labels: list[str]
     label_set: str | None = None
-    results: list[ImageResult | LabelSetPreparation | None] = Field(
+    results: list[ImageResult | LabelSetPreparation | FinetuneResult | None] = Field(
         description="one per image, in order; null until done")
     error: dict[str, Any] | None = None
 

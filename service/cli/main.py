@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--plot", metavar="FILE.png", help="write a bar chart")
     accuracy.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_args(accuracy)
+    from service.cli.finetune_parsers import add_finetune, add_finetune_bench
+
+    add_finetune_bench(bench_sub, _add_model_args)
+    add_finetune(sub, _add_model_args)
     return parser
 
 
@@ -133,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "classify":
             from service.cli.classify import run_classify
             return run_classify(args)
+        if args.command == "finetune":
+            from service.cli.finetune import run_finetune
+            return run_finetune(args)
         if args.command == "models":
             from service.cli.listing import run_models
             return run_models(args)
@@ -154,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "accuracy":
             from world.bench_accuracy import run_accuracy
             return run_accuracy(args)
+        if args.command == "bench" and args.bench == "finetune":
+            from world.bench_finetune import run_finetune_bench
+            return run_finetune_bench(args)
     except TTAError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,7 +26,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-JobKind = Literal["classify", "prepare_label_set"]
+JobKind = Literal["classify", "prepare_label_set", "finetune"]
 
 
 class JobSpec(BaseModel):
@@ -35,11 +35,13 @@ class JobSpec(BaseModel):
 
     job_id: str
     kind: JobKind = "classify"
-    """"prepare_label_set": estimate the label set's transition matrix (no images)."""
+    """"prepare_label_set": estimate the label set's transition matrix (no images); "finetune":
+    train a model version on the label set's retained images (service/worker/finetune_job.py)."""
     owner: str
     method: str
     model: str | None = None
-    """Policy model the request pinned (only workers holding it get the job); None: any."""
+    """Policy model the request pinned, or the fine-tuned version (NAME@VERSION) its label set
+    points at (only workers holding the base model get the job); None: any."""
     labels: list[str]
     label_set: str | None = None
     label_set_version: str | None = None

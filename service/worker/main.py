@@ -25,9 +25,12 @@ from service.queue.routing import route, worker_routes
 from service.settings import Settings
 from service.worker import metrics
 from service.worker.exemplars import ExemplarStore
+from service.worker.finetune_job import FinetuneJob
 from service.worker.keepalive import KeepAlive
 from service.worker.method_state import RedisStateStore
+from service.worker.retention import TrainingRetention
 from service.worker.runner import JobFailed, Runner
+from service.worker.versions import ModelVersions
 from service.worker.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,13 @@ class Worker:
         self.batch_streams = [keys.jobs(route(m, pin)) for m in self.methods if get_spec(m).batchable
                               for pin in (None, model)]
         """Streams of the jobs that share a zero-shot batch."""
+        # Fine-tuning: model versions on demand, retained training images, the finetune job.
+        self.versions = ModelVersions(engine, settings.model_store,
+                                      int(settings.max_resident_versions_mb * 1024 * 1024))
+        self.finetunes = FinetuneJob(self.consumer, self.versions, settings.max_image_pixels)
         self.runner = Runner(engine, self.consumer, self.worker_id, settings.max_image_pixels,
-                             ExemplarStore(client, keys, settings.max_image_pixels))
+                             ExemplarStore(client, keys, settings.max_image_pixels),
+                             versions=self.versions, retention=TrainingRetention(client, keys))
         self.keepalive = KeepAlive(self.consumer, lease_s=settings.lease_s,
                                    heartbeat_s=settings.heartbeat_s, info=self.info)
         self.pending: deque[Delivery] = deque()
@@ -81,6 +89,7 @@ class Worker:
             "device": str(models.policy.clip.device), "methods": self.methods,
             "heartbeat_s": self.settings.heartbeat_s, "started_ms": self.started_ms,
             "jobs_done": self.jobs_done, "busy": self.busy,
+            "resident_versions": self.versions.resident(),
         }
 
     def install_signal_handlers(self) -> None:
@@ -170,7 +179,9 @@ class Worker:
         self.busy = True
         metrics.WORKER_BUSY.set(1)
         try:
-            if get_spec(job.spec.method).batchable:
+            if job.spec.kind == "finetune":
+                self.finish([(delivery, job)], lambda: self.finetunes.run(job))
+            elif get_spec(job.spec.method).batchable:
                 batch = [(delivery, job), *self.collect_batch(job)]
                 self.finish(batch, lambda: self.runner.run_zeroshot_batch([j for _, j in batch]))
             else:

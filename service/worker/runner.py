@@ -21,6 +21,8 @@ from service.queue.consumer import Consumer, StartedJob
 from service.queue.schemas import now_ms
 from service.worker import metrics
 from service.worker.exemplars import ExemplarStore
+from service.worker.retention import TrainingRetention
+from service.worker.versions import ModelVersions
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class Runner:
     worker_id: str
     max_image_pixels: int
     label_sets: ExemplarStore
+    # Fine-tuning (service/worker/versions.py, retention.py): the model version a job names,
+    # and the images a label set retains for training.
+    versions: ModelVersions | None = None
+    retention: TrainingRetention | None = None
     _confusions_stored: set[tuple[str, str]] = field(default_factory=set)
 
     def hooks(self, job: StartedJob, index: int) -> Hooks:
@@ -138,19 +144,35 @@ class Runner:
         if not written:
             log.info("job %s image %d: another worker's result stands", job.spec.job_id, index)
 
+    def engine_of(self, model: str | None) -> Engine:
+        """The engine of a model version (a job's ``model``), or the base; TTAError if it
+        cannot be loaded."""
+        if self.versions is None or model is None:
+            return self.engine
+        return self.versions.engine_for(model)
+
+    def engine_for(self, job: StartedJob) -> Engine:
+        """The engine of the model the job names (e.g. its label set's pointer); fails the job
+        if that model cannot be loaded."""
+        try:
+            return self.engine_of(job.spec.model)
+        except TTAError as exc:
+            self.fail(job, exc.code, exc.message, field=exc.field)
+
     def run(self, job: StartedJob) -> None:
         """All images of the job not finished by an earlier attempt, one after another."""
         spec = job.spec
         if spec.kind == "prepare_label_set":
             self.prepare_label_set(job)
             return
+        engine = self.engine_for(job)
         exemplars = self.exemplars(job)
         for index in range(spec.n_images):
             if index in job.done_images:
                 continue
             data, image = self.load_image(job, index)
             try:
-                result = self.engine.run(
+                result = engine.run(
                     spec.method, image, spec.labels, options=spec.options, templates=spec.templates,
                     top_k=spec.top_k, seed=spec.seed + index, state_key=state_key(job),
                     hooks=self.hooks(job, index), exemplars=exemplars,
@@ -164,6 +186,9 @@ class Runner:
             except Exception as exc:  # a bug or a device error: fail this job, keep serving
                 log.exception("job %s failed", spec.job_id)
                 self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", image=index)
+            result.metrics["model"] = engine.models.policy.name
+            if self.retention is not None:
+                self.retention.keep(job, index, data, result, engine.models.policy.name)
             rectifies = exemplars is not None and get_spec(spec.method).needs_mllm
             self.record(job, index, result,
                         self.rectification_entry(job, index, data, result) if rectifies else None)
@@ -185,7 +210,7 @@ class Runner:
             return
         metrics.BATCH_SIZE.observe(len(items))
         try:
-            results = self.engine.run_zeroshot_batch([item for _, _, item in items])
+            results = self._zeroshot_by_model(items)
         except redis.RedisError:
             raise
         except Exception:
@@ -211,7 +236,8 @@ class Runner:
 
     def run_zeroshot_alone(self, job: StartedJob, items: list[tuple[StartedJob, int, BatchItem]]) -> None:
         try:
-            results = self.engine.run_zeroshot_batch([item for _, _, item in items])
+            engine = self.engine_of(job.spec.model)
+            results = engine.run_zeroshot_batch([item for _, _, item in items])
         except redis.RedisError:
             raise
         except TTAError as exc:
@@ -222,4 +248,20 @@ class Runner:
             self.consumer.fail(job.spec, "internal_error", f"{type(exc).__name__}: {exc}")
             return
         for (_, index, _), result in zip(items, results, strict=True):
+            result.metrics["model"] = engine.models.policy.name
             self.record(job, index, result)
+
+    def _zeroshot_by_model(self, items: list[tuple[StartedJob, int, BatchItem]]) -> list[AdaptationResult]:
+        """One batched pass per model version among the items, results in the items' order.
+        A version that cannot be loaded raises: the caller then runs each job alone."""
+        groups: dict[str | None, list[int]] = {}
+        for position, (job, _, _) in enumerate(items):
+            groups.setdefault(job.spec.model, []).append(position)
+        results: list[AdaptationResult | None] = [None] * len(items)
+        for model, positions in groups.items():
+            engine = self.engine_of(model)
+            batch = engine.run_zeroshot_batch([items[p][2] for p in positions])
+            for position, result in zip(positions, batch, strict=True):
+                result.metrics["model"] = engine.models.policy.name
+                results[position] = result
+        return [r for r in results if r is not None]

@@ -1,0 +1,45 @@
+"""Which model version answers a label set's requests: the pointer, its history (rollback),
+and resolving it when a classify job is submitted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from service.api.state import AppState
+from service.finetunes import TrainingKeys, versions_key
+from service.labelsets import LabelSet
+from service.queue.schemas import as_text
+
+
+async def pointer_view(state: AppState, tk: TrainingKeys) -> dict[str, Any]:
+    client = state.producer.client
+    current = await client.get(tk.model)
+    history = [as_text(h) or None for h in await client.lrange(tk.model_history, 0, 9)]
+    return {"label_set": tk.label_set, "model": as_text(current) if current else None, "history": history}
+
+
+async def move_pointer(state: AppState, tk: TrainingKeys, model: str | None) -> None:
+    client = state.producer.client
+    previous = await client.get(tk.model)
+    pipe = client.pipeline(transaction=True)
+    pipe.lpush(tk.model_history, previous if previous is not None else "")
+    pipe.ltrim(tk.model_history, 0, 49)
+    if model is None:
+        pipe.delete(tk.model)
+    else:
+        pipe.set(tk.model, model)
+    await pipe.execute()
+
+
+async def pinned_model(state: AppState, label_set: LabelSet | None) -> str | None:
+    """The model version a classify request on ``label_set`` is answered by (None: the base)."""
+    if label_set is None:
+        return None
+    value = await state.producer.client.get(TrainingKeys(state.keys, label_set.owner, label_set.name).model)
+    return as_text(value) if value else None
+
+
+async def owner_versions(state: AppState, owner: str) -> dict[str, dict[str, Any]]:
+    raw = await state.producer.client.hgetall(versions_key(state.keys, owner))
+    return {as_text(k): json.loads(v) for k, v in raw.items()}

@@ -1,0 +1,216 @@
+"""Fine-tuning over HTTP: start a fine-tune of the policy on a label set's retained images and
+answers, follow it (the job's SSE stream), cancel it; opt a label set into image retention;
+point a label set at a model version and back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.finetune_params import params_from
+from models.errors import InvalidInputError
+from service.api.errors import ERROR_RESPONSES
+from service.api.label_sets import load
+from service.api.model_pointers import move_pointer, owner_versions, pointer_view
+from service.api.routes_jobs import job_out, owned_job
+from service.api.state import AppState, app_state, owner_of
+from service.errors import NotFoundError
+from service.finetunes import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DAYS,
+    MAX_TRAINING_IMAGES,
+    Retention,
+    TrainingFilter,
+    TrainingKeys,
+    cancel_key,
+    parse_record,
+)
+from service.queue.schemas import FINISHED, JobSpec, as_text, new_job_id, now_ms
+
+router = APIRouter(prefix="/v1", tags=["fine-tuning"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
+    "description": "Unknown (or another key's) label set, fine-tune or version",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}}
+WITH_BODY = {**NOT_FOUND, 400: ERROR_RESPONSES[400]}
+"""Routes that read a JSON body: a broken one is a 400."""
+FINETUNE_DEADLINE_S = 24 * 3600
+"""A fine-tune may wait behind classify jobs for long; it is not a request someone waits on."""
+
+
+class FinetuneBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
+        "label_set": "world-25", "source": "rlcf-tune", "changed_only": False, "min_score": 0.5,
+        "hyperparameters": {"lr": 1e-4, "epochs": 3}}]})
+
+    label_set: str
+    source: Literal["mllm", "rlcf", "rlcf-tune", "tpt", "any"] = Field(
+        "any", description="whose answers to train on: the mllm rectification decisions, or the "
+                           "corrected results of rlcf / rlcf-tune / tpt jobs on the label set")
+    changed_only: bool = Field(False, description="only answers that changed the zero-shot label")
+    min_score: float | None = Field(None, ge=0, le=1,
+                                    description="minimum answer confidence (mllm: gate score)")
+    since_ms: int | None = Field(None, ge=0, le=2**53, description="only answers at or after (epoch ms)")
+    until_ms: int | None = Field(None, ge=0, le=2**53, description="only answers at or before (epoch ms)")
+    max_images: int = Field(MAX_TRAINING_IMAGES, ge=2, le=MAX_TRAINING_IMAGES,
+                            description="newest matching answers first, up to this many")
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="adapters.finetune_params.FinetuneParams fields "
+                                          "(lr, lr_min, weight_decay, epochs, batch_size, params, ...)")
+
+
+class RetentionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    enabled: bool
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=2**50, description="oldest images go first beyond")
+    max_days: float = Field(DEFAULT_MAX_DAYS, gt=0, le=36500, description="images older than this go")
+
+
+class ModelPointerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str | None = Field(description="a version from /v1/models (NAME@VERSION); null: the base")
+
+
+async def count_matching(state: AppState, tk: TrainingKeys, flt: TrainingFilter, labels: list[str]) -> int:
+    client = state.producer.client
+    known = set(labels)
+    count = 0
+    cursor = 0
+    while True:
+        cursor, chunk = await client.hscan(tk.meta, cursor, count=500)
+        count += sum(1 for raw in chunk.values()
+                     if (r := parse_record(raw)).get("after") in known and flt.accepts(r))
+        if cursor == 0:
+            return count
+
+
+@router.post("/finetunes", status_code=202,
+             responses={**ERROR_RESPONSES, **NOT_FOUND})
+async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
+    """Fine-tune the policy's visual encoder on the label set's retained answers; a worker runs
+    it as a job (progress on ``events_url``) and stores the result as a new model version."""
+    state = app_state(request)
+    owner = owner_of(request)
+    label_set = await load(state, owner, body.label_set)
+    try:
+        params_from(body.hyperparameters)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), field="hyperparameters") from exc
+    flt = TrainingFilter(source=body.source, changed_only=body.changed_only, min_score=body.min_score,
+                         since_ms=body.since_ms, until_ms=body.until_ms)
+    tk = TrainingKeys(state.keys, owner, label_set.name)
+    matching = await count_matching(state, tk, flt, label_set.labels)
+    if matching < 2:
+        retention = Retention.decode(await state.producer.client.hgetall(tk.retention))
+        hint = "" if retention.enabled else (" (retention is off for this label set: "
+                                             f"PUT /v1/label-sets/{label_set.name}/retention)")
+        raise InvalidInputError(f"{matching} retained answers of label set {label_set.name!r} match "
+                                f"the filter; at least 2 are needed{hint}", field="label_set")
+    created = now_ms()
+    spec = JobSpec(
+        job_id=new_job_id(), kind="finetune", owner=owner, method="finetune", labels=label_set.labels,
+        label_set=label_set.name, label_set_version=label_set.version, templates=label_set.templates,
+        options={"filter": flt.__dict__, "max_images": body.max_images,
+                 "hyperparameters": body.hyperparameters},
+        n_images=1, created_ms=created, deadline_ms=created + FINETUNE_DEADLINE_S * 1000)
+    await state.producer.enqueue(spec, [], max_depth=state.settings.max_queue_depth,
+                                 max_inflight=state.settings.max_inflight_per_key)
+    return JSONResponse({
+        "finetune_id": spec.job_id, "status": "queued", "matching_images": min(matching, body.max_images),
+        "job_url": f"/v1/finetunes/{spec.job_id}", "events_url": f"/v1/jobs/{spec.job_id}/events",
+    }, status_code=202, headers={"Location": f"/v1/finetunes/{spec.job_id}"})
+
+
+async def owned_finetune(state: AppState, finetune_id: str, owner: str) -> dict[str, Any]:
+    view = await owned_job(state, finetune_id, owner)
+    if view.spec.kind != "finetune":
+        raise NotFoundError(f"no fine-tune {finetune_id!r}", field="finetune_id")
+    out = job_out(view)
+    result = out["results"][0]
+    return {"finetune_id": finetune_id, "status": view.status, "attempts": view.attempts,
+            "label_set": view.spec.label_set, "options": view.spec.options, "error": view.error,
+            "model": result.get("model") if result else None, "result": result,
+            "events_url": f"/v1/jobs/{finetune_id}/events"}
+
+
+@router.get("/finetunes/{finetune_id}", responses=NOT_FOUND)
+async def get_finetune(request: Request, finetune_id: str) -> dict[str, Any]:
+    """Status of a fine-tune; when done, the new version's name, manifest and metrics."""
+    return await owned_finetune(app_state(request), finetune_id, owner_of(request))
+
+
+@router.delete("/finetunes/{finetune_id}", status_code=202, responses=NOT_FOUND)
+async def cancel_finetune(request: Request, finetune_id: str) -> dict[str, Any]:
+    """Ask the worker to stop (it checks before every step); the job ends with an ``error``
+    event, code ``cancelled``. A finished fine-tune is left as it is."""
+    state = app_state(request)
+    current = await owned_finetune(state, finetune_id, owner_of(request))
+    if current["status"] in FINISHED:
+        return {**current, "cancel_requested": False}
+    await state.producer.client.set(cancel_key(state.keys, finetune_id), 1, ex=state.settings.job_ttl_s)
+    return {**current, "cancel_requested": True}
+
+
+async def _retention_view(state: AppState, tk: TrainingKeys) -> dict[str, Any]:
+    client = state.producer.client
+    retention = Retention.decode(await client.hgetall(tk.retention))
+    stored = await client.get(tk.bytes)
+    return {"enabled": retention.enabled, "max_bytes": retention.max_bytes, "max_days": retention.max_days,
+            "images": await client.zcard(tk.order), "bytes": int(stored or 0)}
+
+
+async def _label_set_keys(request: Request, name: str) -> tuple[AppState, TrainingKeys]:
+    """The caller's label set ``name`` (404 if it has none), as its fine-tuning keys."""
+    state = app_state(request)
+    label_set = await load(state, owner_of(request), name)
+    return state, TrainingKeys(state.keys, label_set.owner, label_set.name)
+
+
+@router.put("/label-sets/{name}/retention", responses=WITH_BODY)
+async def set_retention(request: Request, name: str, body: RetentionBody) -> dict[str, Any]:
+    """Opt a label set in (or out) of keeping its requests' images and answers for fine-tuning.
+    Turning it off keeps what is stored until it ages out; nothing new is kept."""
+    state, tk = await _label_set_keys(request, name)
+    await state.producer.client.hset(tk.retention, mapping=Retention(
+        body.enabled, body.max_bytes, body.max_days).encode())
+    return await _retention_view(state, tk)
+
+
+@router.get("/label-sets/{name}/retention", responses=NOT_FOUND)
+async def get_retention(request: Request, name: str) -> dict[str, Any]:
+    return await _retention_view(*await _label_set_keys(request, name))
+
+
+@router.put("/label-sets/{name}/model", responses=WITH_BODY)
+async def point_label_set(request: Request, name: str,
+                          body: Annotated[ModelPointerBody, Body()]) -> dict[str, Any]:
+    """Answer this label set's requests with a fine-tuned version (null: the base model again).
+    The previous pointer is kept in ``history``; ``POST .../model/rollback`` returns to it."""
+    state, tk = await _label_set_keys(request, name)
+    if body.model is not None and body.model not in await owner_versions(state, tk.owner):
+        raise NotFoundError(f"no model version {body.model!r} for this key (GET /v1/models lists them)",
+                            field="model")
+    await move_pointer(state, tk, body.model)
+    return await pointer_view(state, tk)
+
+
+@router.post("/label-sets/{name}/model/rollback", responses=NOT_FOUND)
+async def rollback_label_set(request: Request, name: str) -> dict[str, Any]:
+    """Point the label set back at the model it used before the last change."""
+    state, tk = await _label_set_keys(request, name)
+    previous = await state.producer.client.lpop(tk.model_history)
+    if previous is None:
+        raise InvalidInputError(f"label set {name!r} has no earlier model to roll back to", field="name")
+    client = state.producer.client
+    if as_text(previous):
+        await client.set(tk.model, previous)
+    else:
+        await client.delete(tk.model)
+    return await pointer_view(state, tk)
+
+
+@router.get("/label-sets/{name}/model", responses=NOT_FOUND)
+async def get_label_set_model(request: Request, name: str) -> dict[str, Any]:
+    return await pointer_view(*await _label_set_keys(request, name))

@@ -1,0 +1,145 @@
+"""Fine-tuning through the whole service: a real redis-server, the API under uvicorn and a worker
+process on tiny models, a model store on disk. Retention, the finetune job with SSE progress,
+the new version answering a label set's requests, rollback, cancellation and bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import LABELS, Service, make_service, png_bytes, sse_events, wait_until
+
+
+@pytest.fixture(scope="module")
+def service(redis_server, tmp_path_factory) -> Iterator[Service]:  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("finetune")
+    svc = make_service(redis_server.url, tmp, TTA_MODEL_STORE=str(tmp / "store"), TTA_LEASE_S="5")
+    svc.start_api()
+    svc.start_worker("ft1")
+    svc.wait_workers({"ft1"})
+    yield svc
+    svc.stop()
+
+
+def classify(client: httpx.Client, seed: int, method: str = "tpt") -> dict:  # type: ignore[type-arg]
+    response = client.post("/v1/classify", files=[("image", ("a.png", png_bytes(seed)))],
+                           data={"label_set": "shapes", "method": method,
+                                 "options": '{"n_views": 8}' if method != "zeroshot" else "{}"})
+    assert response.status_code == 200, response.text
+    return response.json()["results"][0]  # type: ignore[no-any-return]
+
+
+def events(client: httpx.Client, url: str) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    with client.stream("GET", url) as response:
+        return [(name, data) for _, name, data in sse_events(response)]
+
+
+def test_finetune_versions_pointer_and_rollback(service):
+    with service.client("alice") as alice, service.client("bob") as bob:
+        assert alice.post("/v1/label-sets", json={"name": "shapes", "labels": LABELS}).status_code == 201
+        refused = alice.post("/v1/finetunes", json={"label_set": "shapes", "source": "tpt"})
+        assert refused.status_code == 422 and refused.json()["field"] == "label_set"
+        assert "retention is off" in refused.json()["message"]
+        kept = alice.put("/v1/label-sets/shapes/retention", json={"enabled": True, "max_days": 1})
+        assert kept.status_code == 200 and kept.json()["enabled"] is True
+
+        answers = [classify(alice, seed) for seed in range(10)]
+        assert all(a["metrics"]["model"] == "tta-tiny:random" for a in answers)
+        retention = alice.get("/v1/label-sets/shapes/retention").json()
+        assert retention["images"] == 10 and retention["bytes"] == sum(len(png_bytes(s)) for s in range(10))
+
+        for bad, field in (({"label_set": "shapes", "hyperparameters": {"lr": "fast"}}, "hyperparameters"),
+                           ({"label_set": "shapes", "source": "guess"}, "source"),
+                           ({"label_set": "shapes", "extra": 1}, "extra")):
+            response = alice.post("/v1/finetunes", json=bad)
+            assert response.status_code == 422 and response.json()["field"] == field, response.text
+        assert alice.post("/v1/finetunes", json={"label_set": "nope"}).status_code == 404
+        assert bob.post("/v1/finetunes", json={"label_set": "shapes"}).status_code == 404
+
+        started = alice.post("/v1/finetunes", json={
+            "label_set": "shapes", "source": "tpt",
+            "hyperparameters": {"lr": 1e-3, "lr_min": 1e-4, "epochs": 2, "batch_size": 4,
+                                "holdout_fraction": 0.2}})
+        assert started.status_code == 202, started.text
+        body = started.json()
+        assert body["matching_images"] == 10
+        stream = events(alice, body["events_url"])
+        names = [name for name, _ in stream]
+        assert names[0] == "queued" and names[1] == "started" and names[-1] == "result"
+        epochs = [d for n, d in stream if n == "progress" and d["value"] is not None]
+        assert [d["epoch"] for d in epochs] == [0, 1, 2]
+        assert all(0 <= d["value"] <= 1 and d["metric"] == "holdout_agreement" for d in epochs)
+        result = stream[-1][1]
+        name = result["model"]
+        assert name.startswith("tta-tiny:random@ft-") and result["manifest"]["n_images"] == 10
+        assert result["manifest"]["label_set"] == "shapes" and result["metrics"]["n_holdout"] == 2
+        folder = Path(service.env["TTA_MODEL_STORE"]) / "tta-tiny__random" / result["version"]
+        assert json.loads((folder / "manifest.json").read_text())["source_job"] == body["finetune_id"]
+        assert alice.get(body["job_url"]).json()["model"] == name
+
+        listed = alice.get("/v1/models").json()
+        assert [v["name"] for v in listed["versions"]] == [name]
+        assert bob.get("/v1/models").json()["versions"] == []
+        # Bob cannot point his label set at Alice's version.
+        assert bob.post("/v1/label-sets", json={"name": "shapes", "labels": LABELS}).status_code == 201
+        denied = bob.put("/v1/label-sets/shapes/model", json={"model": name})
+        assert denied.status_code == 404 and denied.json()["field"] == "model"
+
+        pointed = alice.put("/v1/label-sets/shapes/model", json={"model": name})
+        assert pointed.status_code == 200 and pointed.json()["model"] == name
+        assert classify(alice, 50, "zeroshot")["metrics"]["model"] == name
+        assert classify(alice, 51)["metrics"]["model"] == name
+        assert classify(bob, 51)["metrics"]["model"] == "tta-tiny:random"
+        wait_until(lambda: any(name in (w["resident_versions"] or [])
+                               for w in alice.get("/v1/models").json()["workers"]), 10,
+                   "the worker to report the resident version")
+
+        back = alice.post("/v1/label-sets/shapes/model/rollback")
+        assert back.status_code == 200 and back.json()["model"] is None
+        assert classify(alice, 52, "zeroshot")["metrics"]["model"] == "tta-tiny:random"
+        again = alice.post("/v1/label-sets/shapes/model/rollback")
+        assert again.status_code == 422
+
+
+def test_cancel_a_running_finetune(service):
+    with service.client("alice") as alice:
+        started = alice.post("/v1/finetunes", json={
+            "label_set": "shapes", "hyperparameters": {"epochs": 1000, "batch_size": 2}})
+        assert started.status_code == 202, started.text
+        finetune_url = started.json()["job_url"]
+        wait_until(lambda: alice.get(finetune_url).json()["status"] == "running", 30,
+                   "the fine-tune to start")
+        cancel = alice.delete(finetune_url)
+        assert cancel.status_code == 202 and cancel.json()["cancel_requested"] is True
+        stream = events(alice, started.json()["events_url"])
+        assert stream[-1][0] == "error" and stream[-1][1]["code"] == "cancelled", stream[-1]
+        final = alice.get(finetune_url).json()
+        assert final["status"] == "failed" and final["model"] is None
+        assert alice.delete(finetune_url).json()["cancel_requested"] is False
+
+
+def test_cli_finetune_against_the_server(service):
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    env = {**service.env, "TTA_API_KEY": service.keys["alice"]}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "finetune", "start", "--server", service.url,
+         "--label-set", "shapes", "--source", "tpt", "--param", "epochs=2", "--param", "batch_size=4",
+         "--activate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["model"].startswith("tta-tiny:random@ft-") and out["activated"] is True
+    assert "epoch 2/2" in done.stderr and "held-out agreement" in done.stderr
+    with service.client("alice") as alice:
+        assert alice.get("/v1/label-sets/shapes/model").json()["model"] == out["model"]
+    failed = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "finetune", "point", "shapes", "nope@v1",
+         "--server", service.url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "404 not_found" in failed.stderr
