@@ -64,8 +64,15 @@ def test_jobs_survive_redis_restarts_mid_job_under_load(own_redis, tmp_path):
         service.wait_workers({"w1"})
         with service.client() as client:
             jobs = [submit(client, n_images=4, seed=10 * i) for i in range(6)]
+        keys = Keys(service.env["TTA_REDIS_PREFIX"])
+
+        def a_job_half_done() -> bool:  # the outage must land inside a job, not between two
+            with redis.Redis.from_url(own_redis.url) as connection:
+                return any(connection.hget(keys.job(job), "status") == b"running"
+                           and 0 < connection.hlen(keys.results(job)) < 4 for job in jobs)
+
         for _ in range(2):
-            time.sleep(1.5)  # let the worker get into a job
+            wait_until(a_job_half_done, 120, "a job with some of its images done", interval_s=0.005)
             own_redis.stop()
             time.sleep(2)
             own_redis.start()  # same port and data directory: the append-only file is replayed
@@ -81,7 +88,6 @@ def test_jobs_survive_redis_restarts_mid_job_under_load(own_redis, tmp_path):
         # The outages did interrupt running jobs, which were resumed (a later attempt), and the
         # images their first attempt had finished kept their results.
         assert any(max(a) > 1 for a in attempts), attempts
-        keys = Keys(service.env["TTA_REDIS_PREFIX"])
         with redis.Redis.from_url(own_redis.url) as connection:
             assert connection.zcard(keys.open_jobs) == 0  # no job holds a queue slot
             assert connection.zcard(keys.inflight("alice")) == 0
