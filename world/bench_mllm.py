@@ -76,7 +76,8 @@ def evaluate_mllm(engine: Any, variant: str, domain: str, n_per_class: int, prog
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         start = time.perf_counter()
         result = engine.run(method, Image.fromarray(pixels), CLASS_NAMES, options=options, top_k=1,
-                            seed=index, exemplars=exemplars, label_set_version="world-bench")
+                            seed=index, exemplars=exemplars, label_set_version="world-bench",
+                            state_key=f"bench|{variant}|{domain}")
         times.append((time.perf_counter() - start) * 1000.0)
         truth = CLASS_NAMES[label]
         confidences.append(result.score)
