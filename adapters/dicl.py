@@ -5,6 +5,8 @@ Pure pieces, so the decision logic is testable with a scripted scorer:
   T[c] is the CLIP's mean probability vector over class c's exemplars;
 - for a candidate c, the erroneous exemplar comes from the class most often taken for c
   (argmax over j of T[j, c], excluding c and the CLIP's top-1, whose "False" would be a lie);
+  (the official code instead shows the candidate's own exemplar asked about the top-1:
+  ``negative_shot="code"``); ``shots`` 1 drops the negative turn, 0 both exemplar turns;
 - the gate: keep the CLIP's top-1 when (P(True | top-1) + its CLIP probability) / 2 >= threshold,
   else score all n candidates and take the one the MLLM believes most.
 """
@@ -62,24 +64,36 @@ def confusable_class(matrix: torch.Tensor, candidate: int, top1: int, available:
     return best if scores[best] > -2.0 else None
 
 
+def negative_class(matrix: torch.Tensor, candidate: int, top1: int, second: int | None,
+                   available: set[int], mode: str) -> int | None:
+    """The class whose exemplar is shown and asked about the top-1 (answer False)."""
+    if mode == "code":  # the official code: the candidate's own exemplar, or the runner-up's
+        shown = candidate if candidate != top1 else second
+        return shown if shown is not None and shown in available else None
+    return confusable_class(matrix, candidate, top1, available)
+
+
 def build_prompts(query: Image.Image, candidate: int, top1: int, matrix: torch.Tensor,
                   exemplars: Exemplars, labels: Sequence[str], draws: int,
-                  rng: np.random.Generator) -> list[DICLPrompt]:
+                  rng: np.random.Generator, *, shots: int = 2, negative_shot: str = "paper",
+                  second: int | None = None) -> list[DICLPrompt]:
     """``draws`` prompts for one candidate, each with other exemplars where the bank allows."""
     available = {i for i, images in exemplars.items() if images}
-    wrong_class = confusable_class(matrix, candidate, top1, available)
-    right = list(exemplars[candidate])
-    right_order = rng.permutation(len(right))
+    wrong_class = (negative_class(matrix, candidate, top1, second, available, negative_shot)
+                   if shots >= 2 else None)
+    right = list(exemplars[candidate]) if shots >= 1 else []
+    right_order = rng.permutation(len(right)) if right else np.arange(0)
     wrong = list(exemplars[wrong_class]) if wrong_class is not None else []
     wrong_order = rng.permutation(len(wrong)) if wrong else np.arange(0)
     prompts = []
     for draw in range(draws):
-        shots = []
+        turns = []
         if wrong:  # with only two classes there may be no class that is neither c nor top-1
-            shots.append(Shot(wrong[wrong_order[draw % len(wrong)]], labels[top1], False))
-        shots.append(Shot(right[right_order[draw % len(right)]], labels[candidate], True))
-        shots.append(Shot(query, labels[candidate], None))
-        prompts.append(DICLPrompt(tuple(shots)))
+            turns.append(Shot(wrong[wrong_order[draw % len(wrong)]], labels[top1], False))
+        if right:
+            turns.append(Shot(right[right_order[draw % len(right)]], labels[candidate], True))
+        turns.append(Shot(query, labels[candidate], None))
+        prompts.append(DICLPrompt(tuple(turns)))
     return prompts
 
 
@@ -97,10 +111,18 @@ def rectify(
     probs: torch.Tensor, query: Image.Image, matrix: torch.Tensor, exemplars: Exemplars,
     labels: Sequence[str], scorer: MLLMScorer, *, n_candidates: int, draws: int, threshold: float,
     rng: np.random.Generator, on_scored: Callable[[int, float, str], None] = lambda *_: None,
+    shots: int = 2, negative_shot: str = "paper",
 ) -> Decision:
     candidates = [int(i) for i in probs.topk(min(n_candidates, len(labels))).indices]
     top1 = candidates[0]
-    gate_scores = scorer.p_true(build_prompts(query, top1, top1, matrix, exemplars, labels, draws, rng))
+    # The runner-up by CLIP probability, for the official code's negative shot at the gate.
+    second = int(probs.topk(min(2, len(labels))).indices[-1]) if len(labels) > 1 else None
+
+    def prompts_for(candidate: int) -> list[DICLPrompt]:
+        return build_prompts(query, candidate, top1, matrix, exemplars, labels, draws, rng,
+                             shots=shots, negative_shot=negative_shot, second=second)
+
+    gate_scores = scorer.p_true(prompts_for(top1))
     decision = Decision(label=top1, candidates=candidates, gate_score=0.0, gate_passed=False,
                         p_true={top1: float(np.mean(gate_scores))}, calls=len(gate_scores))
     decision.gate_score = (decision.p_true[top1] + float(probs[top1])) / 2
@@ -110,7 +132,7 @@ def rectify(
         return decision
     prompts: list[DICLPrompt] = []
     for candidate in candidates[1:]:  # all remaining prompts of this image in one scorer call
-        prompts += build_prompts(query, candidate, top1, matrix, exemplars, labels, draws, rng)
+        prompts += prompts_for(candidate)
     scores = scorer.p_true(prompts)
     decision.calls += len(scores)
     for offset, candidate in enumerate(candidates[1:]):

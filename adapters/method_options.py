@@ -156,8 +156,15 @@ class MLLMOptions:
     """Exemplar draws per candidate; P(True) is averaged over them (published r = 3)."""
     threshold: float = 0.6
     """Keep the CLIP label when (P(True | top-1) + CLIP max probability) / 2 reaches this."""
+    shots: int = 2
+    """Exemplar turns before the query: 2 = negative + positive (DICL), 1 = positive only, 0 = none."""
+    negative_shot: Literal["paper", "code"] = "paper"
+    """Negative exemplar: 'paper' = class most confused with the candidate (from T), asked about
+    the top-1; 'code' = the candidate's own exemplar asked about the top-1 (the 2nd candidate's
+    when the candidate is the top-1), as the official code does."""
 
     def __post_init__(self) -> None:
+        check_range("shots", self.shots, 0, 2)
         check_range("n_candidates", self.n_candidates, 1, 20)
         check_range("draws", self.draws, 1, 10)
         check_range("threshold", self.threshold, 0.0, 1.0)

@@ -83,7 +83,8 @@ class MLLMRectify(Method):
         decision = rectify(probs, inp.image, matrix, exemplars, inp.labels, models.mllm,
                            n_candidates=options.n_candidates, draws=options.draws,
                            threshold=options.threshold, rng=np.random.default_rng(inp.seed),
-                           on_scored=on_scored)
+                           on_scored=on_scored, shots=options.shots,
+                           negative_shot=options.negative_shot)
         if decision.gate_passed:
             top = ranked(probs, inp.labels, inp.top_k)
         else:

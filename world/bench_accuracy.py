@@ -138,19 +138,39 @@ def run_accuracy(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in (args.methods or default).split(",") if m.strip()]
     domains = list(TEST_DOMAINS)
     n_per_class = args.n_per_class or (QUICK_PER_CLASS if args.quick else FULL_PER_CLASS)
-    engine = Engine(load_models(policy, reward, device=device))
+    from world.bench_mllm import bench_exemplars, evaluate_mllm, load_bench_scorer, uses_mllm
+
+    wants_mllm = any(uses_mllm(m) for m in methods)
+    scorer = load_bench_scorer(args.mllm) if wants_mllm else None
+    engine = Engine(load_models(policy, reward, device=device, mllm=scorer))
+    exemplars = bench_exemplars() if wants_mllm else {}
     for variant in methods:  # a typo should fail now, not after minutes of other methods
         method, options = parse_variant(variant)
         engine.prepare(method, CLASS_NAMES, options=options)
     n_per_domain = n_per_class * len(CLASS_NAMES)
     bar = ProgressBar(len(methods) * len(domains) * n_per_domain, enabled=not args.no_progress)
-    rows = [evaluate(engine, m, d, n_per_class, bar) for m in methods for d in domains]
+    rows, mllm_stats = [], []
+    for variant in methods:
+        for domain in domains:
+            if uses_mllm(variant):
+                row, stats = evaluate_mllm(engine, variant, domain, n_per_class, bar, exemplars)
+                mllm_stats.append(stats)
+            else:
+                row = evaluate(engine, variant, domain, n_per_class, bar)
+            rows.append(row)
 
-    report = {"model": policy, "reward_model": reward or "", "n_per_domain": n_per_domain,
-              "results": [asdict(r) for r in rows]}
+    report: dict[str, Any] = {"model": policy, "reward_model": reward or "",
+                              "n_per_domain": n_per_domain, "results": [asdict(r) for r in rows]}
+    if scorer is not None:
+        report["mllm"] = {"scorer": scorer.name, "stats": [asdict(s) for s in mllm_stats]}
     print(f"policy {policy}  reward {reward}  {n_per_domain} images per domain "
           f"(seeds from {TEST_SEEDS})")
     print_table(rows, methods, domains)
+    if mllm_stats:
+        from world.bench_mllm import print_mllm_table
+
+        print(f"MLLM {scorer.name if scorer else ''}: what the rectification did")
+        print_mllm_table(mllm_stats)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)

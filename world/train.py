@@ -3,6 +3,7 @@
     python -m world.train --which policy      # small policy CLIP
     python -m world.train --which reward      # larger reward CLIP, broader augmentation
     python -m world.train --which coop        # CoOp context for the policy (world/train_coop.py)
+    python -m world.train --which mllm        # world MLLM (a small LLaVA; world/train_mllm.py)
 
 Writes fp16 safetensors to ``models/weights/world-{which}.safetensors`` and prints zero-shot
 accuracy per domain on *validation* seeds (never the benchmark's test seeds).
@@ -160,14 +161,24 @@ def train(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--which", choices=[*sorted(RECIPES), "coop"], required=True)
+    parser.add_argument("--which", choices=[*sorted(RECIPES), "coop", "mllm"], required=True)
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     parser.add_argument("--batch", type=int, default=None, help="override the recipe's batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak lr")
+    parser.add_argument("--vision-from", type=Path, default=None,
+                        help="mllm: reuse the vision tower of an earlier output (skips stage 1)")
     parser.add_argument("--eval-every", type=int, default=0, help="validation accuracy every N steps")
     args = parser.parse_args()
+    if args.which == "mllm":
+        from world.train_mllm import train_mllm
+
+        # One thread: on cores shared with other jobs, two threads spin-wait and ran 10x slower.
+        torch.set_num_threads(1)
+        train_mllm(seed=args.seed, out=args.out or WEIGHTS_DIR / "world-mllm",
+                   vision_from=args.vision_from)
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.which == "coop":
         from world.train_coop import train_coop

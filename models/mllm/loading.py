@@ -1,8 +1,13 @@
-"""``TTA_MLLM`` -> a scorer: ``none``, ``transformers:<hub id or dir>``, ``openai:<base URL>``."""
+"""``TTA_MLLM`` -> a scorer: ``none``, ``world-mllm`` (the bundled world MLLM),
+``transformers:<hub id or dir>``, ``openai:<base URL>``."""
 
 from __future__ import annotations
 
+from models.bundled import WEIGHTS_DIR
 from models.mllm.prompts import MLLMError, MLLMScorer
+
+BUNDLED_MLLMS = {"world-mllm": WEIGHTS_DIR / "world-mllm"}
+"""Named MLLMs shipped in the package: the same transformers path as a user's directory."""
 
 
 def load_scorer(spec: str | None, *, model: str | None = None, api_key: str | None = None,
@@ -10,6 +15,8 @@ def load_scorer(spec: str | None, *, model: str | None = None, api_key: str | No
                 concurrency: int = 8, batch_size: int = 16) -> MLLMScorer | None:
     if not spec or spec.strip().lower() == "none":
         return None
+    if spec.strip() in BUNDLED_MLLMS:
+        spec = f"transformers:{BUNDLED_MLLMS[spec.strip()]}"
     kind, _, source = spec.partition(":")
     if kind == "transformers" and source:
         from models.mllm.transformers_backend import TransformersScorer
@@ -20,5 +27,5 @@ def load_scorer(spec: str | None, *, model: str | None = None, api_key: str | No
 
         return OpenAIChatScorer(source, model or "", api_key=api_key, timeout_s=timeout_s,
                                 retries=retries, concurrency=concurrency)
-    raise MLLMError(f"TTA_MLLM={spec!r} is not 'none', 'transformers:<model id or directory>' "
+    raise MLLMError(f"TTA_MLLM={spec!r} is not 'none', 'world-mllm', 'transformers:<model id or directory>' "
                     "or 'openai:<base URL>'", field="TTA_MLLM")

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--json", metavar="FILE", help="write the results as JSON")
     accuracy.add_argument("--plot", metavar="FILE.png", help="write a bar chart")
     accuracy.add_argument("--no-progress", action="store_true", help="no progress bar")
+    accuracy.add_argument("--mllm", default=None,
+                          help="MLLM for mllm variants (a TTA_MLLM value; default world-mllm)")
     _add_model_args(accuracy)
     from service.cli.finetune_parsers import add_finetune, add_finetune_bench
 

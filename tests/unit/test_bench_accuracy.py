@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from service.cli.main import main
 from world.bench_accuracy import QUICK_PER_CLASS
 from world.glyphs import CLASS_NAMES
@@ -42,3 +44,32 @@ def test_bench_rejects_a_bad_variant_before_running(monkeypatch, capsys):
     code = main(["bench", "accuracy", "--quick", "--no-progress", "--methods", "rlcf:stepz=3",
                  "--model", "tta-tiny:random", "--reward-model", "tta-tiny-reward:random"])
     assert code == 2 and "stepz" in capsys.readouterr().err
+
+
+def test_bench_mllm_reports_what_the_rectification_did(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TTA_DEVICE", "cpu")
+    out = tmp_path / "bench.json"
+    code = main(["bench", "accuracy", "--n-per-class", "1", "--no-progress", "--json", str(out),
+                 "--methods", "zeroshot,mllm:n_candidates=3+draws=1", "--model", "world-policy",
+                 "--reward-model", "none"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["mllm"]["scorer"].startswith("transformers:") and "world-mllm" in report["mllm"]["scorer"]
+    rows = {(r["method"], r["domain"]): r for r in report["results"]}
+    stats = report["mllm"]["stats"]
+    assert [s["domain"] for s in stats] == list(TEST_DOMAINS)
+    n = len(CLASS_NAMES)
+    for s in stats:
+        assert set(s) == {"method", "domain", "accuracy", "zeroshot_accuracy", "calls_per_image",
+                          "gate_kept", "changed", "changed_right", "changed_wrong", "broke"}
+        assert s["accuracy"] == rows[(s["method"], s["domain"])]["accuracy"]
+        # the method's zero-shot guess is the zeroshot method's answer on the same images
+        assert s["zeroshot_accuracy"] == rows[("zeroshot", s["domain"])]["accuracy"]
+        assert 1.0 <= s["calls_per_image"] <= 3.0  # the gate (r = 1), at most n x r = 3
+        # kept images cost one call, the others three
+        assert s["calls_per_image"] == pytest.approx(1 + 2 * (1 - s["gate_kept"]), abs=0.01)
+        assert s["changed_right"] + s["changed_wrong"] == round(s["changed"] * n)
+        assert s["broke"] <= s["changed_wrong"]
+        # accuracy moves by exactly the labels changed to right minus those broken
+        assert round((s["accuracy"] - s["zeroshot_accuracy"]) * n) == s["changed_right"] - s["broke"]
+    assert "gate kept" in capsys.readouterr().out

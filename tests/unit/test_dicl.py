@@ -69,6 +69,32 @@ def test_the_erroneous_exemplar_comes_from_the_most_confused_class():
     assert len({id(p.shots[1].image) for p in about_candidate}) == 3
 
 
+def test_official_code_negative_shot_is_the_candidates_own_exemplar_asked_about_top1():
+    scorer = ScriptedScorer(supported="nothing")
+    top1, second, third = 0, 2, 1
+    run(probs_with([top1, second, third, 3], [0.35, 0.3, 0.2, 0.15]), scorer,
+        matrix=confusion(taken_for=second, most_confused=4), negative_shot="code")
+    for prompt in scorer.prompts:
+        wrong, right, query = prompt.shots
+        candidate = LABELS.index(query.label)
+        assert wrong.label == LABELS[top1] and wrong.answer is False
+        # the gate (candidate = top-1) shows the runner-up's exemplar; the others their own
+        assert wrong.image.info["class"] == (second if candidate == top1 else candidate)
+        assert right.image.info["class"] == candidate
+
+
+@pytest.mark.parametrize("shots", [0, 1])
+def test_fewer_shots_drop_the_negative_then_the_positive_turn(shots):
+    scorer = ScriptedScorer(supported=LABELS[3])
+    decision = run(probs_with([0, 1, 3, 2, 4], [0.4, 0.3, 0.2, 0.06, 0.04]), scorer, shots=shots)
+    assert decision.label == 3
+    assert {len(p.shots) for p in scorer.prompts} == {shots + 1}
+    assert all(p.shots[-1].answer is None for p in scorer.prompts)
+    if shots == 1:
+        assert all(p.shots[0].answer is True and p.shots[0].label == p.shots[1].label
+                   for p in scorer.prompts)
+
+
 def test_top1_is_never_the_erroneous_class():
     matrix = confusion(taken_for=2, most_confused=0)  # class 0 is most taken for 2, but is top-1
     assert confusable_class(matrix, candidate=2, top1=0, available=set(range(N))) != 0

@@ -46,7 +46,7 @@ def test_list_methods_describes_options():
     assert set(infos) == {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune", "mllm"}
     assert infos["mllm"]["needs_exemplars"] and infos["mllm"]["needs_mllm"]
     mllm = {o["name"]: o["default"] for o in infos["mllm"]["options"]}
-    assert mllm == {"n_candidates": 6, "draws": 3, "threshold": 0.6}
+    assert mllm == {"n_candidates": 6, "draws": 3, "threshold": 0.6, "shots": 2, "negative_shot": "paper"}
     assert infos["rlcf"]["needs_reward_model"] and not infos["tpt"]["needs_reward_model"]
     tpt = {o["name"]: o for o in infos["tpt"]["options"]}
     assert tpt["lr"]["default"] == 5e-3 and tpt["steps"]["default"] == 1

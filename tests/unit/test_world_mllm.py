@@ -1,0 +1,48 @@
+"""The bundled world MLLM loads through AutoModelForImageTextToText / AutoProcessor and the
+in-process backend exactly like a user's model. (Its answers are still at chance on validation
+scenes, see the README's MLLM section, so no test claims it prefers the right candidate.)"""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from models.mllm.loading import BUNDLED_MLLMS, load_scorer
+from models.mllm.prompts import DICLPrompt, Shot
+from models.mllm.transformers_backend import TransformersScorer
+from world.glyphs import CLASS_NAMES
+
+
+@pytest.fixture(scope="module")
+def scorer() -> TransformersScorer:
+    loaded = load_scorer("world-mllm", device="cpu", batch_size=32)
+    assert isinstance(loaded, TransformersScorer)
+    return loaded
+
+
+def test_bundled_directory_is_a_standard_transformers_model():
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    directory = BUNDLED_MLLMS["world-mllm"]
+    size = sum(f.stat().st_size for f in directory.iterdir())
+    assert size < 8_000_000  # small enough to ship in the package
+    model = AutoModelForImageTextToText.from_pretrained(directory)
+    processor = AutoProcessor.from_pretrained(directory)
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is this a cup?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "True"}]},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is this a cup?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    batch = processor(text=[text], images=[[Image.new("RGB", (64, 64))] * 2], return_tensors="pt")
+    assert batch["pixel_values"].shape[0] == 2
+    assert "<unk>" not in processor.tokenizer.convert_ids_to_tokens(
+        processor.tokenizer(" ".join(CLASS_NAMES))["input_ids"])  # every class name is a word
+
+
+def test_world_mllm_name_resolves_to_the_transformers_path_and_scores(scorer):
+    assert scorer.name == f"transformers:{BUNDLED_MLLMS['world-mllm']}"
+    image = Image.new("RGB", (64, 64), (200, 40, 40))
+    prompt = DICLPrompt((Shot(image, "cup", False), Shot(image, "kettle", True), Shot(image, "kettle", None)))
+    together = scorer.p_true([prompt, DICLPrompt(prompt.shots[1:])])
+    assert all(0.0 < p < 1.0 for p in together)
+    assert together[1] == pytest.approx(scorer.p_true([DICLPrompt(prompt.shots[1:])])[0], abs=1e-5)

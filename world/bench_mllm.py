@@ -1,0 +1,111 @@
+"""The ``mllm`` method in ``tta bench accuracy``: DICL with the bundled world MLLM (or
+``--mllm``/``TTA_MLLM``) on the world's test samples, with a label set of ``EXEMPLARS_PER_CLASS``
+exemplars per class drawn from ``train`` scenes (seeds from ``EXEMPLAR_SEEDS``: neither the
+MLLM's training seeds nor validation nor test).
+
+Besides top-1 and ECE it reports, per variant and domain, what the rectification did: MLLM
+calls per image (the worst case is n x r), how often the gate kept the CLIP label, how often a
+changed label was right and how often wrong.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from world.data import TEST_SEEDS, sample_arrays
+from world.ece import expected_calibration_error
+from world.glyphs import CLASS_NAMES
+
+EXEMPLARS_PER_CLASS = 3
+EXEMPLAR_SEEDS = 300_000
+"""``train``-domain seeds for the bench's label set: past the MLLM's training scenes (< 1000),
+below validation (500,000) and test (1,000,000)."""
+DEFAULT_MLLM = "world-mllm"
+
+
+@dataclass(frozen=True)
+class MLLMStats:
+    method: str
+    domain: str
+    accuracy: float
+    zeroshot_accuracy: float
+    calls_per_image: float
+    gate_kept: float
+    """Fraction of images whose CLIP label the gate kept (r calls only)."""
+    changed: float
+    changed_right: int
+    """Changed labels that became right (the CLIP was wrong)."""
+    changed_wrong: int
+    """Changed labels that are wrong (whether or not the CLIP was right)."""
+    broke: int
+    """Of those, the CLIP label was right: the MLLM made it worse."""
+
+
+def uses_mllm(variant: str) -> bool:
+    return variant.partition(":")[0] == "mllm"
+
+
+def bench_exemplars() -> dict[int, list[Image.Image]]:
+    images, labels, _ = sample_arrays("train", EXEMPLARS_PER_CLASS, seed_base=EXEMPLAR_SEEDS)
+    exemplars: dict[int, list[Image.Image]] = {index: [] for index in range(len(CLASS_NAMES))}
+    for pixels, label in zip(images, labels, strict=True):
+        exemplars[int(label)].append(Image.fromarray(pixels))
+    return exemplars
+
+
+def load_bench_scorer(spec: str | None) -> Any:
+    from models.mllm.loading import load_scorer
+
+    return load_scorer(spec or DEFAULT_MLLM)
+
+
+def evaluate_mllm(engine: Any, variant: str, domain: str, n_per_class: int, progress: Any,
+                  exemplars: dict[int, list[Image.Image]]) -> tuple[Any, MLLMStats]:
+    from world.bench_accuracy import Row, parse_variant
+
+    method, options = parse_variant(variant)
+    images, labels, _ = sample_arrays(domain, n_per_class, seed_base=TEST_SEEDS)
+    confidences, correct, zeroshot_correct, times = [], [], [], []
+    calls, kept, right, wrong, broke = [], [], 0, 0, 0
+    for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        start = time.perf_counter()
+        result = engine.run(method, Image.fromarray(pixels), CLASS_NAMES, options=options, top_k=1,
+                            seed=index, exemplars=exemplars, label_set_version="world-bench",
+                            state_key=f"bench|{variant}|{domain}")
+        times.append((time.perf_counter() - start) * 1000.0)
+        truth = CLASS_NAMES[label]
+        confidences.append(result.score)
+        correct.append(result.label == truth)
+        zeroshot_correct.append(result.zeroshot_top_k[0].label == truth)
+        calls.append(result.metrics["mllm_calls"])
+        kept.append(result.metrics["gate_passed"])
+        if result.changed:
+            right += result.label == truth
+            wrong += result.label != truth
+            broke += zeroshot_correct[-1]
+        progress()
+    row = Row(variant, domain, round(float(np.mean(correct)), 4),
+              round(expected_calibration_error(np.array(confidences), np.array(correct)), 4),
+              round(statistics.median(times), 2))
+    stats = MLLMStats(variant, domain, row.accuracy, round(float(np.mean(zeroshot_correct)), 4),
+                      round(float(np.mean(calls)), 2), round(float(np.mean(kept)), 4),
+                      round((right + wrong) / len(images), 4), right, wrong, broke)
+    return row, stats
+
+
+def print_mllm_table(stats: list[MLLMStats]) -> None:
+    from service.cli.common import print_table
+
+    headers = ["variant", "domain", "top-1", "zero-shot", "calls/img", "gate kept", "changed",
+               "changed right", "changed wrong", "broke right"]
+    print_table(headers, [[s.method, s.domain, f"{100 * s.accuracy:.1f}",
+                           f"{100 * s.zeroshot_accuracy:.1f}", f"{s.calls_per_image:.2f}",
+                           f"{100 * s.gate_kept:.0f}%", f"{100 * s.changed:.1f}%",
+                           str(s.changed_right), str(s.changed_wrong), str(s.broke)]
+                          for s in stats])

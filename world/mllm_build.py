@@ -1,0 +1,124 @@
+"""Builds a small LLaVA (Hugging Face CLIP vision tower + Llama text model) with a word-level
+tokenizer and a multi-image chat template, the family ``AutoModelForImageTextToText`` and
+``AutoProcessor`` load from a directory. The world MLLM (``world/train_mllm.py``) is one; the
+tests build a tiny random one with the same code.
+
+Why LLaVA: it is the simplest interleaved multi-image architecture in transformers (each
+``<image>`` in the chat becomes that image's patch tokens, in order), every piece has a tiny
+config, and it loads with the same two Auto classes a user's Qwen2.5-VL or SmolVLM does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROMPT_WORDS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "user", "assistant", ":", "True", "False",
+                "Is", "this", "a", "photo", "of", "?", "Answer", "or", "."]
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {% for c in m['content'] %}"
+                 "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}"
+                 "{% endfor %}{% endfor %}{% if add_generation_prompt %}assistant : {% endif %}")
+"""Every turn is ``role : <image> question`` / ``assistant : answer``; the generation prompt
+leaves ``assistant :`` open, so the next token is the answer."""
+
+
+@dataclass(frozen=True)
+class VLMSize:
+    image_size: int = 32
+    patch_size: int = 8
+    vision_hidden: int = 32
+    vision_layers: int = 2
+    vision_heads: int = 2
+    text_hidden: int = 32
+    text_layers: int = 2
+    text_heads: int = 2
+    vision: str = "clip"
+    """"clip": a CLIP ViT; "levit": a LeViT (conv stem + attention stages, one token per image)."""
+
+    @property
+    def image_tokens(self) -> int:
+        return 1 if self.vision == "levit" else (self.image_size // self.patch_size) ** 2
+
+
+LEVIT_WIDTHS = (128, 192, 256)
+LEVIT_FEATURE_LAYER = 2
+"""LeViT's hidden states: [0] the conv stem's 4x4 grid, [1] stage 1 subsampled to 2x2, [2]
+stage 2 subsampled to one global token (at 64 px), the image's single token for the Llama."""
+
+
+def vision_config(size: VLMSize) -> tuple[Any, int, str]:
+    """(config, feature layer, select strategy). Why LeViT for the world MLLM: its conv stem
+    learns the world's shapes from a few thousand images in minutes on a CPU, where a ViT of
+    the same cost stayed near chance; its hidden states are token sequences, as LLaVA needs."""
+    from transformers import CLIPVisionConfig, LevitConfig
+
+    if size.vision == "levit":
+        heads = size.vision_heads
+        config: Any = LevitConfig(  # type: ignore[call-arg]
+            image_size=size.image_size, patch_size=16, hidden_sizes=list(LEVIT_WIDTHS),
+            num_attention_heads=[heads] * 3, depths=[size.vision_layers] * 3, key_dim=[16] * 3,
+            down_ops=[["Subsample", 16, LEVIT_WIDTHS[0] // 16, 4, 2, 2],
+                      ["Subsample", 16, LEVIT_WIDTHS[1] // 16, 4, 2, 2]],
+            hidden_size=LEVIT_WIDTHS[-1])  # read by LLaVA's projector (LevitConfig has none)
+        return config, LEVIT_FEATURE_LAYER, "full"
+    clip: Any = CLIPVisionConfig(
+        image_size=size.image_size, patch_size=size.patch_size, hidden_size=size.vision_hidden,
+        intermediate_size=2 * size.vision_hidden, num_hidden_layers=size.vision_layers,
+        num_attention_heads=size.vision_heads, projection_dim=size.vision_hidden)
+    return clip, -1, "default"
+
+
+def word_tokenizer(extra_words: list[str]) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {word: index for index, word in enumerate(dict.fromkeys(PROMPT_WORDS + extra_words))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                     pre_tokenizers.Punctuation()])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
+                                   bos_token="<s>", eos_token="</s>",
+                                   extra_special_tokens={"image_token": "<image>"})
+
+
+def build_vlm(size: VLMSize, extra_words: list[str], seed: int = 0) -> tuple[Any, Any]:
+    """(LlavaForConditionalGeneration with random weights, LlavaProcessor)."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = word_tokenizer(extra_words)
+    vision, layer, strategy = vision_config(size)
+    select: Any = strategy
+    # The processor's token count per image: (side / patch)^2, plus 1 for a CLS that "default" drops.
+    patch = size.image_size if size.vision == "levit" else size.patch_size
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size.image_size},
+                                           crop_size={"height": size.image_size, "width": size.image_size}),
+        tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy=strategy,
+        chat_template=CHAT_TEMPLATE, num_additional_image_tokens=int(strategy == "default"))
+    vocab = tokenizer.get_vocab()
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=LlamaConfig(
+            vocab_size=len(vocab), hidden_size=size.text_hidden, intermediate_size=2 * size.text_hidden,
+            num_hidden_layers=size.text_layers, num_attention_heads=size.text_heads,
+            num_key_value_heads=size.text_heads, max_position_embeddings=1024, pad_token_id=0,
+            bos_token_id=1, eos_token_id=2, tie_word_embeddings=True),
+        image_token_index=vocab["<image>"], vision_feature_select_strategy=select,
+        vision_feature_layer=layer)
+    torch.manual_seed(seed)
+    return LlavaForConditionalGeneration(config).eval(), processor
+
+
+def save_vlm(model: Any, processor: Any, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

@@ -1,0 +1,296 @@
+"""Train the world MLLM (``python -m world.train --which mllm``): a small LLaVA, on ``train``
+scenes only, in two seeded CPU stages.
+
+1. Vision: the LLaVA's own vision tower (a Hugging Face LeViT, 64 px, one token per image) is
+   distilled from the bundled world *reward* CLIP (an open_clip ModifiedResNet, which no
+   transformers class can load): its token, through a linear head, is matched to the reward
+   CLIP's image embedding and zero-shot logits, on augmented ``train`` scenes (the reward CLIP's broad
+   photometric augmentation: its robustness is what is worth inheriting).
+2. Language: the vision tower frozen and its patch tokens cached for a bank of ``train``
+   scenes (clean and augmented views), the projector and the Llama learn to answer the DICL
+   conversations of ``world/mllm_data.py`` (loss on the True/False answer of the last question).
+
+Writes ``models/weights/world-mllm/`` (fp16 safetensors, config, processor, chat template) and
+prints answer accuracy on *validation* seeds (never the benchmark's test seeds).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.loading import load_clip
+from models.text import TextTower
+from world.augment import broad_photometric, random_resized_crops
+from world.data import TRAIN_SEEDS, VALIDATION_SEEDS, sample_arrays
+from world.glyphs import CLASS_NAMES
+from world.mllm_build import VLMSize, build_vlm, save_vlm
+from world.mllm_data import ConversationSampler
+from world.train import _lr_at
+
+NAME_WORDS = sorted({word for name in CLASS_NAMES for word in name.split()})
+
+
+WORLD_MLLM_SIZE = VLMSize(image_size=64, vision="levit", vision_layers=2, vision_heads=4,
+                          text_hidden=128, text_layers=2, text_heads=4)
+
+
+@dataclass(frozen=True)
+class MLLMRecipe:
+    size: VLMSize = WORLD_MLLM_SIZE
+    vision_per_class: int = 100
+    views_per_scene: int = 2
+    vision_steps: int = 600
+    vision_batch: int = 96
+    vision_lr: float = 1e-3
+    bank_per_class: int = 80
+    text_steps: int = 1500
+    text_batch: int = 32
+    text_lr: float = 2e-3
+    shuffle_names: float = 0.3
+
+
+def _pixels(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _normalise(views: torch.Tensor, processor: Any, size: int) -> torch.Tensor:
+    """[B,3,H,W] in [0,1] -> the vision tower's input (the processor's resolution and statistics)."""
+    views = F.interpolate(views, size=(size, size), mode="bicubic", align_corners=False,
+                          antialias=True).clamp_(0.0, 1.0)
+    mean = torch.tensor(processor.image_processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(processor.image_processor.image_std).view(1, 3, 1, 1)
+    return (views - mean) / std
+
+
+def patch_tokens(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+    """What the LLaVA feeds its projector: the chosen layer's tokens (CLS dropped by "default")."""
+    hidden = model.model.vision_tower(pixel_values, output_hidden_states=True).hidden_states
+    tokens = hidden[model.config.vision_feature_layer]
+    return tokens[:, 1:] if model.config.vision_feature_select_strategy == "default" else tokens
+
+
+@torch.no_grad()
+def distillation_set(processor: Any, recipe: MLLMRecipe, rng: np.random.Generator,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(student inputs, teacher embeddings, labels, teacher text features): ``views_per_scene``
+    broad-augmented crops of each ``train`` scene, encoded once by the reward CLIP (its forward
+    pass is the costly part, so it is not repeated every step)."""
+    teacher = load_clip("world-reward", "cpu")
+    text = TextTower(teacher).encode_texts([f"a photo of a {name}." for name in CLASS_NAMES])
+    images, labels, _ = sample_arrays("train", recipe.vision_per_class, seed_base=TRAIN_SEEDS)
+    inputs, targets = [], []
+    for _ in range(recipe.views_per_scene):
+        for start in range(0, len(images), 500):
+            views = broad_photometric(random_resized_crops(_pixels(images[start : start + 500]), 64,
+                                                           rng, 0.5), rng)
+            targets.append(teacher.encode_images(views))
+            inputs.append(_normalise(views, processor, recipe.size.image_size))
+    all_labels = torch.from_numpy(np.tile(labels, recipe.views_per_scene))
+    return torch.cat(inputs), torch.cat(targets), all_labels, text
+
+
+def distill_vision(model: Any, processor: Any, recipe: MLLMRecipe, rng: np.random.Generator) -> None:
+    started = time.perf_counter()
+    inputs, targets, labels, text = distillation_set(processor, recipe, rng)
+    print(f"distillation set: {len(inputs)} views in {time.perf_counter() - started:.0f}s", flush=True)
+    vision = model.model.vision_tower
+    width = model.config.vision_config.hidden_size
+    head = torch.nn.Sequential(torch.nn.LayerNorm(width), torch.nn.Linear(width, text.shape[1]))
+    params = [*vision.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=recipe.vision_lr, weight_decay=0.05)
+    vision.train()
+    for step in range(recipe.vision_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, recipe.vision_steps, recipe.vision_lr)
+        index = torch.from_numpy(rng.choice(len(inputs), recipe.vision_batch, replace=False))
+        tokens = patch_tokens(model, inputs[index])
+        student = F.normalize(head(tokens.mean(dim=1)), dim=-1)
+        # Both at logit scale 25 (the reward CLIP's 100 at temperature 4): a random tower's
+        # logits at scale 100 saturate the softmax and barely learn.
+        logits = 25.0 * student @ text.t()
+        target = targets[index]
+        distill = F.kl_div(F.log_softmax(logits, -1), F.softmax(25.0 * target @ text.t(), -1),
+                           reduction="batchmean")
+        cosine = (1 - (student * target).sum(-1)).mean()
+        loss = distill + 0.5 * F.cross_entropy(logits, labels[index]) + cosine
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0 or step == recipe.vision_steps - 1:
+            accuracy = float((logits.argmax(-1) == labels[index]).float().mean())
+            print(f"vision {step:5d}/{recipe.vision_steps}  loss {loss.item():.3f}  "
+                  f"batch acc {accuracy:.2f}  {time.perf_counter() - started:.0f}s", flush=True)
+    vision.eval()
+    vision.requires_grad_(False)
+
+
+@torch.no_grad()
+def feature_bank(model: Any, processor: Any, domain: str, per_class: int, seed_base: int,
+                 rng: np.random.Generator, augmented: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """Patch tokens of one view per scene (plus a broad-augmented view if ``augmented``)."""
+    from PIL import Image
+
+    images, labels, _ = sample_arrays(domain, per_class, seed_base=seed_base)
+    clean = processor.image_processor([Image.fromarray(i) for i in images],
+                                      return_tensors="pt")["pixel_values"]
+    chunks = [patch_tokens(model, clean[s : s + 256]) for s in range(0, len(clean), 256)]
+    if augmented:
+        views = broad_photometric(random_resized_crops(_pixels(images), 64, rng, 0.6), rng, p=0.3)
+        pixels = _normalise(views, processor, processor.image_processor.crop_size["height"])
+        chunks += [patch_tokens(model, pixels[s : s + 256]) for s in range(0, len(pixels), 256)]
+        labels = np.concatenate([labels, labels])
+    return torch.cat(chunks), labels
+
+
+def language_forward(model: Any, processor: Any, bank: torch.Tensor, conversations: list[Any],
+                     image_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hidden [B, L, D], input ids, attention mask). The image tokens' embeddings are the
+    projected cached patch tokens, exactly where LLaVA's forward would put them."""
+    expanded = [c.text.replace("<image>", "<image>" * image_tokens) for c in conversations]
+    batch = processor.tokenizer(expanded, padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    embeds = model.get_input_embeddings()(ids)
+    order = torch.tensor([i for c in conversations for i in c.images])
+    features = model.model.multi_modal_projector(bank[order]).reshape(-1, embeds.shape[-1])
+    embeds = embeds.masked_scatter((ids == model.config.image_token_index)[..., None], features)
+    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+    return hidden, ids, mask
+
+
+def answer_logits(model: Any, processor: Any, bank: torch.Tensor, conversations: list[Any],
+                  image_tokens: int) -> torch.Tensor:
+    """[B, vocab] at each conversation's last position (where the answer comes)."""
+    hidden, _, mask = language_forward(model, processor, bank, conversations, image_tokens)
+    return model.lm_head(hidden[torch.arange(len(conversations)), mask.sum(dim=-1) - 1])
+
+
+def naming_positions(ids: torch.Tensor, conversations: list[Any], vocab: dict[str, int],
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, positions, next tokens) for "... of a" -> class name in truthful questions: the
+    captioning half of the objective (the model names what it sees), which gives the projector
+    a direct signal long before the True/False answers leave chance."""
+    after = (ids[:, :-1] == vocab["of"]) & (ids[:, 1:] == vocab["a"])
+    rows, positions = [], []
+    for row, conversation in enumerate(conversations):
+        spots = (torch.nonzero(after[row]).flatten() + 1).tolist()
+        for spot, truthful in zip(spots, conversation.truthful, strict=True):
+            if truthful:
+                rows.append(row)
+                positions.append(spot)
+    r, p = torch.tensor(rows, dtype=torch.long), torch.tensor(positions, dtype=torch.long)
+    return r, p, ids[r, p + 1]
+
+
+def _answer_ids(processor: Any) -> torch.Tensor:
+    vocab = processor.tokenizer.get_vocab()
+    return torch.tensor([vocab["False"], vocab["True"]])
+
+
+@torch.no_grad()
+def validate(model: Any, processor: Any, banks: dict[str, tuple[torch.Tensor, np.ndarray]],
+             image_tokens: int, n: int = 240) -> dict[str, float]:
+    """Answer accuracy on conversations over validation scenes (fixed seed), per domain."""
+    answers = _answer_ids(processor)
+    scores = {}
+    for domain, (bank, labels) in banks.items():
+        sampler = ConversationSampler(processor, labels, CLASS_NAMES, np.random.default_rng(1),
+                                      shuffle_names=0.0)
+        conversations = [sampler.sample() for _ in range(n)]
+        logits = answer_logits(model, processor, bank, conversations, image_tokens)[:, answers]
+        truth = torch.tensor([c.answer for c in conversations])
+        scores[domain] = round(float((logits.argmax(-1).bool() == truth).float().mean()), 3)
+    return scores
+
+
+def train_language(model: Any, processor: Any, recipe: MLLMRecipe, rng: np.random.Generator,
+                   banks: dict[str, tuple[torch.Tensor, np.ndarray]]) -> None:
+    image_tokens = recipe.size.image_tokens
+    bank, labels = feature_bank(model, processor, "train", recipe.bank_per_class, TRAIN_SEEDS, rng,
+                                augmented=True)
+    sampler = ConversationSampler(processor, labels, CLASS_NAMES, rng, recipe.shuffle_names)
+    check = sampler.sample()  # the expansion used here is the processor's own
+    from PIL import Image
+
+    real = processor(text=[check.text], images=[[Image.new("RGB", (32, 32))] * len(check.images)],
+                     return_tensors="pt")["input_ids"][0]
+    mine = processor.tokenizer([check.text.replace("<image>", "<image>" * image_tokens)],
+                               return_tensors="pt")["input_ids"][0]
+    assert torch.equal(real, mine), "token expansion differs from the processor's"
+    answers = _answer_ids(processor)
+    vocab = processor.tokenizer.get_vocab()
+    name_ids = torch.tensor([vocab[name.split()[0]] for name in CLASS_NAMES])
+    with torch.no_grad():
+        # Layer 0 starts with key = query projections: every token attends to the tokens most
+        # like itself (a name to the image of that class, a query image to the exemplar like
+        # it), the comparison the answers need; from a random start the answer loss sat at
+        # chance for hundreds of steps.
+        attention = model.model.language_model.layers[0].self_attn
+        attention.k_proj.weight.copy_(attention.q_proj.weight)
+    params = [p for name, p in model.named_parameters() if "vision_tower" not in name]
+    optimizer = torch.optim.AdamW(params, lr=recipe.text_lr, weight_decay=0.01)
+    model.train()
+    started = time.perf_counter()
+    for step in range(recipe.text_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, recipe.text_steps, recipe.text_lr)
+        conversations = [sampler.sample() for _ in range(recipe.text_batch)]
+        hidden, ids, mask = language_forward(model, processor, bank, conversations, image_tokens)
+        logits = model.lm_head(hidden[torch.arange(len(conversations)), mask.sum(dim=-1) - 1])
+        targets = answers[torch.tensor([int(c.answer) for c in conversations])]
+        rows, positions, names = naming_positions(ids, conversations, vocab)
+        naming = F.cross_entropy(model.lm_head(hidden[rows, positions]), names)
+        # An image token, read as a word, is its class name: image and name embeddings share
+        # directions, so layer 0's self-similar attention pairs a name with its image at once.
+        pick = torch.from_numpy(rng.choice(len(bank), 256, replace=False))
+        align = F.cross_entropy(model.lm_head(model.model.multi_modal_projector(bank[pick]).mean(1)),
+                                name_ids[torch.from_numpy(labels[pick.numpy()])])
+        loss = F.cross_entropy(logits, targets) + 0.5 * naming + 0.5 * align
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 100 == 0 or step == recipe.text_steps - 1:
+            print(f"language {step:5d}/{recipe.text_steps}  loss {loss.item():.3f}  "
+                  f"{time.perf_counter() - started:.0f}s", flush=True)
+        if step % 300 == 299 or step == recipe.text_steps - 1:
+            model.eval()
+            print(f"  validation answer accuracy {validate(model, processor, banks, image_tokens)}",
+                  flush=True)
+            model.train()
+    model.eval()
+
+
+def train_mllm(*, seed: int, out: Path, recipe: MLLMRecipe | None = None,
+               vision_from: Path | None = None) -> Path:
+    """``vision_from``: take the vision tower of an earlier run's output instead of stage 1."""
+    recipe = recipe or MLLMRecipe()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    model, processor = build_vlm(recipe.size, NAME_WORDS, seed=seed)
+    if vision_from is None:
+        distill_vision(model, processor, recipe, rng)
+    else:
+        from transformers import AutoModelForImageTextToText
+
+        earlier = AutoModelForImageTextToText.from_pretrained(vision_from, dtype=torch.float32)
+        model.model.vision_tower.load_state_dict(earlier.model.vision_tower.state_dict())
+        model.model.vision_tower.eval().requires_grad_(False)
+    # Stage 2 draws from its own generator, so it is the same with or without ``vision_from``.
+    torch.manual_seed(seed + 1)
+    rng = np.random.default_rng(seed + 1)
+    banks = {domain: feature_bank(model, processor, domain, 8, VALIDATION_SEEDS, rng, augmented=False)
+             for domain in ("clean", "sketch", "hard")}
+    train_language(model, processor, recipe, rng, banks)
+    model.requires_grad_(False)
+    save_vlm(model.half(), processor, out)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"saved {out} ({size:.1f} MB) after {(time.perf_counter() - started) / 60:.1f} min")
+    return out
