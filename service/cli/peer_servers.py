@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 from typing import Any
 
 import litserve as ls
@@ -25,7 +26,12 @@ from service.settings import get_settings
 
 
 def load_engine() -> Engine:
+    """The models, with the torch threads the service's workers get under ``tta serve`` (all
+    cores but one), so every peer computes with the same resources."""
+    import torch
+
     settings = get_settings()
+    torch.set_num_threads(settings.torch_threads or max(1, (os.cpu_count() or 2) - 1))
     reward = settings.reward_model if settings.reward_model not in (None, "", "none") else None
     return Engine(load_models(settings.model, reward, device=settings.device,
                               precision=settings.precision))
