@@ -48,6 +48,23 @@ def zeroshot_guess(
     return probs, top
 
 
+def score_views(
+    models: Models, inp: MethodInput, options: Any, hooks: Hooks
+) -> tuple[torch.Tensor, list[ScoredLabel], torch.Tensor]:
+    """The one forward pass of the training-free methods: the request's augmented views encoded
+    once, the clean view's zero-shot guess reported, and (view features, zero-shot top-k,
+    per-view logits) returned."""
+    from adapters.views import views_for
+
+    policy = models.policy
+    views = views_for(inp.image, options, policy.clip.image_size, inp.seed)
+    with torch.no_grad():
+        features = policy.clip.encode_images(views)
+        _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
+        logits = policy.logits(features, policy.class_features(inp.labels, inp.templates))
+    return features, zeroshot_top, logits
+
+
 def build_result(
     probs: torch.Tensor, zeroshot_top: list[ScoredLabel], inp: MethodInput, metrics: dict[str, Any]
 ) -> AdaptationResult:

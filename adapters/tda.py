@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from adapters.base import Method, Stopwatch, build_result, zeroshot_guess
+from adapters.base import Method, Stopwatch, build_result, score_views
 from adapters.method_options import TDAOptions
 from adapters.selection import marginal_entropy, select_confident
 from adapters.state_store import InMemoryStateStore, StateStore, labels_digest
 from adapters.tda_cache import Entry, TDACache, add_entry, cache_logits, normalised_entropy
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
-from adapters.views import views_for
 
 
 def summarise(logits: torch.Tensor, features: torch.Tensor,
@@ -63,18 +62,13 @@ class TDA(Method):
         self, inp: MethodInput, models: Models, options: TDAOptions, hooks: Hooks
     ) -> AdaptationResult:
         watch = Stopwatch()
-        policy = models.policy
-        views = views_for(inp.image, options, policy.clip.image_size, inp.seed)
-        with torch.no_grad():
-            features = policy.clip.encode_images(views)
-            _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
-            logits = policy.logits(features, policy.class_features(inp.labels, inp.templates))
+        features, zeroshot_top, logits = score_views(models, inp, options, hooks)
         feature, mean_logits, loss, probs = summarise(logits.cpu(), features.cpu(), options.selection)
         pred = int(mean_logits.argmax())
 
         store: StateStore = inp.state_store or self.fallback_store
         group = f"tda:{inp.state_key}"
-        field = f"{policy.name}|{labels_digest(inp.labels)}|{labels_digest(inp.templates)}"
+        field = f"{models.policy.name}|{labels_digest(inp.labels)}|{labels_digest(inp.templates)}"
         state, applied = store.update(
             group, field, inp.update_id,
             lambda old: apply_image(TDACache.from_bytes(old), feature, loss, probs, pred,

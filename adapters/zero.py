@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from adapters.base import Method, Stopwatch, build_result, zeroshot_guess
+from adapters.base import Method, Stopwatch, build_result, score_views
 from adapters.method_options import ZeroOptions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
-from adapters.views import views_for
 
 TIE_BREAK = 1e-7
 """Added to the winner's vote share so that ranking puts it first among equal shares."""
@@ -36,12 +35,7 @@ class Zero(Method):
         self, inp: MethodInput, models: Models, options: ZeroOptions, hooks: Hooks
     ) -> AdaptationResult:
         watch = Stopwatch()
-        policy = models.policy
-        views = views_for(inp.image, options, policy.clip.image_size, inp.seed)
-        with torch.no_grad():
-            features = policy.clip.encode_images(views)
-            _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
-            logits = policy.logits(features, policy.class_features(inp.labels, inp.templates))
+        _, zeroshot_top, logits = score_views(models, inp, options, hooks)
         selected = select_confident(logits, options.selection)
         winner, share = zero_vote(logits[selected])
         share[winner] += TIE_BREAK
