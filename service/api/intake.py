@@ -142,7 +142,6 @@ def validate_request(submission: Submission, labels: list[str], settings: Settin
                                 "printable characters (see GET /v1/models)", field="model")
     return prepare_request(submission.method, labels, options=submission.options,
                            templates=submission.templates, top_k=submission.top_k,
-                           has_reward_model=True, has_mllm=True,
                            max_labels=settings.max_labels)
 
 
