@@ -19,10 +19,19 @@ class Method(ABC):
     name: ClassVar[str]
     """The catalog entry (``adapters.catalog``) holds its description and options type."""
 
+    episodes_batch: ClassVar[bool] = False
+    """``run_batch`` really runs several images as one episode set (not one after another)."""
+
     @abstractmethod
     def run(
         self, inp: MethodInput, models: Models, options: Any, hooks: Hooks
     ) -> AdaptationResult: ...
+
+    def run_batch(
+        self, inputs: Sequence[MethodInput], models: Models, options: Any, hooks: Sequence[Hooks]
+    ) -> list[AdaptationResult]:
+        """Several images with the same labels and options; each result as ``run`` gives it."""
+        return [self.run(inp, models, options, h) for inp, h in zip(inputs, hooks, strict=True)]
 
 
 def ranked(probs: torch.Tensor, labels: Sequence[str], k: int) -> list[ScoredLabel]:

@@ -34,6 +34,15 @@ class BatchItem:
     hooks: Hooks | None = None
 
 
+@dataclass(frozen=True)
+class EpisodeItem:
+    """One image of an episode set; the set shares labels, templates, options and top_k."""
+
+    image: Image.Image
+    seed: int = 0
+    hooks: Hooks | None = None
+
+
 class Engine:
     def __init__(self, models: Models, state_store: StateStore | None = None) -> None:
         self.models = models
@@ -74,6 +83,24 @@ class Engine:
         # scores come from the untouched model, so they are the safe answer.
         return result if result.is_finite() else result.zeroshot_fallback()
 
+    def run_episodes(
+        self, method: str, items: Sequence[EpisodeItem], labels: Sequence[str], *,
+        options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
+        top_k: int = 5,
+    ) -> list[AdaptationResult]:
+        """Several images with one method, labels and options as one episode set (one pass of
+        their views through the image tower, one text pass per step; ``adapters.prompt_tuning``)
+        for methods that support it; others run the images one after another."""
+        req = self.prepare(method, labels, options=options, templates=templates, top_k=top_k)
+        templates_used = resolve_templates(req.templates)
+        inputs = [MethodInput(image=item.image, labels=req.labels, templates=templates_used,
+                              top_k=req.top_k, seed=item.seed, state_store=self.state_store)
+                  for item in items]
+        with self._lock:
+            results = self.method(req.method).run_batch(
+                inputs, self.models, req.options, [item.hooks or Hooks() for item in items])
+        return [r if r.is_finite() else r.zeroshot_fallback() for r in results]
+
     def confusions(self, labels: Sequence[str], templates: str | Sequence[str] | None,
                    exemplars: Exemplars, version: str) -> list[dict[str, object]]:
         """The most confused class pairs of a label set, from the transition matrix the mllm
@@ -95,7 +122,7 @@ class Engine:
         impl = self.method("zeroshot")
         assert isinstance(impl, ZeroShot)
         with self._lock:
-            return impl.run_batch(inputs, self.models, hooks)
+            return impl.run_batch(inputs, self.models, None, hooks)
 
 
 def load_models(

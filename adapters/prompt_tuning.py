@@ -1,12 +1,21 @@
-"""The loop TPT and RLCF (prompt) share: encode the views once, keep the confident ones,
-then take optimisation steps on the context vectors against a method-specific objective."""
+"""The loop TPT and RLCF (prompt) share, for one image or several at once: encode the views
+once, keep the confident ones, then take optimisation steps on the context vectors against a
+method-specific objective.
+
+Several images (the worker's concurrent jobs with the same labels and options) run as one
+episode set: all their views go through the image tower in one pass, each image has its own
+context in a stacked ``[B, n_ctx, W]`` parameter, and each step is one text-tower pass over
+B x C prompts. Each image's loss depends only on its own context and AdamW is elementwise, so
+the summed loss gives every image exactly the updates it would get alone (to float rounding).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from adapters.base import ranked, zeroshot_guess
 from adapters.options import ViewOptions
@@ -15,59 +24,86 @@ from adapters.types import Hooks, MethodInput, Models, Progress, ScoredLabel
 from adapters.views import views_for
 from models.prompt_learner import PromptLearner
 
-Objective = Callable[[torch.Tensor], tuple[torch.Tensor, float]]
-"""Logits of the kept views -> (loss to minimise, the metric value to report)."""
+Objective = Callable[[int, torch.Tensor], tuple[torch.Tensor, float]]
+"""(image index in the set, logits of its kept views) -> (loss to minimise, metric to report)."""
 
 
 @dataclass
-class PromptSession:
-    inp: MethodInput
+class PromptEpisodes:
+    inputs: Sequence[MethodInput]
     models: Models
     views: torch.Tensor
+    """[B, V, 3, H, W] pixel views of every image."""
     features: torch.Tensor
-    """Frozen image features of every view: computed once, reused by every step."""
+    """[B, V, D] frozen image features of every view: computed once, reused by every step."""
     learner: PromptLearner
+    """The label set's frozen prompt pieces (its own ``ctx`` is the starting point only)."""
+    ctx: nn.Parameter
+    """[B, n_ctx, W]: one context per image, the only tensor the steps change."""
     selected: torch.Tensor
+    """[B, K] kept views of each image, most confident first."""
     initial_logits: torch.Tensor
-    zeroshot_top: list[ScoredLabel]
+    """[B, V, C] logits of every view under the initial context."""
+    zeroshot_tops: list[list[ScoredLabel]]
 
-    def logits(self, text: torch.Tensor, which: torch.Tensor | slice) -> torch.Tensor:
-        return self.models.policy.logits(self.features[which], text)
+    @property
+    def size(self) -> int:
+        return len(self.inputs)
+
+    def logits(self, text: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """[B, N, D] image features x [B, C, D] class features -> [B, N, C]."""
+        return self.models.policy.clip.logit_scale * features @ text.transpose(1, 2)
+
+    def kept(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The kept views' rows of a [B, V, ...] tensor: [B, K, ...]."""
+        index = self.selected.view(*self.selected.shape, *([1] * (tensor.dim() - 2)))
+        return tensor.gather(1, index.expand(-1, -1, *tensor.shape[2:]))
 
     def run_steps(
         self, optimizer: torch.optim.Optimizer, steps: int, objective: Objective, metric: str,
-        hooks: Hooks,
+        hooks: Sequence[Hooks],
     ) -> None:
+        kept_features = self.kept(self.features)
         for step in range(steps):
-            text = self.learner()
-            loss, value = objective(self.logits(text, self.selected))
+            text = self.learner.encode_contexts(self.ctx)
+            logits = self.logits(text, kept_features)
+            losses, values = zip(*(objective(b, logits[b]) for b in range(self.size)), strict=True)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.stack(losses).sum().backward()
             optimizer.step()
             with torch.no_grad():
-                probs = self.logits(text, slice(0, 1)).softmax(-1)[0]
-            hooks.on_progress(Progress(
-                step=step + 1, total_steps=steps, loss=float(loss.detach()), metric=metric,
-                value=value, top_k=ranked(probs, self.inp.labels, self.inp.top_k),
-            ))
+                probs = self.logits(text, self.features[:, :1]).softmax(-1)[:, 0]
+            for b, inp in enumerate(self.inputs):
+                hooks[b].on_progress(Progress(
+                    step=step + 1, total_steps=steps, loss=float(losses[b].detach()), metric=metric,
+                    value=values[b], top_k=ranked(probs[b], inp.labels, inp.top_k),
+                ))
 
     @torch.no_grad()
     def finish(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(clean-view probabilities, kept-view logits) under the tuned context."""
-        text = self.learner()
-        return self.logits(text, slice(0, 1)).softmax(-1)[0], self.logits(text, self.selected)
+        """(clean-view probabilities [B, C], kept-view logits [B, K, C]) under the tuned contexts."""
+        text = self.learner.encode_contexts(self.ctx)
+        return (self.logits(text, self.features[:, :1]).softmax(-1)[:, 0],
+                self.logits(text, self.kept(self.features)))
 
 
-def start_session(
-    inp: MethodInput, models: Models, hooks: Hooks, options: ViewOptions, ctx_init: str,
-) -> PromptSession:
+def start_episodes(
+    inputs: Sequence[MethodInput], models: Models, hooks: Sequence[Hooks], options: ViewOptions,
+    ctx_init: str,
+) -> PromptEpisodes:
+    """Inputs share labels and templates (the worker groups them so); seeds may differ."""
     policy = models.policy
-    views = views_for(inp.image, options, policy.clip.image_size, inp.seed)
+    size = policy.clip.image_size
+    views = torch.stack([views_for(inp.image, options, size, inp.seed) for inp in inputs])
+    batch, n_views = views.shape[:2]
     with torch.no_grad():
-        features = policy.clip.encode_images(views)
-    _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
-    learner = policy.prompt_learner(inp.labels, ctx_init)
+        features = policy.clip.encode_images(views.flatten(0, 1)).view(batch, n_views, -1)
+    zeroshot_tops = [zeroshot_guess(models, inp, features[b, :1], hooks[b])[1]
+                     for b, inp in enumerate(inputs)]
+    learner = policy.prompt_learner(inputs[0].labels, ctx_init)
+    ctx = nn.Parameter(learner.ctx.detach().unsqueeze(0).repeat(batch, 1, 1))
     with torch.no_grad():
-        initial = policy.logits(features, learner())
-    selected = select_confident(initial, options.selection)
-    return PromptSession(inp, models, views, features, learner, selected, initial, zeroshot_top)
+        initial = policy.clip.logit_scale * features @ learner.encode_contexts(ctx).transpose(1, 2)
+    selected = torch.stack([select_confident(initial[b], options.selection) for b in range(batch)])
+    return PromptEpisodes(inputs, models, views, features, learner, ctx, selected, initial,
+                          zeroshot_tops)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, zeroshot_guess
@@ -24,7 +27,7 @@ class ZeroShot(Method):
         return build_result(probs, top, inp, {"steps": 0, "views": 1, "compute_ms": watch.ms()})
 
     def run_batch(
-        self, inputs: list[MethodInput], models: Models, hooks: list[Hooks]
+        self, inputs: Sequence[MethodInput], models: Models, options: Any, hooks: Sequence[Hooks]
     ) -> list[AdaptationResult]:
         """Several images (possibly of different label sets) in one image-encoder pass; each
         result's ``compute_ms`` is the whole batch's time, since each waited for all of it."""

@@ -73,7 +73,16 @@ class PromptLearner(nn.Module):
 
     def forward(self) -> torch.Tensor:
         """Normalised class text features [C, D] under the current context."""
-        n_classes = self.parts.prefix.shape[0]
-        ctx = self.ctx.unsqueeze(0).expand(n_classes, -1, -1)
-        embeddings = torch.cat([self.parts.prefix, ctx, self.parts.suffix], dim=1)
-        return self.tower.encode_embeddings(embeddings, self.parts.pool_index)
+        return self.encode_contexts(self.ctx.unsqueeze(0))[0]
+
+    def encode_contexts(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Class text features [B, C, D] for B contexts [B, n_ctx, W] in one text-tower pass
+        over B x C prompts: how several images' episodes are tuned together."""
+        batch, n_classes, width = ctx.shape[0], self.parts.prefix.shape[0], ctx.shape[-1]
+        embeddings = torch.cat([
+            self.parts.prefix.unsqueeze(0).expand(batch, -1, -1, -1),
+            ctx.unsqueeze(1).expand(-1, n_classes, -1, -1),
+            self.parts.suffix.unsqueeze(0).expand(batch, -1, -1, -1),
+        ], dim=2).reshape(batch * n_classes, -1, width)
+        features = self.tower.encode_embeddings(embeddings, self.parts.pool_index.repeat(batch))
+        return features.view(batch, n_classes, -1)

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     """Largest zero-shot batch (images) the worker forms from concurrent jobs."""
     batch_wait_ms: float = Field(default=5.0, ge=0)
     """How long the worker waits for more zero-shot jobs to fill a batch."""
+    episode_batch_max: int = Field(default=16, ge=1)
+    """Largest episode set (images) of concurrent TPT/RLCF jobs with the same labels and options
+    that the worker tunes together, from jobs already queued (it never waits for more); 1: each
+    image alone."""
+    episode_batch_prompts: int = Field(default=16384, ge=1)
+    """Bound on images x classes of one episode set: each step's text pass holds activations for
+    that many prompts (a set is split to stay under it; one image always runs)."""
     torch_threads: int | None = Field(default=None, ge=1)
     """Intra-op threads of a worker's torch. Unset: torch's default (every core), except under
     ``tta serve``, which gives its workers the cores but one, split between them."""

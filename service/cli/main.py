@@ -100,6 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     peers.add_argument("--concurrency", default="1,8,32")
     peers.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     peers.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    reference = bench_sub.add_parser(
+        "reference", help="rlcf against the published per-image procedure: s/image, peak memory")
+    reference.add_argument("--classes", default="100,1000", help="label-set sizes, comma-separated")
+    reference.add_argument("--precision", default="fp32", help="comma-separated: fp32, bf16, ...")
+    reference.add_argument("--images", type=int, default=3, help="timed images per configuration")
+    reference.add_argument("--n-views", type=int, default=64)
+    reference.add_argument("--steps", type=int, default=3)
+    reference.add_argument("--json", help="write the figures here")
+    _add_model_args(reference)
+    episodes = bench_sub.add_parser(
+        "episodes", help="images/s of B concurrent tpt/rlcf images tuned as one episode set")
+    episodes.add_argument("--method", default="rlcf")
+    episodes.add_argument("--batches", default="1,4,16", help="episode-set sizes B")
+    episodes.add_argument("--classes", type=int, default=100)
+    episodes.add_argument("--images", type=int, default=32, help="images per set size")
+    episodes.add_argument("--n-views", type=int, default=64)
+    episodes.add_argument("--precision", default="fp32")
+    episodes.add_argument("--json", help="write the figures here")
+    _add_model_args(episodes)
     hostile = bench_sub.add_parser("hostile", help="memory and latency under oversized images")
     hostile.add_argument("--requests", type=int, default=5, help="requests of 16 6000x6000 JPEGs")
     hostile.add_argument("--label-sets", type=int, default=3, help="label sets of 16 such exemplars")
@@ -157,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "peers":
             from service.cli.bench_peers import run_bench_peers
             return run_bench_peers(args)
+        if args.command == "bench" and args.bench == "reference":
+            from service.cli.bench_reference import run_bench_reference
+            return run_bench_reference(args)
+        if args.command == "bench" and args.bench == "episodes":
+            from service.cli.bench_episodes import run_bench_episodes
+            return run_bench_episodes(args)
         if args.command == "bench" and args.bench == "hostile":
             from service.cli.bench_hostile import run_bench_hostile
             return run_bench_hostile(args)

@@ -1,6 +1,7 @@
-"""The worker loop: read (or reclaim) jobs, batch concurrent zero-shot jobs, run the others
-one at a time, ack after the result is written. Survives Redis outages; stops gracefully on
-SIGTERM (finishes the current job, hands unstarted ones back to the queue)."""
+"""The worker loop: read (or reclaim) jobs, batch concurrent zero-shot jobs, tune concurrent
+TPT/RLCF jobs as episode sets, run the others one at a time, ack after the result is written.
+Survives Redis outages; stops gracefully on SIGTERM (finishes the current job, hands unstarted
+ones back to the queue)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import redis
@@ -24,6 +26,7 @@ from service.queue.keys import Keys
 from service.queue.routing import route, worker_routes
 from service.settings import Settings
 from service.worker import metrics
+from service.worker.episodes import episode_groups
 from service.worker.exemplars import ExemplarStore
 from service.worker.finetune_job import FinetuneJob
 from service.worker.keepalive import KeepAlive
@@ -181,6 +184,11 @@ class Worker:
         try:
             if job.spec.kind == "finetune":
                 self.finish([(delivery, job)], lambda: self.finetunes.run(job))
+            elif self.tunes_together(job):
+                for group in episode_groups([(delivery, job), *self.collect_episodes(delivery, job)]):
+                    self.finish(group, partial(self.runner.run_episodes, [j for _, j in group],
+                                               self.settings.episode_batch_max,
+                                               self.settings.episode_batch_prompts))
             elif get_spec(job.spec.method).batchable:
                 batch = [(delivery, job), *self.collect_batch(job)]
                 self.finish(batch, lambda: self.runner.run_zeroshot_batch([j for _, j in batch]))
@@ -219,33 +227,50 @@ class Worker:
         return job
 
     def collect_batch(self, first: StartedJob) -> list[tuple[Delivery, StartedJob]]:
-        """More zero-shot jobs that arrive within the batch wait, up to the batch size. A job of
-        another method ends the collection and stays first in line. The wait is polled in
-        millisecond steps rather than a blocking read: Redis wakes blocked readers on timeout
-        only at its event-loop granularity, which made a lone request wait ~90 ms, not 5."""
-        images = first.spec.n_images
-        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
-        batch: list[tuple[Delivery, StartedJob]] = []
-        while images < self.settings.batch_max_images:
+        """More zero-shot jobs that arrive within the batch wait, up to the batch size. The wait
+        is polled in millisecond steps rather than a blocking read: Redis wakes blocked readers
+        on timeout only at its event-loop granularity, which made a lone request wait ~90 ms,
+        not 5."""
+        return self.collect(first.spec.n_images, self.settings.batch_max_images, self.batch_streams,
+                            time.monotonic() + self.settings.batch_wait_ms / 1000)
+
+    def tunes_together(self, job: StartedJob) -> bool:
+        return (job.spec.kind == "classify" and self.settings.episode_batch_max > 1
+                and self.engine.method(job.spec.method).episodes_batch)
+
+    def collect_episodes(self, first: Delivery, job: StartedJob) -> list[tuple[Delivery, StartedJob]]:
+        """Jobs of the same stream already queued, up to the episode-set size in images: no
+        waiting (a lone request is not delayed); under load the queue fills while a set runs,
+        so the next set is fuller. ``episode_groups`` then splits them by labels and options."""
+        return self.collect(job.spec.n_images, self.settings.episode_batch_max, [first.stream],
+                            time.monotonic())
+
+    def collect(self, images: int, limit: int, streams: list[str],
+                deadline: float) -> list[tuple[Delivery, StartedJob]]:
+        """More jobs of ``streams`` (started), up to ``limit`` images in all: those pending in
+        front, then new ones until ``deadline``. A job of another stream ends the collection
+        and stays first in line."""
+        collected: list[tuple[Delivery, StartedJob]] = []
+        while images < limit:
             if not self.pending:
-                delivery = self._take_batchable(deadline)
+                delivery = self._take_from(streams, deadline)
                 if delivery is None:
                     break
                 self.keepalive.hold(delivery)
                 self.pending.append(delivery)
-            if self.pending[0].stream not in self.batch_streams:
+            if self.pending[0].stream not in streams:
                 break
             delivery = self.pending.popleft()
             self.taken.append(delivery)
             job = self.begin(delivery)
             if job is not None:
-                batch.append((delivery, job))
+                collected.append((delivery, job))
                 images += job.spec.n_images
-        return batch
+        return collected
 
-    def _take_batchable(self, deadline: float) -> Delivery | None:
+    def _take_from(self, streams: list[str], deadline: float) -> Delivery | None:
         while True:
-            taken = self.consumer.read_new(None, self.batch_streams)
+            taken = self.consumer.read_new(None, streams)
             if taken:
                 return taken[0]
             remaining = deadline - time.monotonic()

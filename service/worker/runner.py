@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -12,7 +14,7 @@ import redis
 from PIL import Image
 
 from adapters.catalog import get_spec
-from adapters.engine import BatchItem, Engine
+from adapters.engine import BatchItem, Engine, EpisodeItem
 from adapters.state_store import state_key_for
 from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel
 from models.errors import TTAError
@@ -171,29 +173,91 @@ class Runner:
             if index in job.done_images:
                 continue
             data, image = self.load_image(job, index)
+            self.run_image(engine, job, index, data, image, exemplars)
+
+    def run_image(self, engine: Engine, job: StartedJob, index: int, data: bytes,
+                  image: Image.Image, exemplars: dict[int, list[Image.Image]] | None = None) -> None:
+        spec = job.spec
+        with self.failing_as(job, index):
+            result = engine.run(
+                spec.method, image, spec.labels, options=spec.options, templates=spec.templates,
+                top_k=spec.top_k, seed=spec.seed + index, state_key=state_key(job),
+                hooks=self.hooks(job, index), exemplars=exemplars,
+                label_set_version=spec.label_set_version, update_id=f"{spec.job_id}/{index}",
+            )
+        rectifies = exemplars is not None and get_spec(spec.method).needs_mllm
+        self.record_adapted(engine, job, index, data, result,
+                            self.rectification_entry(job, index, data, result) if rectifies else None)
+        if rectifies and exemplars is not None:
+            self.publish_confusions(job, exemplars)
+
+    @contextmanager
+    def failing_as(self, job: StartedJob, index: int | None) -> Iterator[None]:
+        """A method's failure fails this job (JobFailed), with its own error event."""
+        where = {} if index is None else {"image": index}
+        try:
+            yield
+        except TTAError as exc:
+            self.fail(job, exc.code, exc.message, field=exc.field, **where)
+        except redis.RedisError:
+            raise  # from an event hook: the job is not failed, it resumes when Redis is back
+            # (also TDA's shared state: its update is idempotent per job image)
+        except Exception as exc:  # a bug or a device error: fail this job, keep serving
+            log.exception("job %s failed", job.spec.job_id)
+            self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", **where)
+
+    def record_adapted(self, engine: Engine, job: StartedJob, index: int, data: bytes,
+                       result: AdaptationResult, log_entry: dict[str, Any] | None = None) -> None:
+        result.metrics["model"] = engine.models.policy.name
+        if self.retention is not None:
+            self.retention.keep(job, index, data, result, engine.models.policy.name)
+        self.record(job, index, result, log_entry)
+
+    def run_episodes(self, jobs: list[StartedJob], max_images: int, max_prompts: int) -> None:
+        """The unfinished images of these jobs (one method, model, labels, templates, options
+        and top_k: ``service.worker.episodes.episode_key``) as episode sets tuned together.
+        Jobs are checked one by one first, so a job that cannot run fails alone; if a set
+        fails, its images run one by one, so no job's error reaches another job."""
+        items: list[tuple[StartedJob, int, bytes, Image.Image]] = []
+        engine = self.engine
+        for job in jobs:
             try:
-                result = engine.run(
-                    spec.method, image, spec.labels, options=spec.options, templates=spec.templates,
-                    top_k=spec.top_k, seed=spec.seed + index, state_key=state_key(job),
-                    hooks=self.hooks(job, index), exemplars=exemplars,
-                    label_set_version=spec.label_set_version, update_id=f"{spec.job_id}/{index}",
-                )
-            except TTAError as exc:
-                self.fail(job, exc.code, exc.message, field=exc.field, image=index)
-            except redis.RedisError:
-                raise  # from an event hook: the job is not failed, it resumes when Redis is back
-                # (also TDA's shared state: its update is idempotent per job image)
-            except Exception as exc:  # a bug or a device error: fail this job, keep serving
-                log.exception("job %s failed", spec.job_id)
-                self.fail(job, "internal_error", f"{type(exc).__name__}: {exc}", image=index)
-            result.metrics["model"] = engine.models.policy.name
-            if self.retention is not None:
-                self.retention.keep(job, index, data, result, engine.models.policy.name)
-            rectifies = exemplars is not None and get_spec(spec.method).needs_mllm
-            self.record(job, index, result,
-                        self.rectification_entry(job, index, data, result) if rectifies else None)
-            if rectifies and exemplars is not None:
-                self.publish_confusions(job, exemplars)
+                engine = self.engine_for(job)
+                with self.failing_as(job, None):
+                    engine.prepare(job.spec.method, job.spec.labels, options=job.spec.options,
+                                   templates=job.spec.templates, top_k=job.spec.top_k)
+                items += [(job, index, *self.load_image(job, index))
+                          for index in range(job.spec.n_images) if index not in job.done_images]
+            except JobFailed:
+                items = [item for item in items if item[0] is not job]
+        size = max(1, min(max_images, max_prompts // max(1, len(jobs[0].spec.labels))))
+        for start in range(0, len(items), size):
+            self._run_episode_set(engine, items[start : start + size])
+
+    def _run_episode_set(self, engine: Engine,
+                         items: list[tuple[StartedJob, int, bytes, Image.Image]]) -> None:
+        spec = items[0][0].spec
+        metrics.EPISODE_BATCH.observe(len(items))
+        try:
+            results = engine.run_episodes(
+                spec.method, [EpisodeItem(image, spec.seed + index, self.hooks(job, index))
+                              for job, index, _, image in items],
+                spec.labels, options=spec.options, templates=spec.templates, top_k=spec.top_k)
+        except redis.RedisError:
+            raise
+        except Exception:
+            log.exception("episode set of %d images failed; running them one by one", len(items))
+            failed: set[str] = set()
+            for job, index, data, image in items:
+                if job.spec.job_id in failed:
+                    continue
+                try:
+                    self.run_image(engine, job, index, data, image)
+                except JobFailed:
+                    failed.add(job.spec.job_id)
+            return
+        for (job, index, data, _), result in zip(items, results, strict=True):
+            self.record_adapted(engine, job, index, data, result)
 
     def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
         """Every unfinished image of these zero-shot jobs in one forward pass. Jobs are checked

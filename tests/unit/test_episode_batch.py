@@ -1,0 +1,63 @@
+"""Several images tuned as one episode set give each image the result it gets alone."""
+
+import pytest
+import torch
+
+from adapters.engine import Engine, EpisodeItem
+from adapters.types import Hooks
+from tests.conftest import LABELS, make_image, self_reward_models
+
+CASES = [("tpt", {"steps": 3, "lr": 0.05}), ("rlcf", {"steps": 3, "lr": 0.05, "sample_k": 3})]
+
+
+def _top(result):
+    return [(s.label, s.score) for s in result.top_k]
+
+
+@pytest.mark.parametrize(("method", "options"), CASES)
+def test_episode_set_matches_images_run_alone(models, method, options):
+    engine = Engine(self_reward_models(models))
+    images = [make_image(seed) for seed in (1, 2, 3, 4)]
+    alone_progress: list[list] = [[] for _ in images]
+    alone = [engine.run(method, image, LABELS, options=options, seed=10 + i, top_k=len(LABELS),
+                        hooks=Hooks(on_progress=alone_progress[i].append))
+             for i, image in enumerate(images)]
+    together_progress: list[list] = [[] for _ in images]
+    together = engine.run_episodes(
+        method, [EpisodeItem(image, 10 + i, Hooks(on_progress=together_progress[i].append))
+                 for i, image in enumerate(images)], LABELS, options=options, top_k=len(LABELS))
+
+    for a, t in zip(alone, together, strict=True):
+        assert [s.label for s in a.top_k] == [s.label for s in t.top_k]
+        torch.testing.assert_close(torch.tensor([s.score for s in t.top_k]),
+                                   torch.tensor([s.score for s in a.top_k]), atol=2e-5, rtol=0)
+        assert _top(a) != [(s.label, s.score) for s in a.zeroshot_top_k]  # the tuning did move it
+        assert t.metrics["episode_batch"] == len(images) and a.metrics["episode_batch"] == 1
+        for key in ("entropy_after", "reward_after", "views_kept"):
+            if key in a.metrics:
+                assert abs(a.metrics[key] - t.metrics[key]) < 1e-4, key
+    # Each image's events come as its own steps happen, with its own values.
+    for a, t in zip(alone_progress, together_progress, strict=True):
+        assert [p.step for p in t] == [1, 2, 3]
+        assert [round(p.value, 4) for p in t] == [round(p.value, 4) for p in a]
+
+
+def test_different_seeds_give_different_views_within_a_set(models):
+    """The set is not one image's episode copied: each image keeps its own seed's views."""
+    engine = Engine(models)
+    image = make_image(5)
+    results = engine.run_episodes("tpt", [EpisodeItem(image, 0), EpisodeItem(image, 1)], LABELS,
+                                  options={"steps": 1, "lr": 0.05})
+    alone = [engine.run("tpt", image, LABELS, options={"steps": 1, "lr": 0.05}, seed=s)
+             for s in (0, 1)]
+    assert results[0].metrics["entropy_before"] != results[1].metrics["entropy_before"]
+    for r, a in zip(results, alone, strict=True):
+        assert abs(r.metrics["entropy_before"] - a.metrics["entropy_before"]) < 1e-5
+
+
+def test_methods_without_episode_sets_run_images_one_after_another(models):
+    engine = Engine(models)
+    images = [make_image(s) for s in (1, 2)]
+    together = engine.run_episodes("zero", [EpisodeItem(i, 3) for i in images], LABELS)
+    alone = [engine.run("zero", i, LABELS, seed=3) for i in images]
+    assert [_top(r) for r in together] == [_top(r) for r in alone]
