@@ -45,6 +45,9 @@ class PromptEpisodes:
     initial_logits: torch.Tensor
     """[B, V, C] logits of every view under the initial context."""
     zeroshot_tops: list[list[ScoredLabel]]
+    first_text: torch.Tensor | None
+    """Class features under the initial contexts, with their graph: the initial logits came
+    from them, and step 0 reuses them instead of running the text tower again."""
 
     @property
     def size(self) -> int:
@@ -65,7 +68,9 @@ class PromptEpisodes:
     ) -> None:
         kept_features = self.kept(self.features)
         for step in range(steps):
-            text = self.learner.encode_contexts(self.ctx)
+            text = self.first_text if step == 0 and self.first_text is not None \
+                else self.learner.encode_contexts(self.ctx)
+            self.first_text = None
             logits = self.logits(text, kept_features)
             losses, values = zip(*(objective(b, logits[b]) for b in range(self.size)), strict=True)
             optimizer.zero_grad(set_to_none=True)
@@ -102,8 +107,8 @@ def start_episodes(
                      for b, inp in enumerate(inputs)]
     learner = policy.prompt_learner(inputs[0].labels, ctx_init)
     ctx = nn.Parameter(learner.ctx.detach().unsqueeze(0).repeat(batch, 1, 1))
-    with torch.no_grad():
-        initial = policy.clip.logit_scale * features @ learner.encode_contexts(ctx).transpose(1, 2)
+    first_text = learner.encode_contexts(ctx)
+    initial = policy.clip.logit_scale * features @ first_text.detach().transpose(1, 2)
     selected = torch.stack([select_confident(initial[b], options.selection) for b in range(batch)])
     return PromptEpisodes(inputs, models, views, features, learner, ctx, selected, initial,
-                          zeroshot_tops)
+                          zeroshot_tops, first_text)

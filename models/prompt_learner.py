@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from models.errors import InvalidOptionsError
+from models.length_buckets import LengthBucket, length_buckets
 from models.text import TextTower
 
 
@@ -30,6 +31,8 @@ class PromptParts:
     """[C] position the feature is pooled from."""
     ctx_init: torch.Tensor
     """[n_ctx, W] initial context vectors."""
+    buckets: tuple[LengthBucket, ...]
+    """The prompts grouped by length, each group run only as long as it needs."""
 
 
 @torch.no_grad()
@@ -50,11 +53,15 @@ def build_prompt_parts(tower: TextTower, labels: Sequence[str], init_phrase: str
         )
     tokens = tokens[:, : tower.used_length(tokens)]
     embedded = tower.embed(tokens).float()
+    pool_index = tower.pool_index(tokens)
+    buckets = (length_buckets(pool_index + 1) if tower.can_truncate
+               else (LengthBucket(torch.arange(len(labels), device=tokens.device), tokens.shape[1]),))
     return PromptParts(
         prefix=embedded[:, :1].clone(),
         suffix=embedded[:, 1 + n_ctx :].clone(),
-        pool_index=tower.pool_index(tokens),
+        pool_index=pool_index,
         ctx_init=embedded[0, 1 : 1 + n_ctx].clone(),
+        buckets=buckets,
     )
 
 
@@ -76,13 +83,22 @@ class PromptLearner(nn.Module):
         return self.encode_contexts(self.ctx.unsqueeze(0))[0]
 
     def encode_contexts(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Class text features [B, C, D] for B contexts [B, n_ctx, W] in one text-tower pass
-        over B x C prompts: how several images' episodes are tuned together."""
-        batch, n_classes, width = ctx.shape[0], self.parts.prefix.shape[0], ctx.shape[-1]
-        embeddings = torch.cat([
-            self.parts.prefix.unsqueeze(0).expand(batch, -1, -1, -1),
-            ctx.unsqueeze(1).expand(-1, n_classes, -1, -1),
-            self.parts.suffix.unsqueeze(0).expand(batch, -1, -1, -1),
-        ], dim=2).reshape(batch * n_classes, -1, width)
-        features = self.tower.encode_embeddings(embeddings, self.parts.pool_index.repeat(batch))
-        return features.view(batch, n_classes, -1)
+        """Class text features [B, C, D] for B contexts [B, n_ctx, W]: one text-tower pass per
+        length group over B x (its classes) prompts; how several images' episodes are tuned
+        together."""
+        parts = self.parts
+        batch, n_ctx, width = ctx.shape
+        groups, order = [], []
+        for bucket in parts.buckets:
+            index, size = bucket.classes, len(bucket.classes)
+            embeddings = torch.cat([
+                parts.prefix[index].unsqueeze(0).expand(batch, -1, -1, -1),
+                ctx.unsqueeze(1).expand(-1, size, -1, -1),
+                parts.suffix[index, : bucket.length - 1 - n_ctx].unsqueeze(0).expand(batch, -1, -1, -1),
+            ], dim=2).reshape(batch * size, bucket.length, width)
+            features = self.tower.encode_embeddings(embeddings, parts.pool_index[index].repeat(batch))
+            groups.append(features.view(batch, size, -1))
+            order.append(index)
+        if len(groups) == 1:  # every class, in order
+            return groups[0]
+        return torch.cat(groups, dim=1)[:, torch.argsort(torch.cat(order))]
