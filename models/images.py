@@ -120,6 +120,17 @@ def decode_image(
     return _decode(data, field, max_pixels, allowed_formats, None)[0]
 
 
+def header_pixels(data: bytes) -> int:
+    """Width x height from the image header alone (no decoding); 0 if it cannot be read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            width, height = Image.open(io.BytesIO(data)).size
+        except Exception:  # unreadable: decoding it reports why
+            return 0
+    return int(width) * int(height)
+
+
 def normalize_image(data: bytes, *, field: str = "image", max_pixels: int = MAX_PIXELS,
                     allowed_formats: tuple[str, ...] = ALLOWED_FORMATS) -> NormalizedImage:
     """Decode once at intake and bound what is kept: upright RGB within the stored size. The

@@ -4,21 +4,24 @@ Each SSE follower or waiting ``POST /v1/classify`` used to hold a Redis connecti
 XREAD, so about a hundred waiters exhausted the pool and every other request (health checks
 included) got 503. Now waiters hold no connection while they wait: one background task blocks
 in a single XREAD over all followed streams and wakes the waiters of the streams that moved;
-waiters then read their new events with a short non-blocking call. A new subscription
-interrupts the blocked read (CLIENT UNBLOCK) so it is included at once, not after the timeout.
+the hub hands them the events it read. A new subscription interrupts the blocked read (CLIENT
+UNBLOCK) so it is included at once, not after the timeout; it stays in the read until its
+follower is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from service.queue.keys import Keys
-from service.queue.schemas import as_text
+from service.queue.schemas import QueueEvent, as_text, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class EventHub:
         self.keys = keys
         self.cursors: dict[str, str] = {}
         """Per followed job: the newest event id the hub has seen (or a waiter's start)."""
-        self.waiters: dict[str, set[asyncio.Event]] = {}
+        self.waiters: dict[str, set[Subscription]] = {}
         self._changed = asyncio.Event()
         self._reading: frozenset[str] = frozenset()
         self._reader_id: int | None = None
@@ -55,28 +58,24 @@ class EventHub:
         await self.reader.aclose()
         await self.control.aclose()
 
-    async def wait(self, job_id: str, after: str, timeout_s: float) -> bool:
-        """Wait until the job's stream may have events after ``after``; False on timeout.
-        Call it after a read that found nothing new: an event that lands in between is
-        reported at once (the hub's cursor is already past ``after``)."""
-        event = asyncio.Event()
-        self.waiters.setdefault(job_id, set()).add(event)
-        cursor = self.cursors.setdefault(job_id, after)
+    @asynccontextmanager
+    async def subscribe(self, job_id: str, after: str) -> AsyncIterator[Subscription]:
+        """Follow one job's stream for as long as the context lasts: the hub keeps it in its
+        read and hands each subscription the events it reads (so one XREAD serves every
+        waiting request, and nothing is read twice). Read the stream once after subscribing:
+        events from before the subscription are not handed over."""
+        subscription = Subscription()
+        self.waiters.setdefault(job_id, set()).add(subscription)
+        self.cursors.setdefault(job_id, after)
         try:
-            if _stream_id(cursor) > _stream_id(after):
-                return True
             if job_id not in self._reading:
                 self._changed.set()
                 await self._interrupt(job_id)
-            try:
-                await asyncio.wait_for(event.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                return False
-            return True
+            yield subscription
         finally:
             waiting = self.waiters.get(job_id)
             if waiting is not None:
-                waiting.discard(event)
+                waiting.discard(subscription)
                 if not waiting:
                     del self.waiters[job_id]
                     self.cursors.pop(job_id, None)
@@ -127,10 +126,37 @@ class EventHub:
             job = jobs[as_text(stream)]
             if entries and job in self.waiters:
                 self.cursors[job] = as_text(entries[-1][0])
-                for event in self.waiters[job]:
-                    event.set()
+                events = [parse_event(entry_id, fields) for entry_id, fields in entries]
+                for subscription in self.waiters[job]:
+                    subscription.deliver(events)
 
 
 def _stream_id(value: str) -> tuple[int, int]:
     millis, _, sequence = value.partition("-")
     return int(millis or 0), int(sequence or 0)
+
+
+class Subscription:
+    """The events the hub read for one follower, until it takes them."""
+
+    def __init__(self) -> None:
+        self._events: list[QueueEvent] = []
+        self._arrived = asyncio.Event()
+
+    def deliver(self, events: list[QueueEvent]) -> None:
+        self._events.extend(events)
+        self._arrived.set()
+
+    async def next(self, after: str, timeout_s: float) -> list[QueueEvent] | None:
+        """Events after ``after`` as they arrive (waiting up to ``timeout_s`` for the first);
+        None on timeout."""
+        while True:
+            events = [e for e in self._events if _stream_id(e.id) > _stream_id(after)]
+            self._events.clear()
+            self._arrived.clear()
+            if events:
+                return events
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                return None

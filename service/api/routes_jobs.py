@@ -27,6 +27,8 @@ router = APIRouter(prefix="/v1", tags=["classification"])
 STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$|^0$")
 """A Redis stream id (19 digits keep each part below 2**64, which Redis refuses past)."""
 NO_WORKER_RETRY_AFTER_S = 5
+ADMISSION_WORKERS_MAX_AGE_S = 0.5
+"""How old the list of live workers that admits a request may be (a refusal re-reads it)."""
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 MULTIPART_SCHEMA = {
@@ -85,9 +87,10 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
 async def require_capable_worker(state: AppState, method: str, model: str | None) -> None:
     """Refuse now (503 no_capable_worker) what no live worker can run, rather than queue a job
     that would wait for its deadline or be failed by a worker; the message says what is missing."""
-    workers = await state.producer.live_workers()
+    workers = await state.producer.live_workers(max_age_s=ADMISSION_WORKERS_MAX_AGE_S)
     if any(serves(worker, method, model) for worker in workers):
         return
+    workers = await state.producer.live_workers()  # a refusal is checked against a fresh list
     spec = get_spec(method)
     needs = [what for what, needed in (("a reward model (TTA_REWARD_MODEL)", spec.needs_reward_model),
                                        ("an MLLM (TTA_MLLM)", spec.needs_mllm)) if needed]

@@ -23,24 +23,27 @@ async def follow(producer: Producer, hub: EventHub, job_id: str, after: str,
     """The job's events after ``after`` as they come, until its terminal event; None each
     ``ping_s`` without one. Ends early if the job expired, or finished before ``after``."""
     last = after
-    while True:
-        events = await producer.events(job_id, last, block_ms=None)
-        for event in events:
-            yield event
-            last = event.id
-            if event.is_terminal:
-                return
-        if events:
-            continue
-        status = await producer.status(job_id)
-        if status is None:
-            return  # expired
-        if status in FINISHED:
-            if await producer.events(job_id, last, block_ms=None):
-                continue  # its last events landed just now
-            return  # finished, and the caller has seen everything up to its end
-        if not await hub.wait(job_id, last, ping_s):
-            yield None
+    async with hub.subscribe(job_id, after) as subscription:
+        events: list[QueueEvent] | None = await producer.events(job_id, last, block_ms=None)
+        while True:
+            for event in events or []:
+                yield event
+                last = event.id
+                if event.is_terminal:
+                    return
+            if not events:  # nothing new: the job may have expired or ended before ``after``
+                status = await producer.status(job_id)
+                if status is None:
+                    return  # expired
+                if status in FINISHED:
+                    events = await producer.events(job_id, last, block_ms=None)
+                    if events:
+                        continue  # its last events landed just now
+                    return  # finished, and the caller has seen everything up to its end
+            events = await subscription.next(last, ping_s)
+            if events is None:
+                yield None  # a ping period without events; then read the stream itself (the
+                events = await producer.events(job_id, last, block_ms=None)  # hub may be away)
 
 
 async def stream_events(producer: Producer, hub: EventHub, job_id: str, after: str,

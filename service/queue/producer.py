@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ class Producer:
         self.keys = keys
         self.ttl_s = ttl_s
         self._enqueue = client.register_script(scripts.ENQUEUE)
+        self._workers: list[dict[str, Any]] = []
+        self._workers_read_at = -math.inf
 
     async def enqueue(
         self, spec: JobSpec, images: list[bytes], *, max_depth: int, max_inflight: int,
@@ -82,11 +85,12 @@ class Producer:
         return max(1, min(60, math.ceil(stats.oldest_age_s / 4) or 1))
 
     async def job(self, job_id: str) -> JobView | None:
-        raw = await self.client.hgetall(self.keys.job(job_id))
+        async with self.client.pipeline(transaction=False) as pipe:  # one round trip
+            raw, results = await pipe.hgetall(self.keys.job(job_id)).hgetall(
+                self.keys.results(job_id)).execute()
         if not raw:
             return None
         fields = {as_text(key): as_text(value) for key, value in raw.items()}
-        results = await self.client.hgetall(self.keys.results(job_id))
         return JobView(
             job_id=job_id, owner=fields["owner"], status=fields["status"],
             spec=JobSpec.model_validate_json(fields["spec"]), attempts=int(fields["attempts"]),
@@ -106,7 +110,17 @@ class Producer:
         value = await self.client.hget(self.keys.job(job_id), "status")
         return as_text(value) if value is not None else None
 
-    async def live_workers(self) -> list[dict[str, Any]]:
+    async def live_workers(self, max_age_s: float = 0.0) -> list[dict[str, Any]]:
+        """Workers whose heartbeat is recent. ``max_age_s`` > 0 may answer from a list read
+        that long ago (the admission check of every request: heartbeats come every few
+        seconds, so re-reading them per request only costs a round trip and a parse)."""
+        if max_age_s > 0 and time.monotonic() - self._workers_read_at <= max_age_s:
+            return self._workers
+        self._workers = await self._read_live_workers()
+        self._workers_read_at = time.monotonic()
+        return self._workers
+
+    async def _read_live_workers(self) -> list[dict[str, Any]]:
         now = now_ms()
         live = []
         for raw in (await self.client.hgetall(self.keys.workers)).values():

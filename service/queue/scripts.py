@@ -26,8 +26,10 @@ return {'ok', event_id}
 """
 
 START = """
--- KEYS: job, events, dead, open, inflight
--- ARGV: job_id, worker, now_ms, max_attempts, dead_error, expired_error
+-- KEYS: job, events, dead, open, inflight, results
+-- ARGV: job_id, worker, now_ms, max_attempts, dead_error, expired_error, queue_ms
+-- A job that runs gets its "started" event here, and the reply lists the images an earlier
+-- attempt finished: one round trip instead of three on every job's path.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', 0} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'done' or status == 'failed' or status == 'dead' then return {'finished', 0} end
@@ -52,7 +54,9 @@ if outcome then
   return {outcome, attempts}
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[2], 'started_ms', ARGV[3])
-return {'run', attempts}
+redis.call('XADD', KEYS[2], '*', 'event', 'started', 'data', cjson.encode(
+  {job_id = ARGV[1], worker = ARGV[2], attempt = attempts, queue_ms = tonumber(ARGV[7])}))
+return {'run', attempts, redis.call('HKEYS', KEYS[6])}
 """
 
 FINISH_IMAGE = """
@@ -116,18 +120,25 @@ end
 return lost
 """
 
-TAKE_ONE = """
--- KEYS: streams, in the order to try them.  ARGV: group, consumer
--- At most one new entry from the first stream that has one, in one round trip (a plain
--- XREADGROUP over several streams returns one entry per stream: a worker would hoard jobs).
+TAKE = """
+-- KEYS: streams, in the order to try them.  ARGV: group, consumer, count
+-- Up to ``count`` new entries, from the first streams that have some, in one round trip, as a
+-- flat list of (stream, entry id, job id). (A plain XREADGROUP over several streams returns
+-- up to COUNT entries per stream: a worker would hoard jobs.)
+local taken, wanted = {}, tonumber(ARGV[3])
 for i = 1, #KEYS do
-  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1, 'STREAMS', KEYS[i], '>')
-  if reply and reply[1] and #reply[1][2] > 0 then
-    local entry = reply[1][2][1]
-    return {KEYS[i], entry[1], entry[2][2]}
+  local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', wanted,
+                           'STREAMS', KEYS[i], '>')
+  if reply and reply[1] then
+    for _, entry in ipairs(reply[1][2]) do
+      table.insert(taken, KEYS[i]); table.insert(taken, entry[1]); table.insert(taken, entry[2][2])
+      wanted = wanted - 1
+    end
   end
+  if wanted <= 0 then break end
 end
-return false
+if #taken == 0 then return false end
+return taken
 """
 
 RELEASE = """

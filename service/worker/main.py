@@ -211,20 +211,29 @@ class Worker:
         return self.consumer.read_new(block_ms)
 
     def begin(self, delivery: Delivery) -> StartedJob | None:
-        outcome, job = self.consumer.start(delivery.job_id)
-        if job is None:
+        return self.begin_all([delivery])[0]
+
+    def begin_all(self, deliveries: list[Delivery]) -> list[StartedJob | None]:
+        """Start these jobs (in a few round trips for all of them); None for each that is not
+        to run (missing, finished, dead or expired), which is acked here."""
+        started: list[StartedJob | None] = []
+        not_run: list[Delivery] = []
+        for delivery, (outcome, job) in zip(deliveries, self.consumer.start_all(
+                [d.job_id for d in deliveries]), strict=True):
+            started.append(job)
+            if job is not None:
+                metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
+                continue  # its "started" event is out
             if outcome == "dead":
                 metrics.DEAD_LETTERS.inc()
                 metrics.JOBS.labels("unknown", "dead_letter").inc()
             elif outcome == "expired":
                 metrics.JOBS.labels("unknown", "expired").inc()
             log.info("job %s: %s; acknowledged without running", delivery.job_id, outcome)
-            self.ack(delivery)
-            return None
-        metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
-        self.consumer.publish(job.spec.job_id, "started", {
-            "worker": self.worker_id, "attempt": job.attempt, "queue_ms": job.queue_ms})
-        return job
+            not_run.append(delivery)
+        if not_run:
+            self.ack(*not_run)
+        return started
 
     def collect_batch(self, first: StartedJob) -> list[tuple[Delivery, StartedJob]]:
         """More zero-shot jobs that arrive within the batch wait, up to the batch size. The wait
@@ -247,35 +256,39 @@ class Worker:
 
     def collect(self, images: int, limit: int, streams: list[str],
                 deadline: float) -> list[tuple[Delivery, StartedJob]]:
-        """More jobs of ``streams`` (started), up to ``limit`` images in all: those pending in
-        front, then new ones until ``deadline``. A job of another stream ends the collection
-        and stays first in line."""
+        """More jobs of ``streams`` (started), until they hold ``limit`` images (a job's images
+        are not split, so the last job may pass it): those pending in front, then new ones
+        until ``deadline``, taken and started together. A job of another stream ends the
+        collection and stays first in line."""
         collected: list[tuple[Delivery, StartedJob]] = []
         while images < limit:
             if not self.pending:
-                delivery = self._take_from(streams, deadline)
-                if delivery is None:
+                taken = self._take_from(streams, deadline, limit - images)
+                if not taken:
                     break
-                self.keepalive.hold(delivery)
-                self.pending.append(delivery)
-            if self.pending[0].stream not in streams:
+                for delivery in taken:
+                    self.keepalive.hold(delivery)
+                self.pending.extend(taken)
+            run: list[Delivery] = []
+            while self.pending and self.pending[0].stream in streams and len(run) < limit - images:
+                run.append(self.pending.popleft())
+            if not run:
                 break
-            delivery = self.pending.popleft()
-            self.taken.append(delivery)
-            job = self.begin(delivery)
-            if job is not None:
-                collected.append((delivery, job))
-                images += job.spec.n_images
+            self.taken.extend(run)
+            for delivery, job in zip(run, self.begin_all(run), strict=True):
+                if job is not None:
+                    collected.append((delivery, job))
+                    images += job.spec.n_images
         return collected
 
-    def _take_from(self, streams: list[str], deadline: float) -> Delivery | None:
+    def _take_from(self, streams: list[str], deadline: float, count: int) -> list[Delivery]:
         while True:
-            taken = self.consumer.read_new(None, streams)
+            taken = self.consumer.read_new(None, streams, count)
             if taken:
-                return taken[0]
+                return taken
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                return []
             time.sleep(min(remaining, BATCH_POLL_S))
 
     def finish(self, jobs: list[tuple[Delivery, StartedJob]], run: Callable[[], None]) -> None:
@@ -292,14 +305,15 @@ class Worker:
             for _, job in jobs:
                 self.consumer.fail(job.spec, "internal_error",
                                    f"internal error in the worker ({type(exc).__name__}); see its log")
-        for delivery, job in jobs:
-            outcome = "done" if self.consumer.status(job.spec.job_id) == "done" else "failed"
-            metrics.JOBS.labels(job.spec.method, outcome).inc()
-            self.ack(delivery)
-            self.jobs_done += 1
+        statuses = self.consumer.statuses([job.spec.job_id for _, job in jobs])
+        for (_, job), status in zip(jobs, statuses, strict=True):
+            metrics.JOBS.labels(job.spec.method, "done" if status == "done" else "failed").inc()
+        self.ack(*(delivery for delivery, _ in jobs))
+        self.jobs_done += len(jobs)
 
-    def ack(self, delivery: Delivery) -> None:
+    def ack(self, *deliveries: Delivery) -> None:
         try:
-            self.consumer.ack(delivery)
+            self.consumer.ack(*deliveries)
         finally:
-            self.keepalive.drop(delivery)
+            for delivery in deliveries:
+                self.keepalive.drop(delivery)

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 import redis
@@ -69,8 +69,20 @@ class Runner:
 
         return Hooks(on_zeroshot=on_zeroshot, on_progress=on_progress)
 
+    def zeroshot_event_into(self, events: list[tuple[str, str, dict[str, Any]]], job: StartedJob,
+                            index: int) -> Hooks:
+        """Hooks that keep the zero-shot event for the batch's single write (it comes with the
+        result anyway: a zero-shot batch is one pass)."""
+        def on_zeroshot(top: list[ScoredLabel]) -> None:
+            events.append((job.spec.job_id, "zeroshot", {"image": index, "top_k": _scored(top)}))
+
+        return Hooks(on_zeroshot=on_zeroshot)
+
     def load_image(self, job: StartedJob, index: int) -> tuple[bytes, Image.Image]:
-        data = self.consumer.image(job.spec.job_id, index)
+        return self.decoded(job, index, self.consumer.image(job.spec.job_id, index))
+
+    def decoded(self, job: StartedJob, index: int, data: bytes | None) -> tuple[bytes, Image.Image]:
+        """The stored image decoded; fails the job (JobFailed) if it expired or is unreadable."""
         if data is None:
             self.fail(job, "images_expired", f"image {index} expired before the job ran")
         try:
@@ -131,12 +143,18 @@ class Runner:
         self.consumer.fail(job.spec, code, message, **extra)
         raise JobFailed(code)
 
-    def record(self, job: StartedJob, index: int, result: AdaptationResult,
-               log_entry: dict[str, Any] | None = None) -> None:
-        method = job.spec.method
+    def payload(self, job: StartedJob, result: AdaptationResult) -> dict[str, Any]:
         payload = result.to_dict()
         payload["metrics"].update(queue_ms=job.queue_ms, attempt=job.attempt, worker=self.worker_id)
-        written, _ = self.consumer.finish_image(job.spec, index, payload, log_entry)
+        return payload
+
+    def record(self, job: StartedJob, index: int, result: AdaptationResult,
+               log_entry: dict[str, Any] | None = None) -> None:
+        written, _ = self.consumer.finish_image(job.spec, index, self.payload(job, result), log_entry)
+        self.count(job, index, result, written)
+
+    def count(self, job: StartedJob, index: int, result: AdaptationResult, written: bool) -> None:
+        method = job.spec.method
         compute_s = float(result.metrics.get("compute_ms", 0.0)) / 1000.0
         metrics.IMAGES.labels(method).inc()
         metrics.COMPUTE.labels(method).observe(compute_s)
@@ -260,16 +278,39 @@ class Runner:
             self.record_adapted(engine, job, index, data, result)
 
     def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
-        """Every unfinished image of these zero-shot jobs in one forward pass. Jobs are checked
-        one by one first, so a job that cannot run fails alone with its own error; if the
-        batched pass still fails, each job is run on its own, so no job's error (which may
+        """Every unfinished image of these zero-shot jobs in one forward pass, with one Redis
+        round trip to fetch their images and one to write their events and results. Jobs are
+        checked one by one first, so a job that cannot run fails alone with its own error; if
+        the batched pass still fails, each job is run on its own, so no job's error (which may
         quote its labels) ever reaches another job."""
-        items: list[tuple[StartedJob, int, BatchItem]] = []
+        runnable = []
         for job in jobs:
             try:
-                items.extend(self.batch_items(job))
+                with self.failing_as(job, None):
+                    self.engine.prepare(job.spec.method, job.spec.labels, templates=job.spec.templates,
+                                        top_k=job.spec.top_k)
+                runnable.append(job)
             except JobFailed:
                 continue
+        wanted = [(job, index) for job in runnable for index in range(job.spec.n_images)
+                  if index not in job.done_images]
+        stored = self.consumer.images([(job.spec.job_id, index) for job, index in wanted]) if wanted else []
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        items: list[tuple[StartedJob, int, BatchItem]] = []
+        failed: set[str] = set()
+        for (job, index), data in zip(wanted, stored, strict=True):
+            if job.spec.job_id in failed:
+                continue
+            try:
+                image = self.decoded(job, index, data)[1]
+            except JobFailed:
+                failed.add(job.spec.job_id)
+                continue
+            spec = job.spec
+            items.append((job, index, BatchItem(image=image, labels=spec.labels, templates=spec.templates,
+                                                top_k=spec.top_k,
+                                                hooks=self.zeroshot_event_into(events, job, index))))
+        items = [item for item in items if item[0].spec.job_id not in failed]
         if not items:
             return
         metrics.BATCH_SIZE.observe(len(items))
@@ -280,23 +321,14 @@ class Runner:
         except Exception:
             log.exception("zero-shot batch of %d jobs failed; running them one by one", len(jobs))
             for job in {id(j): j for j, _, _ in items}.values():
-                self.run_zeroshot_alone(job, [item for item in items if item[0] is job])
+                self.run_zeroshot_alone(job, [(j, i, replace(item, hooks=self.hooks(j, i)))
+                                              for j, i, item in items if j is job])
             return
-        for (job, index, _), result in zip(items, results, strict=True):
-            self.record(job, index, result)
-
-    def batch_items(self, job: StartedJob) -> list[tuple[StartedJob, int, BatchItem]]:
-        """The job's unfinished images as batch items, after checking what the job asks for;
-        raises JobFailed (its own error published) if it cannot run."""
-        spec = job.spec
-        try:
-            self.engine.prepare(spec.method, spec.labels, templates=spec.templates, top_k=spec.top_k)
-        except TTAError as exc:
-            self.fail(job, exc.code, exc.message, field=exc.field)
-        return [(job, index, BatchItem(image=self.load_image(job, index)[1], labels=spec.labels,
-                                       templates=spec.templates, top_k=spec.top_k,
-                                       hooks=self.hooks(job, index)))
-                for index in range(spec.n_images) if index not in job.done_images]
+        written = self.consumer.publish_and_finish(
+            events, [(job.spec, index, self.payload(job, result))
+                     for (job, index, _), result in zip(items, results, strict=True)])
+        for (job, index, _), result, (was_written, _) in zip(items, results, written, strict=True):
+            self.count(job, index, result, was_written)
 
     def run_zeroshot_alone(self, job: StartedJob, items: list[tuple[StartedJob, int, BatchItem]]) -> None:
         try:

@@ -57,7 +57,8 @@ def end_states(service: Service, tenant: str, job_ids: list[str], timeout_s: flo
 def test_jobs_survive_redis_restarts_mid_job_under_load(own_redis, tmp_path):
     """Two Redis restarts (persisted data) while a worker runs multi-image jobs: every job ends
     done, each image has exactly one result, and nothing stays running."""
-    service = make_service(own_redis.url, tmp_path, TTA_LEASE_S="3")
+    # Episode sets of 2: a 4-image job has a moment with half its images done.
+    service = make_service(own_redis.url, tmp_path, TTA_LEASE_S="3", TTA_EPISODE_BATCH_MAX="2")
     service.start_api()
     service.start_worker("w1")
     try:

@@ -68,7 +68,7 @@ def test_first_result_wins_and_is_published_once(redis_server, client, keys):
     assert b.finish_image(spec, 0, {"label": "b"}, {"after": "b"}) == (False, False)
     log = client.xrange(keys.rectifications("alice"))
     assert [entry[1][b"entry"] for entry in log] == [b'{"after":"a"}']  # logged once, by the winner
-    assert events(client, keys, spec.job_id) == ["queued", "result"]
+    assert events(client, keys, spec.job_id) == ["queued", "started", "result"]
     assert client.hget(keys.results(spec.job_id), "0") == b'{"label":"a"}'
     assert b.start(spec.job_id)[0] == "finished"  # and a finished job is never started again
     assert client.zcard(keys.open_jobs) == 0 and client.zcard(keys.inflight("alice")) == 0
@@ -160,3 +160,27 @@ def test_a_worker_takes_one_job_at_a_time_from_several_streams(redis_server, cli
     first, second = worker.read_new(block_ms=50), worker.read_new(block_ms=50)
     assert len(first) == len(second) == 1  # not one per stream: the other job stays for others
     assert {first[0].job_id, second[0].job_id} == set(jobs)
+
+
+def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scripts(
+        redis_server, client, keys):
+    """The worker's bulk path (several jobs started, then their events and results written
+    in one trip each) gives what one-by-one gives, also right after Redis forgot its cached
+    scripts (as after a restart)."""
+    specs = [submit(redis_server.url, keys) for _ in range(3)]
+    worker = consumer(client, keys, "a")
+    taken = worker.read_new(None, count=5)
+    assert sorted(d.job_id for d in taken) == sorted(s.job_id for s in specs)  # one trip, all three
+    client.script_flush()
+    started = worker.start_all([s.job_id for s in specs] + ["no-such-job"])
+    assert [outcome for outcome, _ in started] == ["run", "run", "run", "missing"]
+    client.script_flush()
+    written = worker.publish_and_finish(
+        [(s.job_id, "zeroshot", {"image": 0}) for s in specs],
+        [(s, 0, {"label": "a"}) for s in specs])
+    assert written == [(True, True)] * 3
+    for spec in specs:
+        assert events(client, keys, spec.job_id) == ["queued", "started", "zeroshot", "result"]
+    assert worker.statuses([s.job_id for s in specs]) == ["done"] * 3
+    worker.ack(*taken)
+    assert client.xlen(taken[0].stream) == 0
