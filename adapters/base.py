@@ -57,21 +57,35 @@ def zeroshot_guess(
     return probs, top
 
 
-def score_views(
-    models: Models, inp: MethodInput, options: Any, hooks: Hooks
-) -> tuple[torch.Tensor, list[ScoredLabel], torch.Tensor]:
-    """The one forward pass of the training-free methods: the request's augmented views encoded
-    once, the clean view's zero-shot guess reported, and (view features, zero-shot top-k,
-    per-view logits) returned."""
+def encode_views(
+    models: Models, inputs: Sequence[MethodInput], options: Any, hooks: Sequence[Hooks]
+) -> tuple[torch.Tensor, torch.Tensor, list[list[ScoredLabel]]]:
+    """The augmented views of several images (each with its own seed) encoded in one pass, and
+    each clean view's zero-shot guess reported: (views [B, V, 3, H, W], frozen features
+    [B, V, D], zero-shot top-k per image). Inputs share labels and templates."""
     from adapters.views import views_for
 
     policy = models.policy
-    views = views_for(inp.image, options, policy.clip.image_size, inp.seed)
+    views = torch.stack([views_for(inp.image, options, policy.clip.image_size, inp.seed)
+                         for inp in inputs])
+    batch, n_views = views.shape[:2]
     with torch.no_grad():
-        features = policy.clip.encode_images(views)
-        _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
-        logits = policy.logits(features, policy.class_features(inp.labels, inp.templates))
-    return features, zeroshot_top, logits
+        features = policy.clip.encode_images(views.flatten(0, 1)).view(batch, n_views, -1)
+    tops = [zeroshot_guess(models, inp, features[b, :1], hooks[b])[1] for b, inp in enumerate(inputs)]
+    return views, features, tops
+
+
+def score_views(
+    models: Models, inputs: Sequence[MethodInput], options: Any, hooks: Sequence[Hooks]
+) -> tuple[torch.Tensor, list[list[ScoredLabel]], torch.Tensor]:
+    """The one forward pass of the training-free methods, for one image or several:
+    (view features [B, V, D], zero-shot top-k per image, per-view logits [B, V, C])."""
+    policy = models.policy
+    _, features, tops = encode_views(models, inputs, options, hooks)
+    with torch.no_grad():
+        text = policy.class_features(inputs[0].labels, inputs[0].templates)
+        logits = policy.clip.logit_scale * features @ text.t()
+    return features, tops, logits
 
 
 def build_result(

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adapters.base import ranked, zeroshot_guess
+from adapters.base import encode_views, ranked
 from adapters.options import ViewOptions
 from adapters.selection import select_confident
 from adapters.types import Hooks, MethodInput, Models, Progress, ScoredLabel
-from adapters.views import views_for
 from models.prompt_learner import PromptLearner
 
 Objective = Callable[[int, torch.Tensor], tuple[torch.Tensor, float]]
@@ -98,13 +97,8 @@ def start_episodes(
 ) -> PromptEpisodes:
     """Inputs share labels and templates (the worker groups them so); seeds may differ."""
     policy = models.policy
-    size = policy.clip.image_size
-    views = torch.stack([views_for(inp.image, options, size, inp.seed) for inp in inputs])
-    batch, n_views = views.shape[:2]
-    with torch.no_grad():
-        features = policy.clip.encode_images(views.flatten(0, 1)).view(batch, n_views, -1)
-    zeroshot_tops = [zeroshot_guess(models, inp, features[b, :1], hooks[b])[1]
-                     for b, inp in enumerate(inputs)]
+    views, features, zeroshot_tops = encode_views(models, inputs, options, hooks)
+    batch = len(inputs)
     learner = policy.prompt_learner(inputs[0].labels, ctx_init)
     ctx = nn.Parameter(learner.ctx.detach().unsqueeze(0).repeat(batch, 1, 1))
     first_text = learner.encode_contexts(ctx)

@@ -62,7 +62,8 @@ class TDA(Method):
         self, inp: MethodInput, models: Models, options: TDAOptions, hooks: Hooks
     ) -> AdaptationResult:
         watch = Stopwatch()
-        features, zeroshot_top, logits = score_views(models, inp, options, hooks)
+        features_set, tops, logits_set = score_views(models, [inp], options, [hooks])
+        features, zeroshot_top, logits = features_set[0], tops[0], logits_set[0]
         feature, mean_logits, loss, probs = summarise(logits.cpu(), features.cpu(), options.selection)
         pred = int(mean_logits.argmax())
 

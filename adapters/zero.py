@@ -8,6 +8,8 @@ Ties go to the tied class that the most confident kept view votes for (the refer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, score_views
@@ -30,16 +32,30 @@ def zero_vote(kept_logits: torch.Tensor) -> tuple[int, torch.Tensor]:
 
 class Zero(Method):
     name = "zero"
+    episodes_batch = True
 
     def run(
         self, inp: MethodInput, models: Models, options: ZeroOptions, hooks: Hooks
     ) -> AdaptationResult:
+        return self.run_batch([inp], models, options, [hooks])[0]
+
+    def run_batch(
+        self, inputs: Sequence[MethodInput], models: Models, options: ZeroOptions,
+        hooks: Sequence[Hooks],
+    ) -> list[AdaptationResult]:
+        """Several images' views in one forward pass (the worker's episode sets); each image
+        votes on its own views."""
         watch = Stopwatch()
-        _, zeroshot_top, logits = score_views(models, inp, options, hooks)
-        selected = select_confident(logits, options.selection)
-        winner, share = zero_vote(logits[selected])
-        share[winner] += TIE_BREAK
-        metrics = {"steps": 0, "views": options.n_views, "views_kept": int(selected.numel()),
-                   "votes": round(float(share[winner]) * int(selected.numel())),
-                   "compute_ms": watch.ms()}
-        return build_result(share.cpu(), zeroshot_top, inp, metrics)
+        _, zeroshot_tops, logits = score_views(models, inputs, options, hooks)
+        results = []
+        for b, inp in enumerate(inputs):
+            selected = select_confident(logits[b], options.selection)
+            winner, share = zero_vote(logits[b][selected])
+            share[winner] += TIE_BREAK
+            results.append((share.cpu(), zeroshot_tops[b], inp, {
+                "steps": 0, "views": options.n_views, "views_kept": int(selected.numel()),
+                "votes": round(float(share[winner]) * int(selected.numel()))}))
+        compute_ms = watch.ms()
+        return [build_result(share, top, inp, {**metrics, "compute_ms": compute_ms,
+                                               "episode_batch": len(inputs)})
+                for share, top, inp, metrics in results]

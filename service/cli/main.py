@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--json", help="write the figures here")
     _add_model_args(reference)
     episodes = bench_sub.add_parser(
-        "episodes", help="images/s of B concurrent tpt/rlcf images tuned as one episode set")
+        "episodes", help="images/s of B concurrent tpt/rlcf/zero images run as one episode set")
     episodes.add_argument("--method", default="rlcf")
     episodes.add_argument("--batches", default="1,4,16", help="episode-set sizes B")
     episodes.add_argument("--classes", type=int, default=100)

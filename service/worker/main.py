@@ -1,5 +1,5 @@
 """The worker loop: read (or reclaim) jobs, batch concurrent zero-shot jobs, tune concurrent
-TPT/RLCF jobs as episode sets, run the others one at a time, ack after the result is written.
+TPT/RLCF/ZERO jobs as episode sets, run the others one at a time, ack after the result is written.
 Survives Redis outages; stops gracefully on SIGTERM (finishes the current job, hands unstarted
 ones back to the queue)."""
 

@@ -22,7 +22,7 @@ STEPS = Counter("tta_adaptation_steps_total", "Optimisation steps taken, by meth
 BATCH_SIZE = Histogram("tta_batch_size", "Images per zero-shot forward pass",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 EPISODE_BATCH = Histogram("tta_episode_batch_size",
-                          "Images per episode set of concurrent TPT/RLCF jobs tuned together",
+                          "Images per episode set of concurrent TPT/RLCF/ZERO jobs run together",
                           buckets=(1, 2, 4, 8, 16, 32))
 REDELIVERIES = Counter("tta_redeliveries_total",
                        "Jobs this worker took over from another (dead or stalled) worker")

@@ -55,9 +55,22 @@ def test_different_seeds_give_different_views_within_a_set(models):
         assert abs(r.metrics["entropy_before"] - a.metrics["entropy_before"]) < 1e-5
 
 
-def test_methods_without_episode_sets_run_images_one_after_another(models):
+def test_zero_votes_each_image_on_its_own_views_within_a_set(models):
     engine = Engine(models)
+    images = [make_image(s) for s in (1, 2, 3)]
+    together = engine.run_episodes("zero", [EpisodeItem(i, 3 + n) for n, i in enumerate(images)],
+                                   LABELS, options={"n_views": 32})
+    alone = [engine.run("zero", i, LABELS, seed=3 + n, options={"n_views": 32})
+             for n, i in enumerate(images)]
+    assert [_top(r) for r in together] == [_top(r) for r in alone]
+    assert [r.metrics["votes"] for r in together] == [r.metrics["votes"] for r in alone]
+    assert {r.metrics["episode_batch"] for r in together} == {3}
+
+
+def test_methods_without_episode_sets_run_images_one_after_another(models):
+    """TDA updates its cache image by image, so a set is the images in order."""
     images = [make_image(s) for s in (1, 2)]
-    together = engine.run_episodes("zero", [EpisodeItem(i, 3) for i in images], LABELS)
-    alone = [engine.run("zero", i, LABELS, seed=3) for i in images]
+    together = Engine(models).run_episodes("tda", [EpisodeItem(i, 3) for i in images], LABELS)
+    engine = Engine(models)
+    alone = [engine.run("tda", i, LABELS, seed=3) for i in images]
     assert [_top(r) for r in together] == [_top(r) for r in alone]
