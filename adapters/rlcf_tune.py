@@ -7,6 +7,8 @@ snapshot and restore); ``params="all"`` tunes the whole visual encoder, as the r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, ranked, zeroshot_guess
@@ -16,11 +18,13 @@ from adapters.policy_gradient import RewardContext, expected_reward, reinforce_l
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress
 from adapters.views import views_for
+from adapters.weight_copies import tune_copies
 from adapters.weights import load_into, snapshot, tunable_parameters, tuning
 
 
 class RLCFTune(Method):
     name = "rlcf-tune"
+    episodes_batch = True
 
     def __init__(self) -> None:
         self.momentum = MomentumBank()
@@ -90,3 +94,14 @@ class RLCFTune(Method):
             "compute_ms": watch.ms(),
         }
         return build_result(probs, zeroshot_top, inp, metrics)
+
+    def run_batch(
+        self, inputs: Sequence[MethodInput], models: Models, options: RLCFTuneOptions,
+        hooks: Sequence[Hooks],
+    ) -> list[AdaptationResult]:
+        """Several images as one episode set, each with its own copy of the tuned weights
+        (``adapters.weight_copies``). With momentum the images run one after another: each
+        one's starting point is the previous one's result."""
+        if len(inputs) == 1 or options.momentum > 0:
+            return super().run_batch(inputs, models, options, hooks)
+        return tune_copies(inputs, models, options, hooks)

@@ -25,7 +25,9 @@ SLOW = {"method": "rlcf-tune", "options": json.dumps({"params": "all", "steps": 
 
 @pytest.fixture(scope="module")
 def service(redis_server, tmp_path_factory) -> Iterator[Service]:
-    svc = make_service(redis_server.url, tmp_path_factory.mktemp("flow"))
+    # Images one at a time (no episode sets, which test_episode_sets.py covers): the kill and
+    # SIGTERM tests need a job with some of its images done and some not.
+    svc = make_service(redis_server.url, tmp_path_factory.mktemp("flow"), TTA_EPISODE_BATCH_MAX="1")
     svc.start_api()
     svc.start_worker("w1")
     svc.start_worker("w2")

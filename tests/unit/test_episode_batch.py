@@ -7,7 +7,8 @@ from adapters.engine import Engine, EpisodeItem
 from adapters.types import Hooks
 from tests.conftest import LABELS, make_image, self_reward_models
 
-CASES = [("tpt", {"steps": 3, "lr": 0.05}), ("rlcf", {"steps": 3, "lr": 0.05, "sample_k": 3})]
+CASES = [("tpt", {"steps": 3, "lr": 0.05}), ("rlcf", {"steps": 3, "lr": 0.05, "sample_k": 3}),
+         ("rlcf-tune", {"steps": 3, "lr": 0.01}), ("rlcf-tune", {"steps": 3, "params": "all", "lr": 1e-3})]
 
 
 def _top(result):
@@ -32,7 +33,7 @@ def test_episode_set_matches_images_run_alone(models, method, options):
         torch.testing.assert_close(torch.tensor([s.score for s in t.top_k]),
                                    torch.tensor([s.score for s in a.top_k]), atol=2e-5, rtol=0)
         assert _top(a) != [(s.label, s.score) for s in a.zeroshot_top_k]  # the tuning did move it
-        assert t.metrics["episode_batch"] == len(images) and a.metrics["episode_batch"] == 1
+        assert t.metrics["episode_batch"] == len(images) and a.metrics.get("episode_batch", 1) == 1
         for key in ("entropy_after", "reward_after", "views_kept"):
             if key in a.metrics:
                 assert abs(a.metrics[key] - t.metrics[key]) < 1e-4, key
@@ -74,3 +75,13 @@ def test_methods_without_episode_sets_run_images_one_after_another(models):
     engine = Engine(models)
     alone = [engine.run("tda", i, LABELS, seed=3) for i in images]
     assert [_top(r) for r in together] == [_top(r) for r in alone]
+
+
+def test_rlcf_tune_sets_leave_the_shared_model_untouched(models):
+    engine = Engine(self_reward_models(models))
+    before = {k: v.clone() for k, v in models.policy.clip.model.state_dict().items()}
+    engine.run_episodes("rlcf-tune", [EpisodeItem(make_image(s), s) for s in (1, 2)], LABELS,
+                        options={"steps": 2, "params": "all", "lr": 1e-3})
+    after = models.policy.clip.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(p.requires_grad for p in models.policy.clip.model.parameters())
