@@ -51,6 +51,8 @@ class Manifest:
     n_images: int = 0
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    """The version this one was trained from (None: the base model)."""
 
     @property
     def name(self) -> str:

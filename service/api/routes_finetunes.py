@@ -14,7 +14,7 @@ from adapters.finetune_params import params_from
 from models.errors import InvalidInputError
 from service.api.errors import ERROR_RESPONSES
 from service.api.label_sets import load
-from service.api.model_pointers import move_pointer, owner_versions, pointer_view
+from service.api.model_pointers import move_pointer, owner_versions, pinned_model, pointer_view
 from service.api.routes_jobs import job_out, owned_job
 from service.api.state import AppState, app_state, owner_of
 from service.errors import NotFoundError
@@ -28,6 +28,7 @@ from service.finetunes import (
     cancel_key,
     parse_record,
 )
+from service.labelsets import LabelSet
 from service.queue.schemas import FINISHED, JobSpec, as_text, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["fine-tuning"])
@@ -59,6 +60,10 @@ class FinetuneBody(BaseModel):
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="adapters.finetune_params.FinetuneParams fields "
                                           "(lr, lr_min, weight_decay, epochs, batch_size, params, ...)")
+    from_model: str | None = Field(
+        None, description="the model to start from: a version (NAME@VERSION) from /v1/models, or "
+                          "\"base\"; default: the version the label set points at (the base if none), "
+                          "so successive fine-tunes build on each other")
 
 
 class RetentionBody(BaseModel):
@@ -86,6 +91,18 @@ async def count_matching(state: AppState, tk: TrainingKeys, flt: TrainingFilter,
             return count
 
 
+async def starting_model(state: AppState, owner: str, label_set: LabelSet,
+                         requested: str | None) -> str | None:
+    """The version a fine-tune starts from (None: the base model)."""
+    if requested == "base":
+        return None
+    start = requested if requested is not None else await pinned_model(state, label_set)
+    if start is not None and start not in await owner_versions(state, owner):
+        raise NotFoundError(f"no model version {start!r} for this key (GET /v1/models lists them; "
+                            "\"base\" starts from the base model)", field="from_model")
+    return start
+
+
 @router.post("/finetunes", status_code=202,
              responses={**ERROR_RESPONSES, **NOT_FOUND})
 async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
@@ -108,9 +125,11 @@ async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
                                              f"PUT /v1/label-sets/{label_set.name}/retention)")
         raise InvalidInputError(f"{matching} retained answers of label set {label_set.name!r} match "
                                 f"the filter; at least 2 are needed{hint}", field="label_set")
+    start = await starting_model(state, owner, label_set, body.from_model)
     created = now_ms()
     spec = JobSpec(
-        job_id=new_job_id(), kind="finetune", owner=owner, method="finetune", labels=label_set.labels,
+        job_id=new_job_id(), kind="finetune", owner=owner, method="finetune", model=start,
+        labels=label_set.labels,
         label_set=label_set.name, label_set_version=label_set.version, templates=label_set.templates,
         options={"filter": flt.__dict__, "max_images": body.max_images,
                  "hyperparameters": body.hyperparameters},

@@ -68,7 +68,7 @@ def _client(args: argparse.Namespace) -> Any:
 def start_remote(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {"source": args.source, "changed_only": args.changed_only,
                             "hyperparameters": _params(args)}
-    for key in ("min_score", "since_ms", "until_ms", "max_images"):
+    for key in ("min_score", "since_ms", "until_ms", "max_images", "from_model"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     bar = Bar(not args.no_progress)

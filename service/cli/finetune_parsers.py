@@ -49,6 +49,8 @@ def add_finetune(sub: Any, add_model_args: AddModelArgs) -> None:
     start.add_argument("--since-ms", type=int, help="(server) only answers from this time (epoch ms)")
     start.add_argument("--until-ms", type=int, help="(server) only answers up to this time (epoch ms)")
     start.add_argument("--max-images", type=int, help="(server) newest matching answers, at most")
+    start.add_argument("--from-model", help="(server) version to start from, or 'base' (default: "
+                                            "the version the label set points at)")
     start.add_argument("--activate", action="store_true",
                        help="(server) point the label set at the new version when done")
     start.add_argument("--data", help="(local) JSON lines {\"image\": path, \"label\": name}")

@@ -106,7 +106,8 @@ class FinetuneJob:
             manifest = self.train(job, base, version)
         self.client.hset(versions_key(self.consumer.keys, spec.owner), name, json.dumps(manifest.to_dict()))
         self.consumer.finish_image(spec, 0, {
-            "model": name, "version": version, "base_model": base, "label_set": spec.label_set,
+            "model": name, "version": version, "base_model": base, "parent": manifest.parent,
+            "label_set": spec.label_set,
             "manifest": manifest.to_dict(),
             "metrics": {"steps": manifest.metrics.get("steps", 0), "queue_ms": job.queue_ms,
                         "attempt": job.attempt, **manifest.metrics},
@@ -136,7 +137,10 @@ class FinetuneJob:
                 "epochs": p.epochs, "loss": p.loss, "metric": "holdout_agreement",
                 "value": p.holdout_agreement, "n_images": len(images), "top_k": []})
 
-        policy = self.versions.base.models.policy
+        try:  # from the version the label set pointed at (spec.model), or the base
+            policy = self.versions.engine_for(spec.model).models.policy
+        except TTAError as exc:
+            self.fail(job, exc.code, exc.message, field="from_model")
         try:
             outcome = finetune_visual(policy, images, targets, spec.labels, resolve_templates(spec.templates),
                                       params, on_progress=on_progress,
@@ -148,7 +152,7 @@ class FinetuneJob:
             base=base, version=version, created_ms=now_ms(), source_job=spec.job_id,
             label_set=spec.label_set, label_source=flt.get("source", "any"), owner=spec.owner,
             n_images=len(images), hyperparameters={**params.to_dict(), "filter": flt},
-            metrics=outcome.metrics)
+            metrics=outcome.metrics, parent=spec.model)
         try:
             self.versions.store.save(manifest, outcome.visual_state)
         except FileExistsError:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from tests.integration.conftest import LABELS, Service, make_service, png_bytes, sse_events, wait_until
 
@@ -97,6 +99,25 @@ def test_finetune_versions_pointer_and_rollback(service):
         wait_until(lambda: any(name in (w["resident_versions"] or [])
                                for w in alice.get("/v1/models").json()["workers"]), 10,
                    "the worker to report the resident version")
+
+        # A fine-tune starts from the version its label set points at: at a learning rate too
+        # small to move anything, the new version's weights are v1's, not the base model's.
+        tiny_lr = {"lr": 1e-12, "lr_min": 1e-12, "epochs": 1, "batch_size": 4, "holdout_fraction": 0.2}
+        unknown = alice.post("/v1/finetunes", json={"label_set": "shapes", "from_model": "x@ft-0"})
+        assert unknown.status_code == 404 and unknown.json()["field"] == "from_model"
+        second = alice.post("/v1/finetunes", json={"label_set": "shapes", "hyperparameters": tiny_lr})
+        assert second.status_code == 202, second.text
+        v2 = events(alice, second.json()["events_url"])[-1][1]
+        assert v2["parent"] == name and v2["manifest"]["parent"] == name
+        store = Path(service.env["TTA_MODEL_STORE"]) / "tta-tiny__random"
+        w1, w2 = (load_file(store / v / "visual.safetensors") for v in (result["version"], v2["version"]))
+        assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+        from_base = alice.post("/v1/finetunes", json={"label_set": "shapes", "from_model": "base",
+                                                      "hyperparameters": tiny_lr})
+        v3 = events(alice, from_base.json()["events_url"])[-1][1]
+        assert v3["parent"] is None
+        w3 = load_file(store / v3["version"] / "visual.safetensors")
+        assert any(not torch.allclose(w1[k], w3[k], atol=1e-6) for k in w1)  # v1 moved; v3 did not
 
         back = alice.post("/v1/label-sets/shapes/model/rollback")
         assert back.status_code == 200 and back.json()["model"] is None
