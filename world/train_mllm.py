@@ -38,7 +38,10 @@ NAME_WORDS = sorted({word for name in CLASS_NAMES for word in name.split()})
 
 
 WORLD_MLLM_SIZE = VLMSize(image_size=64, vision="levit", vision_layers=2, vision_heads=4,
-                          text_hidden=128, text_layers=2, text_heads=4)
+                          text_hidden=128, text_layers=4, text_heads=4)
+"""Four Llama layers: with two, the True/False answer stayed at chance (loss ln 2) for 1500
+steps under every loss weighting tried, although the model named the classes it saw; with four
+it starts comparing the asked name with the image within a few hundred steps."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,15 @@ class MLLMRecipe:
     vision_batch: int = 96
     vision_lr: float = 1e-3
     bank_per_class: int = 80
-    text_steps: int = 1500
+    text_steps: int = 2500
     text_batch: int = 32
-    text_lr: float = 2e-3
+    text_lr: float = 1e-3
     shuffle_names: float = 0.3
+    naming_weight: float = 0.3
+    """Weight of the captioning term (name the class after "a photo of a")."""
+    align_weight: float = 1.0
+    """Weight of the image-token-as-name term: it puts an image's token near its class name's
+    embedding, which the True/False comparison builds on (0.5 learned no comparison)."""
 
 
 def _pixels(images: np.ndarray) -> torch.Tensor:
@@ -251,7 +259,7 @@ def train_language(model: Any, processor: Any, recipe: MLLMRecipe, rng: np.rando
         pick = torch.from_numpy(rng.choice(len(bank), 256, replace=False))
         align = F.cross_entropy(model.lm_head(model.model.multi_modal_projector(bank[pick]).mean(1)),
                                 name_ids[torch.from_numpy(labels[pick.numpy()])])
-        loss = F.cross_entropy(logits, targets) + 0.5 * naming + 0.5 * align
+        loss = F.cross_entropy(logits, targets) + recipe.naming_weight * naming + recipe.align_weight * align
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
