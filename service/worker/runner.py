@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
@@ -236,18 +236,12 @@ class Runner:
         and top_k: ``service.worker.episodes.episode_key``) as episode sets tuned together.
         Jobs are checked one by one first, so a job that cannot run fails alone; if a set
         fails, its images run one by one, so no job's error reaches another job."""
-        items: list[tuple[StartedJob, int, bytes, Image.Image]] = []
-        engine = self.engine
-        for job in jobs:
-            try:
-                engine = self.engine_for(job)
-                with self.failing_as(job, None):
-                    engine.prepare(job.spec.method, job.spec.labels, options=job.spec.options,
-                                   templates=job.spec.templates, top_k=job.spec.top_k)
-                items += [(job, index, *self.load_image(job, index))
-                          for index in range(job.spec.n_images) if index not in job.done_images]
-            except JobFailed:
-                items = [item for item in items if item[0] is not job]
+        items = self.runnable_images(jobs, lambda job: self.engine_of(job.spec.model).prepare(
+            job.spec.method, job.spec.labels, options=job.spec.options, templates=job.spec.templates,
+            top_k=job.spec.top_k))
+        if not items:
+            return
+        engine = self.engine_of(jobs[0].spec.model)  # one model per set; loaded by the check
         size = max(1, min(max_images, max_prompts // max(1, len(jobs[0].spec.labels))))
         for start in range(0, len(items), size):
             self._run_episode_set(engine, items[start : start + size])
@@ -277,40 +271,45 @@ class Runner:
         for (job, index, data, _), result in zip(items, results, strict=True):
             self.record_adapted(engine, job, index, data, result)
 
-    def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
-        """Every unfinished image of these zero-shot jobs in one forward pass, with one Redis
-        round trip to fetch their images and one to write their events and results. Jobs are
-        checked one by one first, so a job that cannot run fails alone with its own error; if
-        the batched pass still fails, each job is run on its own, so no job's error (which may
-        quote its labels) ever reaches another job."""
+    def runnable_images(self, jobs: list[StartedJob], check: Callable[[StartedJob], object],
+                        ) -> list[tuple[StartedJob, int, bytes, Image.Image]]:
+        """(job, index, bytes, decoded image) for every unfinished image of the jobs that pass
+        ``check`` (it raises TTAError), fetched in one round trip. A job that fails its check or
+        has an expired or unreadable image fails alone, with its own error, and adds nothing."""
         runnable = []
         for job in jobs:
             try:
                 with self.failing_as(job, None):
-                    self.engine.prepare(job.spec.method, job.spec.labels, templates=job.spec.templates,
-                                        top_k=job.spec.top_k)
+                    check(job)
                 runnable.append(job)
             except JobFailed:
                 continue
         wanted = [(job, index) for job in runnable for index in range(job.spec.n_images)
                   if index not in job.done_images]
         stored = self.consumer.images([(job.spec.job_id, index) for job, index in wanted]) if wanted else []
-        events: list[tuple[str, str, dict[str, Any]]] = []
-        items: list[tuple[StartedJob, int, BatchItem]] = []
+        images: list[tuple[StartedJob, int, bytes, Image.Image]] = []
         failed: set[str] = set()
         for (job, index), data in zip(wanted, stored, strict=True):
             if job.spec.job_id in failed:
                 continue
             try:
-                image = self.decoded(job, index, data)[1]
+                images.append((job, index, *self.decoded(job, index, data)))
             except JobFailed:
                 failed.add(job.spec.job_id)
-                continue
-            spec = job.spec
-            items.append((job, index, BatchItem(image=image, labels=spec.labels, templates=spec.templates,
-                                                top_k=spec.top_k,
-                                                hooks=self.zeroshot_event_into(events, job, index))))
-        items = [item for item in items if item[0].spec.job_id not in failed]
+        return [image for image in images if image[0].spec.job_id not in failed]
+
+    def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
+        """Every unfinished image of these zero-shot jobs in one forward pass, with one Redis
+        round trip to fetch their images and one to write their events and results. Jobs are
+        checked one by one first, so a job that cannot run fails alone with its own error; if
+        the batched pass still fails, each job is run on its own, so no job's error (which may
+        quote its labels) ever reaches another job."""
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        items = [(job, index, BatchItem(image=image, labels=job.spec.labels, templates=job.spec.templates,
+                                        top_k=job.spec.top_k,
+                                        hooks=self.zeroshot_event_into(events, job, index)))
+                 for job, index, _, image in self.runnable_images(jobs, lambda job: self.engine.prepare(
+                     job.spec.method, job.spec.labels, templates=job.spec.templates, top_k=job.spec.top_k))]
         if not items:
             return
         metrics.BATCH_SIZE.observe(len(items))
