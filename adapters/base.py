@@ -66,7 +66,8 @@ def encode_views(
     from adapters.views import views_for
 
     policy = models.policy
-    views = torch.stack([views_for(inp.image, options, policy.clip.image_size, inp.seed)
+    # On the model's device: the tuning steps index and re-encode them there.
+    views = torch.stack([views_for(inp.image, options, policy.clip.image_size, inp.seed, policy.clip.device)
                          for inp in inputs])
     batch, n_views = views.shape[:2]
     with torch.no_grad():

@@ -36,7 +36,7 @@ class RLCFTune(Method):
         watch = Stopwatch()
         policy = models.policy
         clip = policy.clip
-        views = views_for(inp.image, options, clip.image_size, inp.seed)
+        views = views_for(inp.image, options, clip.image_size, inp.seed, clip.device)
         templates = (options.class_template,) if options.class_template else inp.templates
         text = policy.class_features(inp.labels, templates)
         with torch.no_grad():
@@ -101,7 +101,10 @@ class RLCFTune(Method):
     ) -> list[AdaptationResult]:
         """Several images as one episode set, each with its own copy of the tuned weights
         (``adapters.weight_copies``). With momentum the images run one after another: each
-        one's starting point is the previous one's result."""
-        if len(inputs) == 1 or options.momentum > 0:
+        one's starting point is the previous one's result. Under half-precision autocast they
+        also run one after another: vmap's backward then fails on CUDA (measured on an H200:
+        "expected input and grad types to match")."""
+        half = models.policy.clip.precision in ("bf16", "fp16") and models.policy.clip.device.type == "cuda"
+        if len(inputs) == 1 or options.momentum > 0 or half:
             return super().run_batch(inputs, models, options, hooks)
         return tune_copies(inputs, models, options, hooks)

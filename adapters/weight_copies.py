@@ -23,14 +23,20 @@ from adapters.weights import tunable_parameters
 
 
 @contextmanager
-def without_attention_fastpath() -> Iterator[None]:
-    """nn.MultiheadAttention's fused inference kernel has no derivative under vmap; the plain
-    path computes the same attention. (A process-wide flag: the engine runs one method at a
-    time.)"""
+def attention_for_vmap() -> Iterator[None]:
+    """Attention kernels that work under vmap with gradients. nn.MultiheadAttention's fused
+    inference kernel has no derivative under vmap, and the fused scaled-dot-product kernels
+    either fall back to a per-image loop (CPU flash) or fail in backward (CUDA
+    memory-efficient: "LSE is not correctly aligned"); the math kernel is plain batched matmuls,
+    which vmap batches. All compute the same attention. (The fastpath flag is process-wide: the
+    engine runs one method at a time.)"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     before = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        yield
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
     finally:
         torch.backends.mha.set_fastpath_enabled(before)
 
@@ -67,7 +73,7 @@ def tune_copies(inputs: Sequence[MethodInput], models: Models, options: RLCFTune
 
     # The clean view rides along in each step's forward so progress reports its top-k.
     step_views = torch.cat([views[:, :1], kept_views], dim=1)  # [B, 1 + K, 3, H, W]
-    with without_attention_fastpath():
+    with attention_for_vmap():
         for step in range(options.steps):
             both = clip.logit_scale * vmap(encode)(copies, step_views) @ text.t()  # [B, 1 + K, C]
             losses, values = [], []

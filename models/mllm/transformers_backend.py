@@ -66,7 +66,9 @@ class TransformersScorer:
             chunk = prompts[start : start + self.batch_size]
             batch = self.processor(text=self._texts(chunk),
                                    images=[[shot.image for shot in p.shots] for p in chunk],
-                                   return_tensors="pt", padding=True).to(self.device)
+                                   return_tensors="pt", padding=True)
+            # Pixels in the weights' dtype: the bundled model loads as fp16 on CUDA.
+            batch = batch.to(device=self.device, dtype=self.model.dtype)
             last = batch["attention_mask"].sum(dim=-1) - 1
             logits = self.model(**batch).logits[torch.arange(len(chunk)), last].float()
             true = logits[:, self.true_ids].logsumexp(dim=-1)
