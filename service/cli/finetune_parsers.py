@@ -13,8 +13,9 @@ AddModelArgs = Callable[[argparse.ArgumentParser], None]
 def add_finetune_bench(bench_sub: Any, add_model_args: AddModelArgs) -> None:
     parser = bench_sub.add_parser("finetune", help="fine-tune on rectified labels; zero-shot gain of "
                                   "the new version on unseen images, against N")
-    parser.add_argument("--source", default="rlcf-tune:lr=0.01",
-                        help="label source: a method variant (rlcf-tune:lr=0.01) or 'truth'")
+    # lr 0.03 and 10 steps: 64% correct labels on range A, against 57% at lr 0.01 and 3 steps.
+    parser.add_argument("--source", default="rlcf-tune:lr=0.03+steps=10",
+                        help="label source: a method variant (rlcf-tune:lr=0.03+steps=10) or 'truth'")
     parser.add_argument("--sizes", default="100,300,1000", help="N values (nested subsets)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="fine-tuning hyperparameter for the curve, e.g. --param lr=1e-4")
