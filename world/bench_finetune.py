@@ -50,37 +50,46 @@ def shifted_pool(n: int) -> tuple[list[Image.Image], list[int], list[str]]:
 
 
 def label_images(engine: Any, source: str, images: list[Image.Image], truth: list[int],
-                 show_progress: bool) -> tuple[list[int], list[float], float]:
-    """Labels from the source, their scores, and the source's ms per image."""
+                 show_progress: bool, first: int = 0) -> tuple[list[int], list[float], float]:
+    """Labels from the source for the pool's images ``first`` onwards (image i runs with seed
+    i), their scores, and the source's ms per image."""
     if source == "truth":
-        return list(truth), [1.0] * len(truth), 0.0
+        return list(truth[first:]), [1.0] * len(truth[first:]), 0.0
     method, options = parse_variant(source)
-    bar = ProgressBar(len(images), enabled=show_progress)
+    bar = ProgressBar(len(images) - first, enabled=show_progress)
     labels, scores, started = [], [], time.perf_counter()
-    for index, image in enumerate(images):
+    for index, image in enumerate(images[first:], start=first):
         result = engine.run(method, image, CLASS_NAMES, options=options, top_k=1, seed=index)
         labels.append(CLASS_NAMES.index(result.label))
         scores.append(result.score)
         bar()
-    return labels, scores, 1000 * (time.perf_counter() - started) / len(images)
+    return labels, scores, 1000 * (time.perf_counter() - started) / max(1, len(images) - first)
 
 
 def cached_labels(path: str | None, source: str, n: int,
                   compute: Any) -> tuple[list[int], list[float], float]:
-    """The label source is the slow part: ``--labels-cache`` keeps its output between runs."""
-    key = {"source": source, "seeds_from": FINETUNE_SEEDS, "n": n}
+    """The label source is the slow part: ``--labels-cache`` keeps its output between runs.
+    The pool of n images starts with the pool of any smaller n (``shifted_pool``), so a cache
+    for more images serves its prefix, and one for fewer is extended: ``compute(first)``
+    labels images ``first`` onwards."""
+    key = {"source": source, "seeds_from": FINETUNE_SEEDS}
+    have: tuple[list[int], list[float], float] = ([], [], 0.0)
     if path:
         try:
             with open(path, encoding="utf-8") as handle:
                 cached = json.load(handle)
-            if cached["key"] == key:
-                return cached["labels"], cached["scores"], cached["ms_per_image"]
+            if {k: cached["key"][k] for k in key} == key:
+                have = cached["labels"], cached["scores"], cached["ms_per_image"]
         except (OSError, ValueError, KeyError):
             pass
-    labels, scores, ms = compute()
+    if len(have[0]) >= n:
+        return have[0][:n], have[1][:n], have[2]
+    more, more_scores, ms = compute(len(have[0]))
+    labels, scores = have[0] + more, have[1] + more_scores
     if path:
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump({"key": key, "labels": labels, "scores": scores, "ms_per_image": ms}, handle)
+            json.dump({"key": {**key, "n": n}, "labels": labels, "scores": scores, "ms_per_image": ms},
+                      handle)
     return labels, scores, ms
 
 
@@ -184,7 +193,7 @@ def run_finetune_bench(args: argparse.Namespace) -> int:
     images, truth, domains = shifted_pool(max(sizes))
     labels, scores, label_ms = cached_labels(
         args.labels_cache, args.source, len(images),
-        lambda: label_images(engine, args.source, images, truth, not args.no_progress))
+        lambda first: label_images(engine, args.source, images, truth, not args.no_progress, first))
     correct = np.array(labels) == np.array(truth)
     if args.min_score > 0:  # keep only confident labels (the service's min-confidence filter)
         kept = [i for i, s in enumerate(scores) if s >= args.min_score]
