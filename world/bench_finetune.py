@@ -32,6 +32,8 @@ from world.render import SHIFTED_DOMAINS, TEST_DOMAINS
 
 FINETUNE_SEEDS = TEST_SEEDS + 200_000
 """Range A: images the label source labels and the fine-tune trains on (disjoint from B)."""
+FRESH_EVAL_SEEDS = TEST_SEEDS + 400_000
+"""Range C: for checking hyperparameters chosen by looking at range B on images nobody looked at."""
 TEMPLATES = ("a photo of a {}.",)
 
 
@@ -103,12 +105,13 @@ def zeroshot_accuracy(policy: Any, eval_sets: dict[str, tuple[torch.Tensor, np.n
     return out
 
 
-def eval_sets(image_size: int, per_class: int) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+def eval_sets(image_size: int, per_class: int,
+              seed_base: int = TEST_SEEDS) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
     from adapters.views import clean_view
 
     sets = {}
     for domain in TEST_DOMAINS:
-        images, labels, _ = sample_arrays(domain, per_class, seed_base=TEST_SEEDS)
+        images, labels, _ = sample_arrays(domain, per_class, seed_base=seed_base)
         views = torch.stack([clean_view(Image.fromarray(i), image_size) for i in images])
         sets[domain] = (views, labels)
     return sets
@@ -203,7 +206,8 @@ def run_finetune_bench(args: argparse.Namespace) -> int:
         print(f"min score {args.min_score}: kept {len(kept)} labels, {100 * kept_correct:.1f}% correct")
     label_accuracy = {d: round(float(correct[[x == d for x in domains]].mean()), 4) for d in SHIFTED_DOMAINS}
     policy = engine.models.policy
-    evals = eval_sets(policy.clip.image_size, args.eval_per_class)
+    eval_seeds = FRESH_EVAL_SEEDS if args.fresh_eval else TEST_SEEDS
+    evals = eval_sets(policy.clip.image_size, args.eval_per_class, eval_seeds)
     base = zeroshot_accuracy(policy, evals)
 
     curve = [run_one(policy_name, policy, store, images[:n], labels[:n], base_params, evals, base, device)
@@ -211,7 +215,7 @@ def run_finetune_bench(args: argparse.Namespace) -> int:
     sweep = [run_one(policy_name, policy, store, images, labels, p, evals, base, device) for p in variants]
     report = {
         "policy": policy_name, "label_source": args.source, "range_a_seeds_from": FINETUNE_SEEDS,
-        "range_b_seeds_from": TEST_SEEDS, "eval_images_per_domain": args.eval_per_class * len(CLASS_NAMES),
+        "eval_seeds_from": eval_seeds, "eval_images_per_domain": args.eval_per_class * len(CLASS_NAMES),
         "label_ms_per_image": round(label_ms, 2),
         "label_accuracy_on_a": {**label_accuracy, "mean": round(float(correct.mean()), 4)},
         "min_score": args.min_score, "n_after_filter": len(images),
@@ -220,7 +224,8 @@ def run_finetune_bench(args: argparse.Namespace) -> int:
     }
     print(f"policy {policy_name}, labels from {args.source} ({label_ms:.0f} ms/image; accuracy on "
           f"range A {100 * correct.mean():.1f}%), evaluated on {report['eval_images_per_domain']} "
-          "images per domain of range B")
+          "images per domain of range "
+          f"{'C' if args.fresh_eval else 'B'} (seeds from {eval_seeds})")
     print_rows("gain against N (default hyperparameters)", curve, base)
     if sweep:
         print_rows(f"hyperparameter variants at N = {len(images)}", sweep, base)

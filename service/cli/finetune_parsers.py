@@ -23,6 +23,9 @@ def add_finetune_bench(bench_sub: Any, add_model_args: AddModelArgs) -> None:
                         help="extra hyperparameter variants, run at the largest N (repeatable)")
     parser.add_argument("--eval-per-class", type=int, default=8,
                         help="range-B images per class per domain (8: 200 per domain)")
+    parser.add_argument("--fresh-eval", action="store_true",
+                        help="evaluate on range C (test seeds + 400 000) instead of the accuracy "
+                             "bench's range B: for hyperparameters chosen by looking at range B")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="train only on labels whose score is at least this")
     parser.add_argument("--labels-cache", metavar="FILE",
