@@ -11,13 +11,12 @@ from collections.abc import Sequence
 
 import torch
 
-from adapters.base import Method, Stopwatch, build_result, ranked, zeroshot_guess
+from adapters.base import Method, Stopwatch, build_result, encode_views, ranked
 from adapters.method_options import RLCFTuneOptions
 from adapters.momentum import MomentumBank
 from adapters.policy_gradient import RewardContext, expected_reward, reinforce_loss, top_k_actions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress
-from adapters.views import views_for
 from adapters.weight_copies import tune_copies
 from adapters.weights import load_into, snapshot, tunable_parameters, tuning
 
@@ -36,12 +35,10 @@ class RLCFTune(Method):
         watch = Stopwatch()
         policy = models.policy
         clip = policy.clip
-        views = views_for(inp.image, options, clip.image_size, inp.seed, clip.device)
         templates = (options.class_template,) if options.class_template else inp.templates
         text = policy.class_features(inp.labels, templates)
-        with torch.no_grad():
-            features = clip.encode_images(views)
-        _, zeroshot_top = zeroshot_guess(models, inp, features[:1], hooks)
+        views_set, features_set, tops = encode_views(models, [inp], options, [hooks])
+        views, features, zeroshot_top = views_set[0], features_set[0], tops[0]
 
         params = tunable_parameters(clip.model.visual, options.params)  # type: ignore[arg-type]
         state_key = f"{policy.name}|{options.params}|{inp.state_key}"
@@ -104,7 +101,7 @@ class RLCFTune(Method):
         one's starting point is the previous one's result. Under half-precision autocast they
         also run one after another: vmap's backward then fails on CUDA (measured on an H200:
         "expected input and grad types to match")."""
-        half = models.policy.clip.precision in ("bf16", "fp16") and models.policy.clip.device.type == "cuda"
+        half = models.policy.clip.precision != "fp32"  # autocast: CUDA only (models.device)
         if len(inputs) == 1 or options.momentum > 0 or half:
             return super().run_batch(inputs, models, options, hooks)
         return tune_copies(inputs, models, options, hooks)
