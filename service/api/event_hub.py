@@ -62,9 +62,12 @@ class EventHub:
     async def subscribe(self, job_id: str, after: str) -> AsyncIterator[Subscription]:
         """Follow one job's stream for as long as the context lasts: the hub keeps it in its
         read and hands each subscription the events it reads (so one XREAD serves every
-        waiting request, and nothing is read twice). Read the stream once after subscribing:
-        events from before the subscription are not handed over."""
-        subscription = Subscription()
+        waiting request, and nothing is read twice). Unless the subscription is the job's
+        ``first`` (the hub then reads from ``after`` itself), read the stream once after
+        subscribing: events the hub read before it are not handed over."""
+        # First: no follower before it, nor a read in flight that still covers its stream
+        # from an earlier follower's cursor (that read's events would start past ``after``).
+        subscription = Subscription(first=job_id not in self.cursors and job_id not in self._reading)
         self.waiters.setdefault(job_id, set()).add(subscription)
         self.cursors.setdefault(job_id, after)
         try:
@@ -139,7 +142,9 @@ def _stream_id(value: str) -> tuple[int, int]:
 class Subscription:
     """The events the hub read for one follower, until it takes them."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: bool) -> None:
+        self.first = first
+        """The job's first follower: the hub's read of its stream starts where this one does."""
         self._events: list[QueueEvent] = []
         self._arrived = asyncio.Event()
 

@@ -21,7 +21,7 @@ from service.api.state import AppState, app_state, owner_of
 from service.errors import NoCapableWorkerError, NotFoundError
 from service.queue.producer import JobView
 from service.queue.routing import serves
-from service.queue.schemas import FINISHED, JOB_ID_PATTERN, JobSpec, new_job_id, now_ms
+from service.queue.schemas import FINISHED, JOB_ID_PATTERN, JobSpec, QueueEvent, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["classification"])
 STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$|^0$")
@@ -53,8 +53,9 @@ REQUEST_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
-async def submit(request: Request) -> tuple[AppState, JobSpec]:
-    """Validate the whole request, then queue it as one job (all its images, in order)."""
+async def submit(request: Request) -> tuple[AppState, JobSpec, str]:
+    """Validate the whole request, then queue it as one job (all its images, in order); the
+    id of its ``queued`` event comes last."""
     state = app_state(request)
     settings = state.settings
     owner = owner_of(request)
@@ -78,10 +79,10 @@ async def submit(request: Request) -> tuple[AppState, JobSpec]:
         n_images=len(submission.images), created_ms=created,
         deadline_ms=created + settings.job_deadline_s * 1000,
     )
-    await state.producer.enqueue(job, images, max_depth=settings.max_queue_depth,
-                                 max_inflight=settings.max_inflight_per_key)
+    queued = await state.producer.enqueue(job, images, max_depth=settings.max_queue_depth,
+                                          max_inflight=settings.max_inflight_per_key)
     metrics.JOBS_SUBMITTED.labels(job.method).inc()
-    return state, job
+    return state, job, queued
 
 
 async def require_capable_worker(state: AppState, method: str, model: str | None) -> None:
@@ -136,22 +137,43 @@ async def owned_job(state: AppState, job_id: str, owner: str) -> JobView:
 async def classify(request: Request) -> Response:
     """Classify images and wait for the corrected predictions (up to TTA_WAIT_TIMEOUT_S).
     With ``Accept: text/event-stream`` the job's events stream back instead (SSE)."""
-    state, job = await submit(request)
+    state, job, queued = await submit(request)
     if "text/event-stream" in request.headers.get("accept", ""):
         stream = stream_events(state.producer, state.hub, job.job_id, "0", state.settings.sse_ping_s)
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={**SSE_HEADERS, "X-Job-ID": job.job_id})
 
-    async def until_terminal() -> None:
-        async for event in follow(state.producer, state.hub, job.job_id, "0", state.settings.sse_ping_s):
-            if event is not None and event.is_terminal:
-                return
+    seen: list[QueueEvent] = []
+
+    async def until_terminal() -> None:  # (from after "queued": the hub then wakes once less)
+        async for event in follow(state.producer, state.hub, job.job_id, queued, state.settings.sse_ping_s):
+            if event is not None:
+                seen.append(event)
+                if event.is_terminal:
+                    return
 
     try:
         await asyncio.wait_for(until_terminal(), state.settings.wait_timeout_s)
     except asyncio.TimeoutError:
         return accepted(job, status="running")
+    if seen and seen[-1].is_terminal and seen[-1].event == "result":
+        return JSONResponse(job_out(done_from_events(job, seen)))
     return await finished(state, job)
+
+
+def done_from_events(job: JobSpec, events: list[QueueEvent]) -> JobView:
+    """The finished job as its events after "queued" tell it: each image's result event
+    carries the result as stored, and the started events the attempts. It saves the waiting
+    classify a read of the job after its last event (GET /v1/jobs answers the same)."""
+    results = {int(e.data["image"]): {k: v for k, v in e.data.items() if k not in EVENT_ONLY_FIELDS}
+               for e in events if e.event == "result"}
+    attempts = max((int(e.data.get("attempt", 0)) for e in events if e.event == "started"), default=0)
+    return JobView(job_id=job.job_id, owner=job.owner, status="done", spec=job, attempts=attempts,
+                   worker=None, error=None, results=results)
+
+
+EVENT_ONLY_FIELDS = frozenset({"job_id", "image", "n_images", "final"})
+"""What a result event adds to the stored result (``Consumer.finish_image``)."""
 
 
 async def finished(state: AppState, job: JobSpec) -> JSONResponse:
@@ -169,7 +191,7 @@ async def finished(state: AppState, job: JobSpec) -> JSONResponse:
              responses={202: {"model": JobAccepted}, **ERROR_RESPONSES})
 async def create_job(request: Request) -> Response:
     """Queue a classification job and return its id at once."""
-    _, job = await submit(request)
+    _, job, _ = await submit(request)
     return accepted(job)
 
 

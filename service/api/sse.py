@@ -24,14 +24,19 @@ async def follow(producer: Producer, hub: EventHub, job_id: str, after: str,
     ``ping_s`` without one. Ends early if the job expired, or finished before ``after``."""
     last = after
     async with hub.subscribe(job_id, after) as subscription:
-        events: list[QueueEvent] | None = await producer.events(job_id, last, block_ms=None)
+        # A job's first follower gets every event from the hub, which reads its stream from
+        # ``after``; a later one reads what the hub had handed out before it joined. (This
+        # saves a waiting classify two round trips.)
+        events: list[QueueEvent] | None = (
+            [] if subscription.first else await producer.events(job_id, last, block_ms=None))
+        check_when_quiet = not subscription.first
         while True:
             for event in events or []:
                 yield event
                 last = event.id
                 if event.is_terminal:
                     return
-            if not events:  # nothing new: the job may have expired or ended before ``after``
+            if not events and check_when_quiet:  # the job may have expired or ended before ``after``
                 status = await producer.status(job_id)
                 if status is None:
                     return  # expired
@@ -40,6 +45,7 @@ async def follow(producer: Producer, hub: EventHub, job_id: str, after: str,
                     if events:
                         continue  # its last events landed just now
                     return  # finished, and the caller has seen everything up to its end
+            check_when_quiet = True
             events = await subscription.next(last, ping_s)
             if events is None:
                 yield None  # a ping period without events; then read the stream itself (the

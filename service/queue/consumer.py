@@ -4,7 +4,7 @@ transitions, publish events, renew leases, acknowledge."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -25,7 +25,11 @@ class Delivery:
     """The route's jobs stream the entry is in."""
     entry_id: str
     job_id: str
+    owner: str | None = None
+    """The job's owner as the entry names it (None in an entry from before it did)."""
     reclaimed: bool = False
+    waited: bool = False
+    """It ended a blocking wait on empty streams: nothing else was queued a moment ago."""
     resumed: bool = False
     """Taken back after a Redis outage interrupted its run (check it is still ours first)."""
 
@@ -37,6 +41,8 @@ class StartedJob:
     queue_ms: float
     done_images: frozenset[int]
     """Images a previous attempt already finished (their results stand; not re-run)."""
+    images: dict[int, bytes] = field(default_factory=dict)
+    """The stored bytes of the unfinished images, by index (one missing: it expired)."""
 
 
 class Consumer:
@@ -78,24 +84,24 @@ class Consumer:
         order = streams[self._turn:] + streams[:self._turn]
         taken = self._take(keys=order, args=[GROUP, self.worker_id, count])
         if taken:
-            return [Delivery(as_text(taken[i]), as_text(taken[i + 1]), as_text(taken[i + 2]))
-                    for i in range(0, len(taken), 3)]
+            return [Delivery(as_text(taken[i]), as_text(taken[i + 1]), as_text(taken[i + 2]),
+                             as_text(taken[i + 3]) or None) for i in range(0, len(taken), 4)]
         if not block_ms:
             return []
         # Blocking on several streams returns one entry per stream that got one meanwhile
         # (rarely more than one): all are this worker's now and are run in turn.
         reply = self.client.xreadgroup(GROUP, self.worker_id, dict.fromkeys(order, ">"), count=1,
                                        block=block_ms)
-        return [Delivery(as_text(stream), as_text(entry_id), as_text(fields[b"job_id"]))
-                for stream, entries in reply or [] for entry_id, fields in entries]
+        return [Delivery(as_text(stream), as_text(entry_id), as_text(fields[b"job_id"]), _owner(fields),
+                         waited=True) for stream, entries in reply or [] for entry_id, fields in entries]
 
     def reclaim(self, min_idle_ms: int) -> list[Delivery]:
         """Take over one entry whose holder stopped renewing its lease (a dead worker)."""
         for stream in self.streams:
             reply = self.client.xautoclaim(stream, GROUP, self.worker_id, min_idle_ms,
                                            start_id="0-0", count=1)
-            found = [Delivery(stream, as_text(entry_id), as_text(fields[b"job_id"]), reclaimed=True)
-                     for entry_id, fields in reply[1] if fields]
+            found = [Delivery(stream, as_text(entry_id), as_text(fields[b"job_id"]), _owner(fields),
+                              reclaimed=True) for entry_id, fields in reply[1] if fields]
             if found:
                 return found
         return []
@@ -120,75 +126,72 @@ class Consumer:
             return False
         return bool(pending) and as_text(pending[0]["consumer"]) == self.worker_id
 
-    def ack(self, *deliveries: Delivery) -> None:
+    def ack(self, *deliveries: Delivery) -> list[str | None]:
+        """Acknowledge (and delete) these entries; returns their jobs' statuses, read in the
+        same round trip (what a run's metrics count)."""
         pipe = self.client.pipeline(transaction=True)
         for delivery in deliveries:
             pipe.xack(delivery.stream, GROUP, delivery.entry_id)
             pipe.xdel(delivery.stream, delivery.entry_id)
-        pipe.execute()
+            pipe.hget(self.keys.job(delivery.job_id), "status")
+        replies = pipe.execute()
+        return [as_text(status) if status is not None else None for status in replies[2::3]]
 
     def release(self, delivery: Delivery) -> None:
-        self._release(keys=[delivery.stream], args=[GROUP, delivery.entry_id, delivery.job_id])
+        self._release(keys=[delivery.stream],
+                      args=[GROUP, delivery.entry_id, delivery.job_id, delivery.owner or ""])
 
-    def start(self, job_id: str) -> tuple[str, StartedJob | None]:
+    def start(self, job_id: str, owner: str | None = None) -> tuple[str, StartedJob | None]:
         """("run", job) to run it; otherwise ("missing" | "finished" | "dead" | "expired", None),
         and the job needs no more than an ack (its error event is already published)."""
-        return self.start_all([job_id])[0]
+        return self.start_all([job_id], [owner])[0]
 
-    def start_all(self, job_ids: list[str]) -> list[tuple[str, StartedJob | None]]:
-        """``start`` for several jobs: two round trips for one job, three for a batch of any
-        size (its reads, then its START scripts pipelined)."""
-        k = self.keys
-        if len(job_ids) == 1:
-            raws = [self.client.hmget(k.job(job_ids[0]), ["owner", "spec", "created_ms"])]
-        else:
+    def start_all(self, job_ids: list[str],
+                  owners: list[str | None] | None = None) -> list[tuple[str, StartedJob | None]]:
+        """``start`` for several jobs, in one round trip when their owners are known (as their
+        stream entries name them), and one more to read the owners where not."""
+        owners = list(owners or [None] * len(job_ids))
+        unknown = [i for i, owner in enumerate(owners) if owner is None]
+        if unknown:
             pipe = self.client.pipeline(transaction=False)
-            for job_id in job_ids:
-                pipe.hmget(k.job(job_id), ["owner", "spec", "created_ms"])
-            raws = pipe.execute()
-        now = now_ms()
-        calls = [(job_id, raw, self._start_call(job_id, raw, now))
-                 for job_id, raw in zip(job_ids, raws, strict=True) if raw[0] is not None]
-        if len(calls) == 1:
-            replies = [self._start(keys=calls[0][2][0], args=calls[0][2][1])]
-        elif calls:
-            replies = self._scripts_in_one_trip([(self._start, keys, args) for _, _, (keys, args) in calls])
-        else:
-            replies = []
-        started = {job_id: self._started(raw, reply, now)
-                   for (job_id, raw, _), reply in zip(calls, replies, strict=True)}
+            for i in unknown:
+                pipe.hget(self.keys.job(job_ids[i]), "owner")
+            for i, owner in zip(unknown, pipe.execute(), strict=True):
+                owners[i] = as_text(owner) if owner is not None else None
+        calls = [(job_id, self._start_call(job_id, owner, now_ms()))
+                 for job_id, owner in zip(job_ids, owners, strict=True) if owner is not None]
+        replies = self._scripts_in_one_trip([(self._start, keys, args) for _, (keys, args) in calls])
+        started = {job_id: self._started(reply) for (job_id, _), reply in zip(calls, replies, strict=True)}
         return [started.get(job_id, ("missing", None)) for job_id in job_ids]
 
-    def _start_call(self, job_id: str, raw: list[Any], now: int) -> tuple[list[str], list[Any]]:
-        """(keys, args) of the START script for a job whose (owner, spec, created_ms) is ``raw``."""
+    def _start_call(self, job_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
+        """(keys, args) of the START script for one job."""
         k = self.keys
         dead = error_payload(job_id, "dead_letter",
                              f"the job failed {self.max_attempts} delivery attempts "
                              "(its workers died or timed out); it was moved to the dead-letter stream")
         expired = error_payload(job_id, "deadline_exceeded",
                                 "the job waited past its deadline and was not started")
-        return ([k.job(job_id), k.events(job_id), k.dead, k.open_jobs, k.inflight(as_text(raw[0])),
-                 k.results(job_id)],
-                [job_id, self.worker_id, now, self.max_attempts, dumps(dead), dumps(expired),
-                 float(now - int(as_text(raw[2])))])
+        return ([k.job(job_id), k.events(job_id), k.dead, k.open_jobs, k.inflight(owner),
+                 k.results(job_id), k.images(job_id)],
+                [job_id, self.worker_id, now, self.max_attempts, dumps(dead), dumps(expired)])
 
     @staticmethod
-    def _started(raw: list[Any], reply: list[Any], now: int) -> tuple[str, StartedJob | None]:
+    def _started(reply: list[Any]) -> tuple[str, StartedJob | None]:
         outcome = as_text(reply[0])
         if outcome != "run":
             return outcome, None
-        spec = JobSpec.model_validate_json(as_text(raw[1]))
-        done = frozenset(int(as_text(i)) for i in reply[2])
-        return "run", StartedJob(spec=spec, attempt=int(reply[1]), done_images=done,
-                                 queue_ms=float(now - int(as_text(raw[2]))))
+        _, attempt, done, spec, created_ms, images = reply
+        started_ms = now_ms()
+        return "run", StartedJob(
+            spec=JobSpec.model_validate_json(as_text(spec)), attempt=int(attempt),
+            done_images=frozenset(int(as_text(i)) for i in done),
+            queue_ms=float(max(0, started_ms - int(created_ms))),
+            images={int(as_text(images[i])): bytes(images[i + 1]) for i in range(0, len(images), 2)})
 
     def status(self, job_id: str) -> str | None:
         value = self.client.hget(self.keys.job(job_id), "status")
         return as_text(value) if value is not None else None
-
-    def image(self, job_id: str, index: int) -> bytes | None:
-        value = self.client.hget(self.keys.images(job_id), str(index))
-        return bytes(value) if value is not None else None
 
     def publish(self, job_id: str, event: str, data: dict[str, Any]) -> None:
         self._publish(keys=[self.keys.job(job_id), self.keys.events(job_id)],
@@ -216,13 +219,6 @@ class Consumer:
     # Bulk forms for a batch of jobs: one round trip for all of them, not one per job (under
     # load each round trip waits for Redis to be scheduled, and a batch of 32 paid ~100).
 
-    def images(self, wanted: list[tuple[str, int]]) -> list[bytes | None]:
-        """The stored bytes of each (job id, image index), None where expired."""
-        pipe = self.client.pipeline(transaction=False)
-        for job_id, index in wanted:
-            pipe.hget(self.keys.images(job_id), str(index))
-        return [bytes(v) if v is not None else None for v in pipe.execute()]
-
     def publish_and_finish(self, events: list[tuple[str, str, dict[str, Any]]],
                            results: list[tuple[JobSpec, int, dict[str, Any]]]) -> list[tuple[bool, bool]]:
         """Publish ``events`` (job id, event, data), then record ``results`` (spec, image,
@@ -236,11 +232,13 @@ class Consumer:
 
     def _scripts_in_one_trip(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         """Run (script, keys, args) calls in one pipelined round trip, by hash (redis-py's
-        pipelined scripts cost a SCRIPT EXISTS round trip first). If Redis lost its script
-        cache (a restart), every call of the trip failed before doing anything: the scripts
-        are loaded again and the trip repeated once."""
+        pipelined scripts cost a SCRIPT EXISTS round trip first). The trip is one MULTI/EXEC,
+        so a reader blocked on a job's events wakes once, with all of them (a zero-shot event
+        and its result), not once per event. If Redis lost its script cache (a restart),
+        every call of the trip failed before doing anything: the scripts are loaded again and
+        the trip repeated once."""
         for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=len(calls) > 1)
             for script, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             try:
@@ -251,12 +249,6 @@ class Consumer:
                 for script in {id(script): script for script, _, _ in calls}.values():
                     script.sha = self.client.script_load(script.script)
         raise AssertionError("unreachable")
-
-    def statuses(self, job_ids: list[str]) -> list[str | None]:
-        pipe = self.client.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hget(self.keys.job(job_id), "status")
-        return [as_text(v) if v is not None else None for v in pipe.execute()]
 
     def fail(self, spec: JobSpec, code: str, message: str, **extra: Any) -> bool:
         k = self.keys
@@ -271,3 +263,8 @@ class Consumer:
 
     def unregister(self) -> None:
         self.client.hdel(self.keys.workers, self.worker_id)
+
+
+def _owner(fields: dict[bytes, bytes]) -> str | None:
+    owner = fields.get(b"owner")
+    return as_text(owner) if owner else None

@@ -83,7 +83,12 @@ def finite(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(finite(value), separators=(",", ":"), allow_nan=False)
+    """Compact JSON, with NaN and infinities as null. Encoded as it is first: walking every
+    value for them cost a worker 0.3 ms per result, and they are rare."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(value), separators=(",", ":"), allow_nan=False)
 
 
 def error_payload(job_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -21,15 +21,17 @@ redis.call('EXPIRE', KEYS[5], ARGV[5])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('XADD', KEYS[6], '*', 'job_id', ARGV[1])
+-- The owner travels with the entry: the worker starts the job without reading it first.
+redis.call('XADD', KEYS[6], '*', 'job_id', ARGV[1], 'owner', ARGV[7])
 return {'ok', event_id}
 """
 
 START = """
--- KEYS: job, events, dead, open, inflight, results
--- ARGV: job_id, worker, now_ms, max_attempts, dead_error, expired_error, queue_ms
--- A job that runs gets its "started" event here, and the reply lists the images an earlier
--- attempt finished: one round trip instead of three on every job's path.
+-- KEYS: job, events, dead, open, inflight, results, images
+-- ARGV: job_id, worker, now_ms, max_attempts, dead_error, expired_error
+-- A job that runs gets its "started" event here, and the reply carries what running it needs:
+-- the attempt, the images an earlier attempt finished, the spec, when it was created and the
+-- bytes of its unfinished images. One round trip instead of four on every job's path.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', 0} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'done' or status == 'failed' or status == 'dead' then return {'finished', 0} end
@@ -53,10 +55,19 @@ if outcome then
   redis.call('ZREM', KEYS[5], ARGV[1])
   return {outcome, attempts}
 end
+local created = tonumber(redis.call('HGET', KEYS[1], 'created_ms'))
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[2], 'started_ms', ARGV[3])
 redis.call('XADD', KEYS[2], '*', 'event', 'started', 'data', cjson.encode(
-  {job_id = ARGV[1], worker = ARGV[2], attempt = attempts, queue_ms = tonumber(ARGV[7])}))
-return {'run', attempts, redis.call('HKEYS', KEYS[6])}
+  {job_id = ARGV[1], worker = ARGV[2], attempt = attempts, queue_ms = tonumber(ARGV[3]) - created}))
+local done = redis.call('HKEYS', KEYS[6])
+local finished = {}
+for _, index in ipairs(done) do finished[index] = true end
+local images = {}
+for i = 0, tonumber(redis.call('HGET', KEYS[1], 'n_images')) - 1 do
+  local data = not finished[tostring(i)] and redis.call('HGET', KEYS[7], tostring(i))
+  if data then table.insert(images, tostring(i)); table.insert(images, data) end
+end
+return {'run', attempts, done, redis.call('HGET', KEYS[1], 'spec'), created, images}
 """
 
 FINISH_IMAGE = """
@@ -123,7 +134,7 @@ return lost
 TAKE = """
 -- KEYS: streams, in the order to try them.  ARGV: group, consumer, count
 -- Up to ``count`` new entries, from the first streams that have some, in one round trip, as a
--- flat list of (stream, entry id, job id). (A plain XREADGROUP over several streams returns
+-- flat list of (stream, entry id, job id, owner). (A plain XREADGROUP over several streams returns
 -- up to COUNT entries per stream: a worker would hoard jobs.)
 local taken, wanted = {}, tonumber(ARGV[3])
 for i = 1, #KEYS do
@@ -131,7 +142,9 @@ for i = 1, #KEYS do
                            'STREAMS', KEYS[i], '>')
   if reply and reply[1] then
     for _, entry in ipairs(reply[1][2]) do
-      table.insert(taken, KEYS[i]); table.insert(taken, entry[1]); table.insert(taken, entry[2][2])
+      local fields = entry[2]
+      table.insert(taken, KEYS[i]); table.insert(taken, entry[1]); table.insert(taken, fields[2])
+      table.insert(taken, fields[4] or '')  -- the owner ('' in an entry from before it was added)
       wanted = wanted - 1
     end
   end
@@ -142,9 +155,9 @@ return taken
 """
 
 RELEASE = """
--- KEYS: jobs.  ARGV: group, entry id, job_id
+-- KEYS: jobs.  ARGV: group, entry id, job_id, owner
 -- Hand an unstarted job back to the queue at once (graceful shutdown): re-add, then ack.
-redis.call('XADD', KEYS[1], '*', 'job_id', ARGV[3])
+redis.call('XADD', KEYS[1], '*', 'job_id', ARGV[3], 'owner', ARGV[4])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return 1

@@ -190,7 +190,7 @@ class Worker:
                                                self.settings.episode_batch_max,
                                                self.settings.episode_batch_prompts))
             elif get_spec(job.spec.method).batchable:
-                batch = [(delivery, job), *self.collect_batch(job)]
+                batch = [(delivery, job), *self.collect_batch(delivery, job)]
                 self.finish(batch, lambda: self.runner.run_zeroshot_batch([j for _, j in batch]))
             else:
                 self.finish([(delivery, job)], lambda: self.runner.run(job))
@@ -214,12 +214,12 @@ class Worker:
         return self.begin_all([delivery])[0]
 
     def begin_all(self, deliveries: list[Delivery]) -> list[StartedJob | None]:
-        """Start these jobs (in a few round trips for all of them); None for each that is not
-        to run (missing, finished, dead or expired), which is acked here."""
+        """Start these jobs (in one round trip for all of them); None for each that is not to
+        run (missing, finished, dead or expired), which is acked here."""
         started: list[StartedJob | None] = []
         not_run: list[Delivery] = []
         for delivery, (outcome, job) in zip(deliveries, self.consumer.start_all(
-                [d.job_id for d in deliveries]), strict=True):
+                [d.job_id for d in deliveries], [d.owner for d in deliveries]), strict=True):
             started.append(job)
             if job is not None:
                 metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
@@ -235,11 +235,14 @@ class Worker:
             self.ack(*not_run)
         return started
 
-    def collect_batch(self, first: StartedJob) -> list[tuple[Delivery, StartedJob]]:
+    def collect_batch(self, delivery: Delivery, first: StartedJob) -> list[tuple[Delivery, StartedJob]]:
         """More zero-shot jobs that arrive within the batch wait, up to the batch size. The wait
         is polled in millisecond steps rather than a blocking read: Redis wakes blocked readers
         on timeout only at its event-loop granularity, which made a lone request wait ~90 ms,
-        not 5."""
+        not 5. Without a wait, a job that woke an idle worker runs at once: the queue was
+        empty a moment ago, and looking again costs a lone request a round trip."""
+        if delivery.waited and self.settings.batch_wait_ms <= 0 and not self.pending:
+            return []
         return self.collect(first.spec.n_images, self.settings.batch_max_images, self.batch_streams,
                             time.monotonic() + self.settings.batch_wait_ms / 1000)
 
@@ -250,7 +253,9 @@ class Worker:
     def collect_episodes(self, first: Delivery, job: StartedJob) -> list[tuple[Delivery, StartedJob]]:
         """Jobs of the same stream already queued, up to the episode-set size in images: no
         waiting (a lone request is not delayed); under load the queue fills while a set runs,
-        so the next set is fuller. ``episode_groups`` then splits them by labels and options."""
+        so the next set is fuller. ``episode_groups`` then splits them by labels and options.
+        (Unlike a zero-shot batch, it looks even after a job woke an idle worker: a worker
+        that was stalled finds a set's worth queued behind it.)"""
         return self.collect(job.spec.n_images, self.settings.episode_batch_max, [first.stream],
                             time.monotonic())
 
@@ -305,15 +310,15 @@ class Worker:
             for _, job in jobs:
                 self.consumer.fail(job.spec, "internal_error",
                                    f"internal error in the worker ({type(exc).__name__}); see its log")
-        statuses = self.consumer.statuses([job.spec.job_id for _, job in jobs])
+        statuses = self.ack(*(delivery for delivery, _ in jobs))
         for (_, job), status in zip(jobs, statuses, strict=True):
             metrics.JOBS.labels(job.spec.method, "done" if status == "done" else "failed").inc()
-        self.ack(*(delivery for delivery, _ in jobs))
         self.jobs_done += len(jobs)
 
-    def ack(self, *deliveries: Delivery) -> None:
+    def ack(self, *deliveries: Delivery) -> list[str | None]:
+        """Acknowledge; the jobs' statuses as they are now."""
         try:
-            self.consumer.ack(*deliveries)
+            return self.consumer.ack(*deliveries)
         finally:
             for delivery in deliveries:
                 self.keepalive.drop(delivery)

@@ -79,7 +79,7 @@ class Runner:
         return Hooks(on_zeroshot=on_zeroshot)
 
     def load_image(self, job: StartedJob, index: int) -> tuple[bytes, Image.Image]:
-        return self.decoded(job, index, self.consumer.image(job.spec.job_id, index))
+        return self.decoded(job, index, job.images.get(index))
 
     def decoded(self, job: StartedJob, index: int, data: bytes | None) -> tuple[bytes, Image.Image]:
         """The stored image decoded; fails the job (JobFailed) if it expired or is unreadable."""
@@ -274,8 +274,8 @@ class Runner:
     def runnable_images(self, jobs: list[StartedJob], check: Callable[[StartedJob], object],
                         ) -> list[tuple[StartedJob, int, bytes, Image.Image]]:
         """(job, index, bytes, decoded image) for every unfinished image of the jobs that pass
-        ``check`` (it raises TTAError), fetched in one round trip. A job that fails its check or
-        has an expired or unreadable image fails alone, with its own error, and adds nothing."""
+        ``check`` (it raises TTAError), as their start fetched them. A job that fails its check
+        or has an expired or unreadable image fails alone, with its own error, and adds nothing."""
         runnable = []
         for job in jobs:
             try:
@@ -286,7 +286,7 @@ class Runner:
                 continue
         wanted = [(job, index) for job in runnable for index in range(job.spec.n_images)
                   if index not in job.done_images]
-        stored = self.consumer.images([(job.spec.job_id, index) for job, index in wanted]) if wanted else []
+        stored = [job.images.get(index) for job, index in wanted]
         images: list[tuple[StartedJob, int, bytes, Image.Image]] = []
         failed: set[str] = set()
         for (job, index), data in zip(wanted, stored, strict=True):
@@ -300,7 +300,7 @@ class Runner:
 
     def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
         """Every unfinished image of these zero-shot jobs in one forward pass, with one Redis
-        round trip to fetch their images and one to write their events and results. Jobs are
+        round trip to write their events and results. Jobs are
         checked one by one first, so a job that cannot run fails alone with its own error; if
         the batched pass still fails, each job is run on its own, so no job's error (which may
         quote its labels) ever reaches another job."""

@@ -60,6 +60,8 @@ def test_classify_multipart_returns_one_result_per_image_in_order(service):
     images = [("image", ("a.png", png_bytes(1))), ("image", ("b.png", png_bytes(2)))]
     with service.client() as client:
         response = client.post("/v1/classify", files=images, data=form(method="rlcf", top_k=3))
+        # The waiting classify answers from the job's events; a later read of the job agrees.
+        assert client.get(f"/v1/jobs/{response.json()['job_id']}").json() == response.json()
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "done" and body["n_images"] == 2 and body["attempts"] == 1
