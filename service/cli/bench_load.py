@@ -96,7 +96,7 @@ def raw_batched_throughput(batch: int, seconds: float) -> dict[str, float]:
 
 
 async def _client_loop(client: httpx.AsyncClient, method: str, options: dict[str, Any],
-                       stop_at: float, seed: int, out: list[dict[str, float]]) -> None:
+                       stop_at: float, seed: int, out: list[dict[str, Any]]) -> None:
     from world.glyphs import CLASS_NAMES
 
     n = seed
@@ -108,7 +108,7 @@ async def _client_loop(client: httpx.AsyncClient, method: str, options: dict[str
         # synchronous client and JSON bodies do not), a cost of the client, not the service.
         encoded = httpx.Request("POST", "/v1/classify", files=files, data=data)
         body = encoded.read()
-        start = time.perf_counter()
+        sent_ms, start = time.time() * 1000, time.perf_counter()
         response = await client.post("/v1/classify", content=body,
                                      headers={"Content-Type": encoded.headers["Content-Type"]})
         e2e_ms = (time.perf_counter() - start) * 1000
@@ -116,24 +116,51 @@ async def _client_loop(client: httpx.AsyncClient, method: str, options: dict[str
         if response.status_code != 200:
             out.append({"error": float(response.status_code)})
             continue
-        metrics = response.json()["results"][0]["metrics"]
-        out.append({"e2e_ms": e2e_ms, "compute_ms": float(metrics["compute_ms"]),
+        answer = response.json()
+        metrics = answer["results"][0]["metrics"]
+        out.append({"job_id": answer["job_id"], "sent_ms": sent_ms, "answered_ms": sent_ms + e2e_ms,
+                    "e2e_ms": e2e_ms, "compute_ms": float(metrics["compute_ms"]),
                     "queue_ms": float(metrics["queue_ms"]),
                     "batch_size": float(metrics.get("batch_size", 1))})
 
 
 async def run_load(url: str, method: str, options: dict[str, Any], concurrency: int,
-                   duration_s: float, api_key: str | None) -> tuple[list[dict[str, float]], float]:
+                   duration_s: float, api_key: str | None,
+                   breakdown: bool = False) -> tuple[list[dict[str, Any]], float]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, limits=limits) as client:
         await _client_loop(client, method, options, time.monotonic() + 1.0, 10**6, [])  # warm-up
-        out: list[dict[str, float]] = []
+        out: list[dict[str, Any]] = []
         start = time.perf_counter()
         stop_at = time.monotonic() + duration_s
         await asyncio.gather(*(_client_loop(client, method, options, stop_at, i, out)
                                for i in range(concurrency)))
-        return out, time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        if breakdown:
+            await add_stages(client, [s for s in out if "job_id" in s][-BREAKDOWN_SAMPLES:])
+        return out, elapsed
+
+
+BREAKDOWN_SAMPLES = 200
+STAGES = ("request_to_queued", "queued_to_started", "started_to_result", "result_to_answer")
+
+
+async def add_stages(client: httpx.AsyncClient, samples: list[dict[str, Any]]) -> None:
+    """Where each request's time went, from its job's event ids (Redis's clock, in ms) and the
+    client's clock: valid where both are this machine's (a server spawned here)."""
+    for sample in samples:
+        response = await client.get(f"/v1/jobs/{sample['job_id']}/events")
+        first: dict[str, float] = {}
+        for block in response.text.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "event" in fields and "id" in fields:
+                first.setdefault(fields["event"], float(fields["id"].split("-")[0]))
+        if {"queued", "started", "result"} <= first.keys():
+            sample.update(request_to_queued=first["queued"] - sample["sent_ms"],
+                          queued_to_started=first["started"] - first["queued"],
+                          started_to_result=first["result"] - first["started"],
+                          result_to_answer=sample["answered_ms"] - first["result"])
 
 
 def run_bench_load(args: argparse.Namespace) -> int:
@@ -144,11 +171,12 @@ def run_bench_load(args: argparse.Namespace) -> int:
         if args.raw and args.method == "zeroshot" else None
     if args.server:
         samples, elapsed = asyncio.run(run_load(args.server, args.method, options, args.concurrency,
-                                                args.duration, args.api_key or os.environ.get("TTA_API_KEY")))
+                                                args.duration, args.api_key or os.environ.get("TTA_API_KEY"),
+                                                args.breakdown))
     else:
         with spawned_server(args.workers) as url:
             samples, elapsed = asyncio.run(run_load(url, args.method, options, args.concurrency,
-                                                    args.duration, None))
+                                                    args.duration, None, True))
     ok = [s for s in samples if "e2e_ms" in s]
     if not ok:
         print("error: no request succeeded", file=sys.stderr)
@@ -165,6 +193,11 @@ def run_bench_load(args: argparse.Namespace) -> int:
         "overhead_ms": {"p50": round(percentile(overhead, 50), 1), "p99": round(percentile(overhead, 99), 1)},
         "mean_batch_size": round(statistics.mean(s["batch_size"] for s in ok), 2),
     }
+    staged = [s for s in ok if STAGES[0] in s]
+    if staged:  # medians of each stage, and of compute for the same requests
+        report["stages_ms_p50"] = {stage: round(statistics.median(s[stage] for s in staged), 1)
+                                   for stage in (*STAGES, "compute_ms")}
+        report["stages_samples"] = len(staged)
     if raw:
         report["raw_batched_images_per_s"] = round(raw["images_per_s"], 1)
         report["e2e_over_raw"] = round(report["throughput_per_s"] / raw["images_per_s"], 3)
@@ -179,6 +212,12 @@ def run_bench_load(args: argparse.Namespace) -> int:
           f"(queue wait p50 {report['queue_ms_p50']} ms, mean batch {report['mean_batch_size']})")
     print(f"  overhead        p50 {report['overhead_ms']['p50']} ms   p99 {report['overhead_ms']['p99']} ms"
           "   (end to end minus compute)")
+    if staged:
+        stages = report["stages_ms_p50"]
+        print(f"  where it goes   (p50 of the last {len(staged)} requests; event ids have 1 ms steps)")
+        print(f"    request -> queued {stages['request_to_queued']} ms, queued -> started "
+              f"{stages['queued_to_started']} ms, started -> result {stages['started_to_result']} ms "
+              f"(compute {stages['compute_ms']} ms), result -> answer {stages['result_to_answer']} ms")
     if raw:
         print(f"  raw batched zero-shot (batch {raw['batch']}, in-process): "
               f"{report['raw_batched_images_per_s']} images/s; end to end / raw = {report['e2e_over_raw']}")

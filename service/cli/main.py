@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip the in-process raw batched throughput")
     load.add_argument("--raw-seconds", type=float, default=5.0)
     load.add_argument("--json", action="store_true")
+    load.add_argument("--breakdown", action="store_true",
+                      help="with --server: where each request's time goes, from its events' ids "
+                           "(only if the server's Redis shares this machine's clock; always on "
+                           "for a spawned server)")
     peers = bench_sub.add_parser("peers", help="the service vs a plain FastAPI endpoint and LitServe")
     peers.add_argument("--peers", default="service,plain,litserve")
     peers.add_argument("--methods", default="zeroshot,rlcf")
