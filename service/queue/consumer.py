@@ -232,9 +232,9 @@ class Consumer:
 
     def _scripts_in_one_trip(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         """Run (script, keys, args) calls in one pipelined round trip, by hash (redis-py's
-        pipelined scripts cost a SCRIPT EXISTS round trip first). The trip is one MULTI/EXEC,
-        so a reader blocked on a job's events wakes once, with all of them (a zero-shot event
-        and its result), not once per event. If Redis lost its script cache (a restart),
+        pipelined scripts cost a SCRIPT EXISTS round trip first). Several calls go in one
+        MULTI/EXEC, so a reader blocked on a job's events wakes once, with all of them (a
+        zero-shot event and its result), not once per event. If Redis lost its script cache (a restart),
         every call of the trip failed before doing anything: the scripts are loaded again and
         the trip repeated once."""
         for attempt in range(2):
