@@ -178,6 +178,25 @@ def test_readyz_and_methods(service):
     assert {o["name"] for o in methods["rlcf"]["options"]} >= {"steps", "lr", "sample_k"}
 
 
+def test_the_load_bench_says_where_each_requests_time_went(service):
+    """``tta bench load``'s breakdown: its four stages, from the job's event ids and the
+    client's clock, add up to the request's end-to-end time (to the 1 ms steps of event ids)
+    and the worker's compute lies within its started -> result stage. (It comes before the
+    tests that stop the workers.)"""
+    import asyncio
+
+    from service.cli.bench_load import STAGES, run_load
+
+    samples, _ = asyncio.run(run_load(service.url, "zeroshot", {}, 1, 2.0, service.keys["alice"],
+                                      breakdown=True))
+    staged = [s for s in samples if STAGES[0] in s]
+    assert len(staged) >= 5, samples
+    for sample in staged:
+        assert abs(sum(sample[stage] for stage in STAGES) - sample["e2e_ms"]) < 3.0, sample
+        assert all(sample[stage] > -2.0 for stage in STAGES), sample
+        assert sample["started_to_result"] >= sample["compute_ms"] - 2.0, sample
+
+
 def test_sigkilled_worker_job_completes_on_the_other_worker_with_one_result_per_image(service):
     files = [("image", (f"{i}.png", png_bytes(50 + i))) for i in range(4)]
     with service.client() as client:
@@ -215,20 +234,3 @@ def test_sigterm_lets_the_worker_finish_its_job(service):
     assert job["status"] == "done" and job["attempts"] == 1, (job, log_tail)
     assert name not in service.live_workers()  # it unregistered on the way out
 
-
-def test_the_load_bench_says_where_each_requests_time_went(service):
-    """``tta bench load``'s breakdown: its four stages, from the job's event ids and the
-    client's clock, add up to the request's end-to-end time (to the 1 ms steps of event ids)
-    and the worker's compute lies within its started -> result stage."""
-    import asyncio
-
-    from service.cli.bench_load import STAGES, run_load
-
-    samples, _ = asyncio.run(run_load(service.url, "zeroshot", {}, 1, 2.0, service.keys["alice"],
-                                      breakdown=True))
-    staged = [s for s in samples if STAGES[0] in s]
-    assert len(staged) >= 5
-    for sample in staged:
-        assert abs(sum(sample[stage] for stage in STAGES) - sample["e2e_ms"]) < 3.0, sample
-        assert all(sample[stage] > -2.0 for stage in STAGES), sample
-        assert sample["started_to_result"] >= sample["compute_ms"] - 2.0, sample
