@@ -165,15 +165,10 @@ def done_from_events(job: JobSpec, events: list[QueueEvent]) -> JobView:
     """The finished job as its events after "queued" tell it: each image's result event
     carries the result as stored, and the started events the attempts. It saves the waiting
     classify a read of the job after its last event (GET /v1/jobs answers the same)."""
-    results = {int(e.data["image"]): {k: v for k, v in e.data.items() if k not in EVENT_ONLY_FIELDS}
-               for e in events if e.event == "result"}
+    results = {int(e.data["image"]): e.stored_result() for e in events if e.event == "result"}
     attempts = max((int(e.data.get("attempt", 0)) for e in events if e.event == "started"), default=0)
     return JobView(job_id=job.job_id, owner=job.owner, status="done", spec=job, attempts=attempts,
                    worker=None, error=None, results=results)
-
-
-EVENT_ONLY_FIELDS = frozenset({"job_id", "image", "n_images", "final"})
-"""What a result event adds to the stored result (``Consumer.finish_image``)."""
 
 
 async def finished(state: AppState, job: JobSpec) -> JSONResponse:

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from service.client import parse_sse
 from service.settings import get_settings
 
 
@@ -152,10 +153,8 @@ async def add_stages(client: httpx.AsyncClient, samples: list[dict[str, Any]]) -
     for sample in samples:
         response = await client.get(f"/v1/jobs/{sample['job_id']}/events")
         first: dict[str, float] = {}
-        for block in response.text.split("\n\n"):
-            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-            if "event" in fields and "id" in fields:
-                first.setdefault(fields["event"], float(fields["id"].split("-")[0]))
+        for event in parse_sse(iter(response.text.splitlines())):
+            first.setdefault(event.event, float(event.id.split("-")[0]))
         if {"queued", "started", "result"} <= first.keys():
             sample.update(request_to_queued=first["queued"] - sample["sent_ms"],
                           queued_to_started=first["started"] - first["queued"],

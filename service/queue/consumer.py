@@ -207,7 +207,8 @@ class Consumer:
 
     def _finish_call(self, spec: JobSpec, index: int, result: dict[str, Any],
                      log_entry: dict[str, Any] | None = None) -> tuple[list[str], list[Any]]:
-        """(keys, args) of the FINISH_IMAGE script for one image."""
+        """(keys, args) of the FINISH_IMAGE script for one image. Its events are the result
+        with ``RESULT_EVENT_FIELDS`` around it (``QueueEvent.stored_result`` undoes that)."""
         k = self.keys
         event = {"job_id": spec.job_id, "image": index, "n_images": spec.n_images, **result}
         return ([k.job(spec.job_id), k.results(spec.job_id), k.events(spec.job_id), k.open_jobs,

@@ -54,11 +54,20 @@ class JobSpec(BaseModel):
     deadline_ms: int
 
 
+RESULT_EVENT_FIELDS = frozenset({"job_id", "image", "n_images", "final"})
+"""What a ``result`` event adds to the image's stored result."""
+
+
 class QueueEvent(BaseModel):
     id: str
     """Stream entry id: the SSE ``id:`` and what ``Last-Event-ID`` resumes from."""
     event: str
     data: dict[str, Any]
+
+    def stored_result(self) -> dict[str, Any]:
+        """A ``result`` event's image result as it is stored: the event is the result with
+        the job's fields around it (``Consumer.finish_image``)."""
+        return {key: value for key, value in self.data.items() if key not in RESULT_EVENT_FIELDS}
 
     @property
     def is_terminal(self) -> bool:

@@ -300,10 +300,10 @@ class Runner:
 
     def run_zeroshot_batch(self, jobs: list[StartedJob]) -> None:
         """Every unfinished image of these zero-shot jobs in one forward pass, with one Redis
-        round trip to write their events and results. Jobs are
-        checked one by one first, so a job that cannot run fails alone with its own error; if
-        the batched pass still fails, each job is run on its own, so no job's error (which may
-        quote its labels) ever reaches another job."""
+        round trip to write their events and results. Jobs are checked one by one first, so a
+        job that cannot run fails alone with its own error; if the batched pass still fails,
+        each job is run on its own, so no job's error (which may quote its labels) ever reaches
+        another job."""
         events: list[tuple[str, str, dict[str, Any]]] = []
         items = [(job, index, BatchItem(image=image, labels=job.spec.labels, templates=job.spec.templates,
                                         top_k=job.spec.top_k,
