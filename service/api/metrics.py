@@ -27,7 +27,10 @@ WORKERS_LIVE = Gauge("tta_workers_live", "Workers with a fresh heartbeat")
 
 class HTTPMetricsMiddleware:
     """Counts every request under its route template (``/v1/jobs/{job_id}``), not its path, so
-    job ids do not explode the label space."""
+    job ids do not explode the label space, and tells the caller the server's share of its
+    latency in a ``Server-Timing: app;dur=<ms>`` header: from the request's arrival at the app
+    to its response headers (for a stream, its first byte). A client's end-to-end time minus
+    this is the network and the client itself; ``tta bench load`` reports both."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -43,6 +46,9 @@ class HTTPMetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"server-timing", b"app;dur=%.2f" % elapsed_ms)]}
             await send(message)
 
         try:

@@ -86,6 +86,14 @@ def parse_form(body: bytes, boundary: bytes, *, max_files: int, max_fields: int,
                                 field="body")
 
 
+class InMemoryFile(io.BytesIO):
+    """A file part's bytes, already in memory. ``_rolled = False`` is what tells Starlette's
+    ``UploadFile.read`` so (it is a SpooledTemporaryFile's flag): without it every read of an
+    image hopped to a worker thread and back, about 0.2 ms per request here."""
+
+    _rolled = False
+
+
 def _part(part: bytes) -> tuple[str, str | UploadFile]:
     if part.startswith(b"\r\n"):  # a part without headers
         raw_headers, content = b"", part[2:]
@@ -109,7 +117,7 @@ def _part(part: bytes) -> tuple[str, str | UploadFile]:
         raise _malformed('a part\'s Content-Disposition is not form-data with a "name"')
     name = _text(options[b"name"], "a field name")
     if b"filename" in options:
-        return name, UploadFile(io.BytesIO(content), size=len(content),
+        return name, UploadFile(InMemoryFile(content), size=len(content),
                                 filename=_text(options[b"filename"], "a filename"),
                                 headers=Headers(raw=headers))
     if len(content) > MAX_TEXT_PART_BYTES:

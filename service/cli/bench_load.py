@@ -121,8 +121,19 @@ async def _client_loop(client: httpx.AsyncClient, method: str, options: dict[str
         metrics = answer["results"][0]["metrics"]
         out.append({"job_id": answer["job_id"], "sent_ms": sent_ms, "answered_ms": sent_ms + e2e_ms,
                     "e2e_ms": e2e_ms, "compute_ms": float(metrics["compute_ms"]),
+                    "server_ms": server_timing_ms(response.headers.get("server-timing", "")),
                     "queue_ms": float(metrics["queue_ms"]),
                     "batch_size": float(metrics.get("batch_size", 1))})
+
+
+def server_timing_ms(header: str) -> float:
+    """The API's own time for a request (``Server-Timing: app;dur=<ms>``); NaN if absent."""
+    for metric in header.split(","):
+        name, *params = metric.strip().split(";")
+        for param in params:
+            if name == "app" and param.startswith("dur="):
+                return float(param[4:])
+    return float("nan")
 
 
 async def run_load(url: str, method: str, options: dict[str, Any], concurrency: int,
@@ -192,6 +203,13 @@ def run_bench_load(args: argparse.Namespace) -> int:
         "overhead_ms": {"p50": round(percentile(overhead, 50), 1), "p99": round(percentile(overhead, 99), 1)},
         "mean_batch_size": round(statistics.mean(s["batch_size"] for s in ok), 2),
     }
+    timed = [s for s in ok if s["server_ms"] == s["server_ms"]]  # (not NaN: the API sent the header)
+    if timed:  # the same overhead as the API sees it, and what the client and loopback add
+        server_overhead = [s["server_ms"] - s["compute_ms"] for s in timed]
+        report["server_overhead_ms"] = {"p50": round(percentile(server_overhead, 50), 1),
+                                        "p99": round(percentile(server_overhead, 99), 1)}
+        report["client_and_network_ms_p50"] = round(statistics.median(s["e2e_ms"] - s["server_ms"]
+                                                                      for s in timed), 1)
     staged = [s for s in ok if STAGES[0] in s]
     if staged:  # medians of each stage, and of compute for the same requests
         report["stages_ms_p50"] = {stage: round(statistics.median(s[stage] for s in staged), 1)
@@ -211,6 +229,10 @@ def run_bench_load(args: argparse.Namespace) -> int:
           f"(queue wait p50 {report['queue_ms_p50']} ms, mean batch {report['mean_batch_size']})")
     print(f"  overhead        p50 {report['overhead_ms']['p50']} ms   p99 {report['overhead_ms']['p99']} ms"
           "   (end to end minus compute)")
+    if timed:
+        print(f"    in the API    p50 {report['server_overhead_ms']['p50']} ms   "
+              f"p99 {report['server_overhead_ms']['p99']} ms   (Server-Timing minus compute; the "
+              f"client and loopback add p50 {report['client_and_network_ms_p50']} ms)")
     if staged:
         stages = report["stages_ms_p50"]
         print(f"  where it goes   (p50 of the last {len(staged)} requests; event ids have 1 ms steps)")

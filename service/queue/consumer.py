@@ -189,10 +189,6 @@ class Consumer:
             queue_ms=float(max(0, started_ms - int(created_ms))),
             images={int(as_text(images[i])): bytes(images[i + 1]) for i in range(0, len(images), 2)})
 
-    def status(self, job_id: str) -> str | None:
-        value = self.client.hget(self.keys.job(job_id), "status")
-        return as_text(value) if value is not None else None
-
     def publish(self, job_id: str, event: str, data: dict[str, Any]) -> None:
         self._publish(keys=[self.keys.job(job_id), self.keys.events(job_id)],
                       args=[event, dumps({"job_id": job_id, **data})])

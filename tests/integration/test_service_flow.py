@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 
@@ -172,6 +173,9 @@ def test_readyz_and_methods(service):
     with service.client() as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["workers"] == 2
+        assert re.fullmatch(r"app;dur=\d+\.\d\d", ready.headers["server-timing"])
+        refused = client.post("/v1/classify", data=form(method="no-such-method"))
+        assert 400 <= refused.status_code < 500 and refused.headers["server-timing"].startswith("app;dur=")
         methods = {m["name"]: m for m in client.get("/v1/methods").json()["methods"]}
     assert {"zeroshot", "tpt", "rlcf", "rlcf-tune"} <= set(methods)
     assert all(methods[m]["served"] for m in ("zeroshot", "tpt", "rlcf", "rlcf-tune"))
@@ -181,8 +185,9 @@ def test_readyz_and_methods(service):
 def test_the_load_bench_says_where_each_requests_time_went(service):
     """``tta bench load``'s breakdown: its four stages, from the job's event ids and the
     client's clock, add up to the request's end-to-end time (to the 1 ms steps of event ids)
-    and the worker's compute lies within its started -> result stage. (It comes before the
-    tests that stop the workers.)"""
+    and the worker's compute lies within its started -> result stage; the API's Server-Timing
+    lies between the compute and the end-to-end time. (It comes before the tests that stop
+    the workers.)"""
     import asyncio
 
     from service.cli.bench_load import STAGES, run_load
@@ -195,6 +200,7 @@ def test_the_load_bench_says_where_each_requests_time_went(service):
         assert abs(sum(sample[stage] for stage in STAGES) - sample["e2e_ms"]) < 3.0, sample
         assert all(sample[stage] > -2.0 for stage in STAGES), sample
         assert sample["started_to_result"] >= sample["compute_ms"] - 2.0, sample
+        assert sample["compute_ms"] < sample["server_ms"] < sample["e2e_ms"], sample
 
 
 def test_sigkilled_worker_job_completes_on_the_other_worker_with_one_result_per_image(service):

@@ -78,3 +78,12 @@ def test_labels_file(images, capsys, tmp_path):
     labels.write_text("cat\n\ndog\nbird\n")
     assert main(["classify", str(good), "--labels-file", str(labels), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["label"] in ("cat", "dog", "bird")
+
+
+def test_the_load_bench_reads_the_apis_own_time_from_server_timing():
+    from service.cli.bench_load import server_timing_ms
+
+    assert server_timing_ms("app;dur=12.34") == 12.34
+    assert server_timing_ms('db;dur=1.5, app;dur=7.00;desc="api"') == 7.0
+    missing = server_timing_ms("cache;desc=hit")
+    assert missing != missing  # NaN: such samples are left out of the API's figures

@@ -92,3 +92,16 @@ def test_limits_on_files_and_fields():
     huge = header + b"x" * (1024 * 1024 + 1) + b"\r\n--B--"
     with pytest.raises(MalformedRequestError, match="larger than"):
         parse_form(huge, b"B", max_files=4, max_fields=10)
+
+
+def test_a_file_part_is_read_on_the_event_loop_not_in_a_thread(monkeypatch):
+    """Its bytes are in memory already: a hop to a worker thread would only add latency."""
+    import starlette.datastructures
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("UploadFile.read went to a thread")
+
+    monkeypatch.setattr(starlette.datastructures, "run_in_threadpool", no_thread)
+    body, boundary, _ = encoded()
+    form = parse_form(body, boundary, max_files=8, max_fields=16, too_many_files="too many")
+    assert [value for key, value in contents(form) if key == "image"] == [f for _, f in FILES]
