@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from service.queue import scripts
+from service.queue.event_sender import EventSender
 from service.queue.keys import GROUP, Keys
 from service.queue.schemas import JobSpec, as_text, dumps, error_payload, now_ms
 
@@ -64,6 +65,10 @@ class Consumer:
         self._publish = client.register_script(scripts.PUBLISH)
         self._renew = client.register_script(scripts.RENEW_LEASES)
         self._release = client.register_script(scripts.RELEASE)
+        self._events = EventSender(client, self._publish)
+        """``publish`` sends through it without waiting; every other write of the main thread
+        settles it first, so nothing overtakes an event (``renew`` and ``heartbeat``, which the
+        keep-alive thread calls, touch no job's events and leave it alone)."""
 
     def ensure_group(self) -> None:
         """Create the consumer group (and stream) of every route if missing: also after Redis
@@ -79,6 +84,7 @@ class Consumer:
                  count: int = 1) -> list[Delivery]:
         """Up to ``count`` new jobs from ``streams`` (default: all of this worker's), taking
         turns between them; waits up to ``block_ms`` (None: do not wait) when all are empty."""
+        self.settle()
         streams = streams or self.streams
         self._turn = (self._turn + 1) % len(streams)
         order = streams[self._turn:] + streams[:self._turn]
@@ -97,6 +103,7 @@ class Consumer:
 
     def reclaim(self, min_idle_ms: int) -> list[Delivery]:
         """Take over one entry whose holder stopped renewing its lease (a dead worker)."""
+        self.settle()
         for stream in self.streams:
             reply = self.client.xautoclaim(stream, GROUP, self.worker_id, min_idle_ms,
                                            start_id="0-0", count=1)
@@ -119,6 +126,7 @@ class Consumer:
 
     def owns(self, delivery: Delivery) -> bool:
         """Whether this worker still holds the delivery's entry (it may have been reclaimed)."""
+        self.settle()
         try:
             pending = self.client.xpending_range(delivery.stream, GROUP, min=delivery.entry_id,
                                                  max=delivery.entry_id, count=1)
@@ -129,6 +137,7 @@ class Consumer:
     def ack(self, *deliveries: Delivery) -> list[str | None]:
         """Acknowledge (and delete) these entries; returns their jobs' statuses, read in the
         same round trip (what a run's metrics count)."""
+        self.settle()
         pipe = self.client.pipeline(transaction=True)
         for delivery in deliveries:
             pipe.xack(delivery.stream, GROUP, delivery.entry_id)
@@ -138,6 +147,7 @@ class Consumer:
         return [as_text(status) if status is not None else None for status in replies[2::3]]
 
     def release(self, delivery: Delivery) -> None:
+        self.settle()
         self._release(keys=[delivery.stream],
                       args=[GROUP, delivery.entry_id, delivery.job_id, delivery.owner or ""])
 
@@ -150,6 +160,7 @@ class Consumer:
                   owners: list[str | None] | None = None) -> list[tuple[str, StartedJob | None]]:
         """``start`` for several jobs, in one round trip when their owners are known (as their
         stream entries name them), and one more to read the owners where not."""
+        self.settle()
         owners = list(owners or [None] * len(job_ids))
         unknown = [i for i, owner in enumerate(owners) if owner is None]
         if unknown:
@@ -190,13 +201,19 @@ class Consumer:
             images={int(as_text(images[i])): bytes(images[i + 1]) for i in range(0, len(images), 2)})
 
     def publish(self, job_id: str, event: str, data: dict[str, Any]) -> None:
-        self._publish(keys=[self.keys.job(job_id), self.keys.events(job_id)],
-                      args=[event, dumps({"job_id": job_id, **data})])
+        """Publish an event now, without waiting for Redis's reply (see ``EventSender``)."""
+        self._events.send([self.keys.job(job_id), self.keys.events(job_id)],
+                          [event, dumps({"job_id": job_id, **data})])
+
+    def settle(self) -> None:
+        """Make sure every event published so far is in Redis (raises if one could not be)."""
+        self._events.settle()
 
     def finish_image(self, spec: JobSpec, index: int, result: dict[str, Any],
                      log_entry: dict[str, Any] | None = None) -> tuple[bool, bool]:
         """Record one image's result, first writer wins; (written, job now complete). A
         ``log_entry`` goes to the owner's rectification log in the same step."""
+        self.settle()
         keys, args = self._finish_call(spec, index, result, log_entry)
         written, final = self._finish_image(keys=keys, args=args)
         return bool(written), bool(final)
@@ -220,6 +237,7 @@ class Consumer:
                            results: list[tuple[JobSpec, int, dict[str, Any]]]) -> list[tuple[bool, bool]]:
         """Publish ``events`` (job id, event, data), then record ``results`` (spec, image,
         result) as ``finish_image`` does, in that order, in one round trip."""
+        self.settle()
         calls = [(self._publish, [self.keys.job(job_id), self.keys.events(job_id)],
                   [event, dumps({"job_id": job_id, **data})]) for job_id, event, data in events]
         calls += [(self._finish_image, *self._finish_call(spec, index, result))
@@ -248,6 +266,7 @@ class Consumer:
         raise AssertionError("unreachable")
 
     def fail(self, spec: JobSpec, code: str, message: str, **extra: Any) -> bool:
+        self.settle()
         k = self.keys
         payload = error_payload(spec.job_id, code, message, **extra)
         return bool(self._fail(keys=[k.job(spec.job_id), k.events(spec.job_id), k.open_jobs,
@@ -259,6 +278,7 @@ class Consumer:
                          json.dumps({**info, "last_seen_ms": now_ms()}))
 
     def unregister(self) -> None:
+        self.settle()
         self.client.hdel(self.keys.workers, self.worker_id)
 
 

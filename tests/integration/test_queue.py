@@ -204,3 +204,43 @@ def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scrip
         assert events(client, keys, spec.job_id) == ["queued", "started", "zeroshot", "result"]
     assert worker.ack(*taken) == ["done"] * 3
     assert client.xlen(taken[0].stream) == 0
+
+
+def test_events_are_sent_without_waiting_and_nothing_overtakes_them(redis_server, client, keys):
+    """``publish`` writes an event at once (it is in Redis before anything settles it) and
+    reads its reply later; the result written next still comes after every event, also when
+    Redis forgot its scripts in between (the events are then run again, in order)."""
+    spec = submit(redis_server.url, keys)
+    worker = consumer(client, keys, "a")
+    assert worker.start(spec.job_id)[0] == "run"
+    worker.publish(spec.job_id, "zeroshot", {"image": 0})
+    deadline = time.monotonic() + 5
+    while events(client, keys, spec.job_id)[-1] != "zeroshot" and time.monotonic() < deadline:
+        time.sleep(0.01)  # streamed as it happens, unsettled (no reply read yet)
+    assert events(client, keys, spec.job_id) == ["queued", "started", "zeroshot"]
+    client.script_flush()
+    for step in range(3):
+        worker.publish(spec.job_id, "progress", {"image": 0, "step": step})
+    assert worker.finish_image(spec, 0, {"label": "a"}) == (True, True)
+    assert events(client, keys, spec.job_id) == ["queued", "started", "zeroshot", "progress",
+                                                 "progress", "progress", "result"]
+    steps = [parse_event(i, f).data.get("step") for i, f in client.xrange(keys.events(spec.job_id))]
+    assert steps[3:6] == [0, 1, 2]
+
+
+def test_a_lost_connection_surfaces_at_the_next_write_and_the_sender_recovers(redis_server, client, keys):
+    """An event whose reply cannot be read (its connection was killed) fails the next write
+    with a RedisError, as a blocking publish would have (the worker then retries the job);
+    the next event goes out on a new connection."""
+    spec = submit(redis_server.url, keys)
+    worker = consumer(client, keys, "a")
+    assert worker.start(spec.job_id)[0] == "run"
+    worker.publish(spec.job_id, "progress", {"image": 0, "step": 0})
+    worker.settle()
+    client.client_kill_filter(_type="normal", skipme=True)  # every connection but this test's
+    with pytest.raises(redis.RedisError):  # (the write itself may fail, or its reply)
+        worker.publish(spec.job_id, "progress", {"image": 0, "step": 1})
+        worker.settle()
+    worker.publish(spec.job_id, "progress", {"image": 0, "step": 2})
+    assert worker.finish_image(spec, 0, {"label": "a"}) == (True, True)
+    assert events(client, keys, spec.job_id)[-2:] == ["progress", "result"]
