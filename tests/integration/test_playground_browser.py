@@ -273,19 +273,28 @@ def test_keyboard_labels_and_phone_width(browser, server):
 
 
 def test_screenshot_mid_adaptation(browser, server, tmp_path):
-    """A long rlcf run (64 steps, 256 views) so that the page can be caught between steps."""
+    """A long rlcf run (64 steps, 256 views) caught between steps. The browser's downloads are
+    throttled (Chrome's network emulation) so the events arrive over seconds however fast the
+    worker is: on a quiet machine the whole run took less than the screenshot."""
     open_page(browser, server)
     choose_demo_sample(browser)
     for option, value in (("steps", "64"), ("n_views", "256")):
         field = browser.find_element(By.ID, f"opt-rlcf-{option}")
         field.clear()
         field.send_keys(value)
-    browser.find_element(By.ID, "run").click()
-    wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, ".step-point")) >= 8, "8 steps", 120)
-    browser.execute_script("window.scrollTo(0, 0)")
-    target = screenshot_dir(tmp_path) / "playground.png"
-    browser.save_screenshot(str(target))
-    assert "Answer" not in final_text(browser, "rlcf")  # still mid-run after the screenshot
-    assert target.stat().st_size > 10_000
-    wait(browser, lambda b: "Answer" in final_text(b, "rlcf"), "the final answer", 120)
-    assert len(browser.find_elements(By.CSS_SELECTOR, ".step-point")) == 64
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": 4000, "uploadThroughput": -1})
+    try:
+        browser.find_element(By.ID, "run").click()
+        wait(browser, lambda b: len(b.find_elements(By.CSS_SELECTOR, ".step-point")) >= 8, "8 steps", 120)
+        browser.execute_script("window.scrollTo(0, 0)")
+        target = screenshot_dir(tmp_path) / "playground.png"
+        browser.save_screenshot(str(target))
+        assert "Answer" not in final_text(browser, "rlcf")  # still mid-run after the screenshot
+        assert target.stat().st_size > 10_000
+        wait(browser, lambda b: "Answer" in final_text(b, "rlcf"), "the final answer", 120)
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".step-point")) == 64
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
