@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from service.cli.bench_load import percentile, scene_png, spawned_server
+from service.cli.bench_load import percentile, scene_png, simulated_client, spawned_server
 
 PEERS = ("service", "plain", "litserve")
 PATHS = {"service": "/v1/classify", "plain": "/classify", "litserve": "/predict"}
@@ -89,12 +89,9 @@ async def _load(url: str, path: str, method: str, concurrency: int, duration_s: 
     errors = 0
 
     async def client_loop(offset: int, stop_at: float, record: bool) -> None:
-        """One simulated client on a connection of its own (one AsyncClient shared by 32 loops
-        spent ~7 ms of CPU per request in its pool, taken from the servers on these 2 cores)."""
         nonlocal errors
         n = offset
-        one = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(base_url=url, timeout=300, limits=one) as client:
+        async with simulated_client(url, timeout_s=300) as client:
             while time.monotonic() < stop_at:
                 start = time.perf_counter()
                 try:

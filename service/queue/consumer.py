@@ -202,8 +202,11 @@ class Consumer:
 
     def publish(self, job_id: str, event: str, data: dict[str, Any]) -> None:
         """Publish an event now, without waiting for Redis's reply (see ``EventSender``)."""
-        self._events.send([self.keys.job(job_id), self.keys.events(job_id)],
-                          [event, dumps({"job_id": job_id, **data})])
+        self._events.send(*self._publish_call(job_id, event, data))
+
+    def _publish_call(self, job_id: str, event: str, data: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """(keys, args) of the PUBLISH script for one event."""
+        return [self.keys.job(job_id), self.keys.events(job_id)], [event, dumps({"job_id": job_id, **data})]
 
     def settle(self) -> None:
         """Make sure every event published so far is in Redis (raises if one could not be)."""
@@ -238,8 +241,7 @@ class Consumer:
         """Publish ``events`` (job id, event, data), then record ``results`` (spec, image,
         result) as ``finish_image`` does, in that order, in one round trip."""
         self.settle()
-        calls = [(self._publish, [self.keys.job(job_id), self.keys.events(job_id)],
-                  [event, dumps({"job_id": job_id, **data})]) for job_id, event, data in events]
+        calls = [(self._publish, *self._publish_call(job_id, event, data)) for job_id, event, data in events]
         calls += [(self._finish_image, *self._finish_call(spec, index, result))
                   for spec, index, result in results]
         replies = self._scripts_in_one_trip(calls)[len(events):]

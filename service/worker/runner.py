@@ -286,14 +286,13 @@ class Runner:
                 continue
         wanted = [(job, index) for job in runnable for index in range(job.spec.n_images)
                   if index not in job.done_images]
-        stored = [job.images.get(index) for job, index in wanted]
         images: list[tuple[StartedJob, int, bytes, Image.Image]] = []
         failed: set[str] = set()
-        for (job, index), data in zip(wanted, stored, strict=True):
+        for job, index in wanted:
             if job.spec.job_id in failed:
                 continue
             try:
-                images.append((job, index, *self.decoded(job, index, data)))
+                images.append((job, index, *self.load_image(job, index)))
             except JobFailed:
                 failed.add(job.spec.job_id)
         return [image for image in images if image[0].spec.job_id not in failed]
