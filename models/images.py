@@ -49,10 +49,11 @@ class NormalizedImage:
     """Pixels actually decoded (after JPEG draft scaling): what the decode cost."""
 
 
-def _open(data: bytes, field: str, allowed_formats: tuple[str, ...]) -> Image.Image:
+def _open(data: bytes, field: str, allowed_formats: tuple[str, ...],
+          opened: Image.Image | None = None) -> Image.Image:
     if not data:
         raise InvalidImageError("image is empty", field=field)
-    image = Image.open(io.BytesIO(data))
+    image = opened or Image.open(io.BytesIO(data))
     fmt = FORMAT_ALIASES.get(image.format or "", image.format or "unknown")
     if fmt not in allowed_formats:
         raise UnsupportedImageFormatError(
@@ -68,6 +69,14 @@ def _check_size(image: Image.Image, field: str, max_pixels: int) -> None:
             f"{MAX_SIDE} per side are allowed", field=field)
 
 
+def _refuse_bomb(image: Image.Image) -> None:
+    """What Pillow's open warns of (more pixels than ``Image.MAX_IMAGE_PIXELS``), as an error."""
+    pixels = image.size[0] * image.size[1]
+    if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombWarning(
+            f"{pixels} pixels exceeds the limit of {Image.MAX_IMAGE_PIXELS} pixels")
+
+
 def stored_size(width: int, height: int, short_side: int = STORED_SHORT_SIDE,
                 long_side: int = STORED_LONG_SIDE) -> tuple[int, int]:
     """(width, height) scaled down (never up) to fit the stored bounds, aspect kept."""
@@ -76,13 +85,17 @@ def stored_size(width: int, height: int, short_side: int = STORED_SHORT_SIDE,
 
 
 def _decode(data: bytes, field: str, max_pixels: int, allowed_formats: tuple[str, ...],
-            target: tuple[int, int] | None) -> tuple[Image.Image, bool, int]:
+            target: tuple[int, int] | None,
+            opened: Image.Image | None = None) -> tuple[Image.Image, bool, int]:
     """(RGB upright image, whether it differs from what the bytes decode to plainly, decoded
-    pixels). With ``target``, JPEGs are decoded at the smallest DCT scale still >= target."""
+    pixels). With ``target``, JPEGs are decoded at the smallest DCT scale still >= target.
+    ``opened``: the bytes already opened by ``probe`` (not decoded yet)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = _open(data, field, allowed_formats)
+            image = _open(data, field, allowed_formats, opened)
+            if opened is not None:  # ``probe`` silenced Pillow's bomb warning at open: check here
+                _refuse_bomb(image)
             _check_size(image, field, max_pixels)
             original_size = image.size
             if target is not None and image.format in ("JPEG", "MPO"):
@@ -120,29 +133,37 @@ def decode_image(
     return _decode(data, field, max_pixels, allowed_formats, None)[0]
 
 
-def header_pixels(data: bytes) -> int:
-    """Width x height from the image header alone (no decoding); 0 if it cannot be read."""
+def probe(data: bytes) -> Image.Image | None:
+    """The image opened from its header alone (nothing decoded), to be decoded later by
+    ``normalize_image``; None if it cannot be read (decoding it then says why). A bomb's
+    warning is silenced here: the size limits refuse it when it is decoded."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            width, height = Image.open(io.BytesIO(data)).size
-        except Exception:  # unreadable: decoding it reports why
-            return 0
+            return Image.open(io.BytesIO(data)) if data else None
+        except Exception:
+            return None
+
+
+def header_pixels(data: bytes | Image.Image | None) -> int:
+    """Width x height from the image header alone (bytes, or what ``probe`` opened); 0 if it
+    cannot be read."""
+    image = probe(data) if isinstance(data, bytes) else data
+    if image is None:
+        return 0
+    width, height = image.size
     return int(width) * int(height)
 
 
 def normalize_image(data: bytes, *, field: str = "image", max_pixels: int = MAX_PIXELS,
-                    allowed_formats: tuple[str, ...] = ALLOWED_FORMATS) -> NormalizedImage:
+                    allowed_formats: tuple[str, ...] = ALLOWED_FORMATS,
+                    probed: Image.Image | None = None) -> NormalizedImage:
     """Decode once at intake and bound what is kept: upright RGB within the stored size. The
-    original bytes are kept when they already decode to exactly that image."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            size = Image.open(io.BytesIO(data)).size if data else (1, 1)
-        except Exception:  # unreadable: _decode below reports it properly
-            size = (1, 1)
-    target = stored_size(*size)
-    image, changed, decoded = _decode(data, field, max_pixels, allowed_formats, target)
+    original bytes are kept when they already decode to exactly that image. ``probed``: what
+    ``probe`` opened of ``data`` (it is opened once, not once per look)."""
+    opened = probed or probe(data)
+    target = stored_size(*(opened.size if opened is not None else (1, 1)))
+    image, changed, decoded = _decode(data, field, max_pixels, allowed_formats, target, opened)
     if image.size != stored_size(*image.size):
         image = image.resize(stored_size(*image.size), Image.Resampling.BICUBIC)
         changed = True

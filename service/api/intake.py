@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 
 from adapters.requests import PreparedRequest, prepare_request
 from models.errors import InvalidInputError
-from models.images import ImageTooLargeError, header_pixels, normalize_image
+from models.images import ImageTooLargeError, header_pixels, normalize_image, probe
 from models.labels import parse_label_text
 from models.text_safety import unsafe_character
 from service.api.json_body import parse_json, read_json_body
@@ -164,11 +164,12 @@ async def check_images(images: list[bytes], settings: Settings, *, max_count: in
         if len(data) > settings.max_image_bytes:
             raise ImageTooLargeError(f"{name} is larger than {settings.max_image_bytes} bytes",
                                      field=name)
-        if header_pixels(data) <= INLINE_DECODE_PIXELS:  # cheaper than the hop to a thread
-            image = normalize_image(data, field=name, max_pixels=settings.max_image_pixels)
+        probed = probe(data)
+        if header_pixels(probed) <= INLINE_DECODE_PIXELS:  # cheaper than the hop to a thread
+            image = normalize_image(data, field=name, max_pixels=settings.max_image_pixels, probed=probed)
         else:
             image = await run_in_threadpool(normalize_image, data, field=name,
-                                            max_pixels=settings.max_image_pixels)
+                                            max_pixels=settings.max_image_pixels, probed=probed)
         decoded += image.decoded_pixels
         if decoded > settings.max_request_pixels:
             raise ImageTooLargeError(

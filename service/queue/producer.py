@@ -15,7 +15,7 @@ from service.errors import QueueFullError, TooManyInflightError
 from service.queue import scripts
 from service.queue.keys import Keys
 from service.queue.routing import route_of
-from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, now_ms, parse_event
+from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, loads, now_ms, parse_event
 
 WORKER_STALE_PERIODS = 5
 """A worker is live while its last heartbeat is younger than this many of its periods."""
@@ -96,7 +96,7 @@ class Producer:
             spec=JobSpec.model_validate_json(fields["spec"]), attempts=int(fields["attempts"]),
             worker=fields.get("worker"),
             error=json.loads(fields["error"]) if "error" in fields else None,
-            results={int(as_text(i)): json.loads(as_text(r)) for i, r in results.items()},
+            results={int(as_text(i)): loads(r) for i, r in results.items()},
         )
 
     async def events(self, job_id: str, after: str, block_ms: int | None) -> list[QueueEvent]:

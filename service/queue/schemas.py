@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field
 
 EventName = Literal["queued", "started", "zeroshot", "progress", "result", "error"]
@@ -92,12 +93,19 @@ def finite(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON, with NaN and infinities as null. Encoded as it is first: walking every
-    value for them cost a worker 0.3 ms per result, and they are rare."""
+    """Compact JSON, with NaN and infinities as null (orjson writes them so). orjson: a
+    result's JSON is written three times (the result and its two possible events), which cost
+    the worker about 0.1 ms per image with the standard library. What orjson refuses (an
+    integer past 64 bits, an unusual type) goes through the standard library instead."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except ValueError:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
         return json.dumps(finite(value), separators=(",", ":"), allow_nan=False)
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON written by ``dumps`` (or by Redis's cjson) back to values."""
+    return orjson.loads(text)
 
 
 def error_payload(job_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -105,6 +113,6 @@ def error_payload(job_id: str, code: str, message: str, **extra: Any) -> dict[st
 
 
 def parse_event(entry_id: bytes | str, fields: dict[Any, Any]) -> QueueEvent:
-    decoded = {as_text(k): as_text(v) for k, v in fields.items()}
-    return QueueEvent(id=as_text(entry_id), event=decoded.get("event", "unknown"),
-                      data=json.loads(decoded.get("data", "{}")))
+    event, data = fields.get(b"event", fields.get("event")), fields.get(b"data", fields.get("data"))
+    return QueueEvent(id=as_text(entry_id), event=as_text(event) if event is not None else "unknown",
+                      data=loads(data) if data is not None else {})
