@@ -61,9 +61,9 @@ REQUEST_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
-async def submit(request: Request) -> tuple[AppState, JobSpec, str]:
-    """Validate the whole request, then queue it as one job (all its images, in order); the
-    id of its ``queued`` event comes last."""
+async def submit(request: Request, job_id: str | None = None) -> tuple[AppState, JobSpec, str]:
+    """Validate the whole request, then queue it as one job (all its images, in order) under
+    ``job_id`` (default: a new one); the id of its ``queued`` event comes last."""
     state = app_state(request)
     settings = state.settings
     owner = owner_of(request)
@@ -79,7 +79,7 @@ async def submit(request: Request) -> tuple[AppState, JobSpec, str]:
     await require_capable_worker(state, spec.name, model)
     created = now_ms()
     job = JobSpec(
-        job_id=new_job_id(), owner=owner, method=prepared.method, model=model,
+        job_id=job_id or new_job_id(), owner=owner, method=prepared.method, model=model,
         labels=list(prepared.labels),
         label_set=submission.label_set, label_set_version=label_set.version if label_set else None,
         templates=prepared.templates if isinstance(prepared.templates, str) else list(prepared.templates),
@@ -166,25 +166,30 @@ async def owned_job(state: AppState, job_id: str, owner: str) -> JobView:
 async def classify(request: Request) -> Response:
     """Classify images and wait for the corrected predictions (up to TTA_WAIT_TIMEOUT_S).
     With ``Accept: text/event-stream`` the job's events stream back instead (SSE)."""
-    state, job, queued = await submit(request)
     if "text/event-stream" in request.headers.get("accept", ""):
+        state, job, _ = await submit(request)
         stream = stream_events(state.producer, state.hub, job.job_id, "0", state.settings.sse_ping_s)
         return StreamingResponse(stream, media_type="text/event-stream",
                                  headers={**SSE_HEADERS, "X-Job-ID": job.job_id})
+    job_id = new_job_id()
+    # Followed before it is queued, the job's events all reach this request through the hub,
+    # and its stream need not be read.
+    async with app_state(request).hub.subscribe(job_id) as subscription:
+        state, job, queued = await submit(request, job_id)
+        seen: list[QueueEvent] = []
 
-    seen: list[QueueEvent] = []
+        async def until_terminal() -> None:
+            async for event in follow(state.producer, state.hub, job.job_id, queued,
+                                      state.settings.sse_ping_s, subscription):
+                if event is not None:
+                    seen.append(event)
+                    if event.is_terminal:
+                        return
 
-    async def until_terminal() -> None:  # (from after "queued": the hub then wakes once less)
-        async for event in follow(state.producer, state.hub, job.job_id, queued, state.settings.sse_ping_s):
-            if event is not None:
-                seen.append(event)
-                if event.is_terminal:
-                    return
-
-    try:
-        await asyncio.wait_for(until_terminal(), state.settings.wait_timeout_s)
-    except asyncio.TimeoutError:
-        return accepted(job, status="running")
+        try:
+            await asyncio.wait_for(until_terminal(), state.settings.wait_timeout_s)
+        except asyncio.TimeoutError:
+            return accepted(job, status="running")
     if seen and seen[-1].is_terminal and seen[-1].event == "result":
         return FastJSONResponse(job_out(done_from_events(job, seen)))
     return await finished(state, job)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 
-from service.api.event_hub import EventHub
+from service.api.event_hub import EventHub, Subscription
 from service.queue.producer import Producer
 from service.queue.schemas import FINISHED, QueueEvent
 
@@ -18,18 +19,18 @@ def format_event(event: QueueEvent) -> str:
     return f"id: {event.id}\nevent: {event.event}\ndata: {json.dumps(event.data)}\n\n"
 
 
-async def follow(producer: Producer, hub: EventHub, job_id: str, after: str,
-                 ping_s: float) -> AsyncIterator[QueueEvent | None]:
+async def follow(producer: Producer, hub: EventHub, job_id: str, after: str, ping_s: float,
+                 subscription: Subscription | None = None) -> AsyncIterator[QueueEvent | None]:
     """The job's events after ``after`` as they come, until its terminal event; None each
-    ``ping_s`` without one. Ends early if the job expired, or finished before ``after``."""
+    ``ping_s`` without one. Ends early if the job expired, or finished before ``after``.
+    ``subscription``: the hub's, made before the job was queued (a waiting classify): it hears
+    every event of the job, so the stream is not read first (a round trip saved)."""
     last = after
-    async with hub.subscribe(job_id, after) as subscription:
-        # A job's first follower gets every event from the hub, which reads its stream from
-        # ``after``; a later one reads what the hub had handed out before it joined. (This
-        # saves a waiting classify two round trips.)
+    async with nullcontext(subscription) if subscription else hub.subscribe(job_id) as followed:
+        heard_all = subscription is not None and followed.live
         events: list[QueueEvent] | None = (
-            [] if subscription.first else await producer.events(job_id, last, block_ms=None))
-        check_when_quiet = not subscription.first
+            [] if heard_all else await producer.events(job_id, last, block_ms=None))
+        check_when_quiet = not heard_all
         while True:
             for event in events or []:
                 yield event
@@ -46,10 +47,12 @@ async def follow(producer: Producer, hub: EventHub, job_id: str, after: str,
                         continue  # its last events landed just now
                     return  # finished, and the caller has seen everything up to its end
             check_when_quiet = True
-            events = await subscription.next(last, ping_s)
+            events = await followed.next(last, ping_s)
             if events is None:
-                yield None  # a ping period without events; then read the stream itself (the
-                events = await producer.events(job_id, last, block_ms=None)  # hub may be away)
+                yield None  # a ping period without events; then read the stream itself
+                events = await producer.events(job_id, last, block_ms=None)
+            elif not events:  # the hub was away meanwhile: what it missed is in the stream
+                events = await producer.events(job_id, last, block_ms=None)
 
 
 async def stream_events(producer: Producer, hub: EventHub, job_id: str, after: str,

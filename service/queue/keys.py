@@ -49,8 +49,23 @@ class Keys:
         return f"{self.prefix}:job:{job_id}:results"
 
     def events(self, job_id: str) -> str:
-        """Stream of the job's events; entry ids are the SSE event ids."""
+        """Stream of the job's events; entry ids are the SSE event ids. Each event is also
+        published on the pub/sub channel of the same name (``service.queue.scripts``)."""
         return f"{self.prefix}:job:{job_id}:events"
+
+    @property
+    def events_pattern(self) -> str:
+        """The pub/sub pattern of every job's events channel (the API's event hub)."""
+        escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}:job:*:events"
+
+    def job_of_events(self, channel: bytes | str) -> str | None:
+        """The job id of an events channel (or stream) name; None if it is not one."""
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        head, tail = f"{self.prefix}:job:", ":events"
+        if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
+            return name[len(head):-len(tail)]
+        return None
 
     def label_set(self, owner: str, name: str) -> str:
         return f"{self.prefix}:labelset:{owner}:{name}"

@@ -112,6 +112,14 @@ def error_payload(job_id: str, code: str, message: str, **extra: Any) -> dict[st
     return {"job_id": job_id, "code": code, "message": message, **extra}
 
 
+def parse_event_message(message: bytes | str) -> QueueEvent:
+    """A published event: its stream entry id, its name and its data, a line each (the data
+    is compact JSON, which has no raw newline)."""
+    text = message.decode() if isinstance(message, bytes) else message
+    entry_id, event, data = text.split("\n", 2)
+    return QueueEvent(id=entry_id, event=event, data=loads(data))
+
+
 def parse_event(entry_id: bytes | str, fields: dict[Any, Any]) -> QueueEvent:
     event, data = fields.get(b"event", fields.get("event")), fields.get(b"data", fields.get("data"))
     return QueueEvent(id=as_text(entry_id), event=as_text(event) if event is not None else "unknown",

@@ -1,7 +1,18 @@
 """Lua scripts: each queue transition is one atomic step in Redis, so a crash between two
 commands can never leave a job half-submitted or a result written without its event."""
 
-ENQUEUE = """
+EMIT = """
+-- A job's event: appended to its stream (the record, read back by id) and published on the
+-- channel of the same name (how the API's event hub hears of it without a command per
+-- follower): "<entry id>\\n<event>\\n<data>" (``parse_event_message``).
+local function emit(stream, event, data)
+  local id = redis.call('XADD', stream, '*', 'event', event, 'data', data)
+  redis.call('PUBLISH', stream, id .. '\\n' .. event .. '\\n' .. data)
+  return id
+end
+"""
+
+ENQUEUE = EMIT + """
 -- KEYS: open, inflight, job, images, events, jobs
 -- ARGV: job_id, now_ms, max_depth, max_inflight, ttl_s, spec, owner, queued_data,
 --       stale_before_ms, n_images, deadline_ms, image bytes...
@@ -16,7 +27,7 @@ redis.call('HSET', KEYS[3], 'spec', ARGV[6], 'owner', ARGV[7], 'status', 'queued
 redis.call('EXPIRE', KEYS[3], ARGV[5])
 for i = 12, #ARGV do redis.call('HSET', KEYS[4], tostring(i - 12), ARGV[i]) end
 redis.call('EXPIRE', KEYS[4], ARGV[5])
-local event_id = redis.call('XADD', KEYS[5], '*', 'event', 'queued', 'data', ARGV[8])
+local event_id = emit(KEYS[5], 'queued', ARGV[8])
 redis.call('EXPIRE', KEYS[5], ARGV[5])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
@@ -26,7 +37,7 @@ redis.call('XADD', KEYS[6], '*', 'job_id', ARGV[1], 'owner', ARGV[7])
 return {'ok', event_id}
 """
 
-START = """
+START = EMIT + """
 -- KEYS: job, events, dead, open, inflight, results, images
 -- ARGV: job_id, worker, now_ms, max_attempts, dead_error, expired_error
 -- A job that runs gets its "started" event here, and the reply carries what running it needs:
@@ -42,13 +53,13 @@ if attempts > tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'status', 'dead', 'error', ARGV[5], 'finished_ms', ARGV[3])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'job_id', ARGV[1],
              'attempts', attempts - 1, 'ms', ARGV[3])
-  redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[5])
+  emit(KEYS[2], 'error', ARGV[5])
 elseif attempts == 1 and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[1], 'deadline_ms')) then
   -- the deadline bounds the wait before a job first starts; a job resumed after its worker
   -- died or Redis restarted is bounded by max attempts instead (its finished images stand)
   outcome = 'expired'
   redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[6], 'finished_ms', ARGV[3])
-  redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[6])
+  emit(KEYS[2], 'error', ARGV[6])
 end
 if outcome then
   redis.call('ZREM', KEYS[4], ARGV[1])
@@ -57,7 +68,7 @@ if outcome then
 end
 local created = tonumber(redis.call('HGET', KEYS[1], 'created_ms'))
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[2], 'started_ms', ARGV[3])
-redis.call('XADD', KEYS[2], '*', 'event', 'started', 'data', cjson.encode(
+emit(KEYS[2], 'started', cjson.encode(
   {job_id = ARGV[1], worker = ARGV[2], attempt = attempts, queue_ms = tonumber(ARGV[3]) - created}))
 local done = redis.call('HKEYS', KEYS[6])
 local finished = {}
@@ -70,7 +81,7 @@ end
 return {'run', attempts, done, redis.call('HGET', KEYS[1], 'spec'), created, images}
 """
 
-FINISH_IMAGE = """
+FINISH_IMAGE = EMIT + """
 -- KEYS: job, results, events, open, inflight, log
 -- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s, log_entry, log_maxlen
 -- The optional log entry (the MLLM's decision) is appended only by the writer that wins, and
@@ -84,34 +95,34 @@ if ARGV[8] ~= '' then
 end
 local final = redis.call('HLEN', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], 'n_images'))
 if final then
-  redis.call('XADD', KEYS[3], '*', 'event', 'result', 'data', ARGV[5])
+  emit(KEYS[3], 'result', ARGV[5])
   redis.call('HSET', KEYS[1], 'status', 'done', 'finished_ms', ARGV[6])
   redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZREM', KEYS[5], ARGV[1])
   return {1, 1}
 end
-redis.call('XADD', KEYS[3], '*', 'event', 'result', 'data', ARGV[4])
+emit(KEYS[3], 'result', ARGV[4])
 return {1, 0}
 """
 
-FAIL = """
+FAIL = EMIT + """
 -- KEYS: job, events, open, inflight
 -- ARGV: job_id, now_ms, error
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'done' or status == 'failed' or status == 'dead' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[3], 'finished_ms', ARGV[2])
-redis.call('XADD', KEYS[2], '*', 'event', 'error', 'data', ARGV[3])
+emit(KEYS[2], 'error', ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
 
-PUBLISH = """
+PUBLISH = EMIT + """
 -- KEYS: job, events.  ARGV: event, data
 -- Progress of a job that another worker already finished is dropped, not appended.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'done' or status == 'failed' or status == 'dead' then return false end
-return redis.call('XADD', KEYS[2], '*', 'event', ARGV[1], 'data', ARGV[2])
+return emit(KEYS[2], ARGV[1], ARGV[2])
 """
 
 RENEW_LEASES = """
