@@ -32,6 +32,9 @@ class BatchItem:
     templates: str | Sequence[str] | None = None
     top_k: int = 5
     hooks: Hooks | None = None
+    prepared: PreparedRequest | None = None
+    """The item's request as ``Engine.prepare`` validated it already (a worker checks each job
+    before its batch); None: validated here."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ class Engine:
         """Zero-shot for several images in one forward pass (the worker's batching)."""
         inputs, hooks = [], []
         for item in items:
-            req = self.prepare("zeroshot", item.labels, templates=item.templates, top_k=item.top_k)
+            req = item.prepared or self.prepare("zeroshot", item.labels, templates=item.templates,
+                                                top_k=item.top_k)
             inputs.append(MethodInput(image=item.image, labels=req.labels,
                                       templates=resolve_templates(req.templates), top_k=req.top_k))
             hooks.append(item.hooks or Hooks())

@@ -1,7 +1,8 @@
 """One reader per API process for the events of every job someone is waiting on.
 
 Every script that appends an event to a job's stream also publishes it (Redis pub/sub, on a
-channel named after the stream: ``service.queue.scripts``). The hub holds one connection
+channel named after the stream: ``service.queue.scripts``; all but "queued", which only the
+job's own waiting classify could hear, and it has it from the enqueue). The hub holds one connection
 subscribed to all of those channels and hands each event to the waiters of its job; events of
 jobs nobody here waits on are dropped unread. Waiters hold no Redis connection while they wait
 (about a hundred blocking readers once exhausted the pool), and following a job costs no

@@ -4,7 +4,8 @@ commands can never leave a job half-submitted or a result written without its ev
 EMIT = """
 -- A job's event: appended to its stream (the record, read back by id) and published on the
 -- channel of the same name (how the API's event hub hears of it without a command per
--- follower): "<entry id>\\n<event>\\n<data>" (``parse_event_message``).
+-- follower): "<entry id>\\n<event>\\n<data>" (``parse_event_message``). Every event but
+-- "queued" (ENQUEUE).
 local function emit(stream, event, data)
   local id = redis.call('XADD', stream, '*', 'event', event, 'data', data)
   redis.call('PUBLISH', stream, id .. '\\n' .. event .. '\\n' .. data)
@@ -12,7 +13,7 @@ local function emit(stream, event, data)
 end
 """
 
-ENQUEUE = EMIT + """
+ENQUEUE = """
 -- KEYS: open, inflight, job, images, events, jobs
 -- ARGV: job_id, now_ms, max_depth, max_inflight, ttl_s, spec, owner, queued_data,
 --       stale_before_ms, n_images, deadline_ms, image bytes...
@@ -27,7 +28,9 @@ redis.call('HSET', KEYS[3], 'spec', ARGV[6], 'owner', ARGV[7], 'status', 'queued
 redis.call('EXPIRE', KEYS[3], ARGV[5])
 for i = 12, #ARGV do redis.call('HSET', KEYS[4], tostring(i - 12), ARGV[i]) end
 redis.call('EXPIRE', KEYS[4], ARGV[5])
-local event_id = emit(KEYS[5], 'queued', ARGV[8])
+-- Appended, not published: nobody follows a job before it is queued but its own waiting
+-- classify, which has the event's id from this reply.
+local event_id = redis.call('XADD', KEYS[5], '*', 'event', 'queued', 'data', ARGV[8])
 redis.call('EXPIRE', KEYS[5], ARGV[5])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])

@@ -15,6 +15,7 @@ from PIL import Image
 
 from adapters.catalog import get_spec
 from adapters.engine import BatchItem, Engine, EpisodeItem
+from adapters.requests import PreparedRequest
 from adapters.state_store import state_key_for
 from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel
 from models.errors import TTAError
@@ -304,11 +305,16 @@ class Runner:
         each job is run on its own, so no job's error (which may quote its labels) ever reaches
         another job."""
         events: list[tuple[str, str, dict[str, Any]]] = []
+        prepared: dict[str, PreparedRequest] = {}
+
+        def check(job: StartedJob) -> None:  # (kept for the batch: each job is validated once)
+            prepared[job.spec.job_id] = self.engine.prepare(
+                job.spec.method, job.spec.labels, templates=job.spec.templates, top_k=job.spec.top_k)
+
         items = [(job, index, BatchItem(image=image, labels=job.spec.labels, templates=job.spec.templates,
-                                        top_k=job.spec.top_k,
+                                        top_k=job.spec.top_k, prepared=prepared[job.spec.job_id],
                                         hooks=self.zeroshot_event_into(events, job, index)))
-                 for job, index, _, image in self.runnable_images(jobs, lambda job: self.engine.prepare(
-                     job.spec.method, job.spec.labels, templates=job.spec.templates, top_k=job.spec.top_k))]
+                 for job, index, _, image in self.runnable_images(jobs, check)]
         if not items:
             return
         metrics.BATCH_SIZE.observe(len(items))
