@@ -56,10 +56,12 @@ class EventHub:
         await self.client.aclose()
 
     @asynccontextmanager
-    async def subscribe(self, job_id: str) -> AsyncIterator[Subscription]:
+    async def subscribe(self, job_id: str, *, until_terminal: bool = False) -> AsyncIterator[Subscription]:
         """Receive the job's events as they are published, for as long as the context lasts
-        (no Redis command: the hub already receives every job's events)."""
-        subscription = Subscription(live=self.live)
+        (no Redis command: the hub already receives every job's events). ``until_terminal``:
+        the follower only wants the job's end (a waiting classify), so it is woken only then
+        (the events before it are kept for it)."""
+        subscription = Subscription(live=self.live, wake_on_terminal_only=until_terminal)
         self.waiters.setdefault(job_id, set()).add(subscription)
         try:
             yield subscription
@@ -120,37 +122,41 @@ def _stream_id(value: str) -> tuple[int, int]:
 class Subscription:
     """The events the hub received for one follower, until it takes them."""
 
-    def __init__(self, live: bool) -> None:
+    def __init__(self, live: bool, wake_on_terminal_only: bool = False) -> None:
         self.live = live
         """The hub was subscribed when this was made and has not lost its connection since:
         every event published after this was made reaches it."""
         self.stale = False
         """Events may have been missed (the hub was away): read the stream to catch up."""
+        self.wake_on_terminal_only = wake_on_terminal_only
         self._events: list[QueueEvent] = []
         self._arrived = asyncio.Event()
 
     def deliver(self, events: list[QueueEvent]) -> None:
         self._events.extend(events)
-        self._arrived.set()
+        if not self.wake_on_terminal_only or any(event.is_terminal for event in events):
+            self._arrived.set()
 
     def catch_up(self) -> None:
         self.stale = True
         self._arrived.set()
 
     async def next(self, after: str, timeout_s: float) -> list[QueueEvent] | None:
-        """Events after ``after`` as they arrive (waiting up to ``timeout_s`` for the first);
-        None on timeout, and ``[]`` when the follower must read its stream to catch up."""
+        """Events after ``after`` as they arrive (waiting up to ``timeout_s`` for the first, or
+        for the terminal one); None on timeout, and ``[]`` when the follower must read its
+        stream to catch up (what was kept here is in it too)."""
         while True:
-            events = [e for e in self._events if _stream_id(e.id) > _stream_id(after)]
-            self._events.clear()
-            self._arrived.clear()
-            if events:
-                return events
             if self.stale:
                 self.stale = False
+                self._events.clear()
                 return []
+            if not self.wake_on_terminal_only or any(e.is_terminal for e in self._events):
+                events = [e for e in self._events if _stream_id(e.id) > _stream_id(after)]
+                self._events.clear()
+                if events:
+                    return events
+            self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), timeout_s)
             except asyncio.TimeoutError:
                 return None
-

@@ -173,8 +173,8 @@ async def classify(request: Request) -> Response:
                                  headers={**SSE_HEADERS, "X-Job-ID": job.job_id})
     job_id = new_job_id()
     # Followed before it is queued, the job's events all reach this request through the hub,
-    # and its stream need not be read.
-    async with app_state(request).hub.subscribe(job_id) as subscription:
+    # and its stream need not be read; it wakes once, at the job's end.
+    async with app_state(request).hub.subscribe(job_id, until_terminal=True) as subscription:
         state, job, queued = await submit(request, job_id)
         seen: list[QueueEvent] = []
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from service.api.event_hub import EventHub
+from service.api.event_hub import EventHub, Subscription
 from service.api.sse import follow
 from service.queue.consumer import Consumer
 from service.queue.keys import Keys
@@ -82,7 +82,8 @@ def test_a_follower_subscribed_before_its_job_hears_it_all_and_nothing_of_other_
             producer = CountingProducer(client, keys, ttl_s=TTL_S)
             mine, theirs = new_job_id(), new_job_id()
             async with hub.subscribe(mine) as subscription:
-                queued = await producer.enqueue(spec_of(mine, "alice"), [b"img"], max_depth=10, max_inflight=10)
+                queued = await producer.enqueue(spec_of(mine, "alice"), [b"img"], max_depth=10,
+                                                max_inflight=10)
                 await producer.enqueue(spec_of(theirs, "bob"), [b"img"], max_depth=10, max_inflight=10)
                 following = asyncio.create_task(collect(
                     follow(producer, hub, mine, queued, 30, subscription)))
@@ -121,5 +122,20 @@ def test_events_published_while_the_hub_was_away_are_read_from_the_stream(redis_
             assert producer.stream_reads >= 1  # caught up from the stream after reconnecting
             assert hub.live
         await hub.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_follower_of_the_end_only_is_woken_once_with_every_event():
+    async def scenario() -> None:
+        subscription = Subscription(live=True, wake_on_terminal_only=True)
+        waiting = asyncio.create_task(subscription.next("1-0", timeout_s=30))
+        subscription.deliver([QueueEvent(id="2-0", event="started", data={"attempt": 1})])
+        subscription.deliver([QueueEvent(id="3-0", event="zeroshot", data={})])
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # not woken by the events before the end
+        subscription.deliver([QueueEvent(id="4-0", event="result", data={"final": True})])
+        events = await asyncio.wait_for(waiting, 5)
+        assert [e.event for e in events] == ["started", "zeroshot", "result"]
 
     asyncio.run(scenario())
