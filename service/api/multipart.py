@@ -103,6 +103,20 @@ def _part(part: bytes) -> tuple[str, str | UploadFile]:
             raise _malformed("a part's headers do not end with a blank line")
     if len(raw_headers) > MAX_PART_HEADER_BYTES:
         raise _malformed(f"a part's headers are longer than {MAX_PART_HEADER_BYTES} bytes")
+    name, filename, headers = _part_headers(raw_headers)
+    if filename is not None:
+        return name, UploadFile(InMemoryFile(content), size=len(content), filename=filename,
+                                headers=Headers(raw=list(headers)))
+    if len(content) > MAX_TEXT_PART_BYTES:
+        raise _malformed(f"form field {name!r} is larger than {MAX_TEXT_PART_BYTES} bytes")
+    return name, _text(content, f"form field {name!r}")
+
+
+@lru_cache(maxsize=256)
+def _part_headers(raw_headers: bytes) -> tuple[str, str | None, tuple[tuple[bytes, bytes], ...]]:
+    """(field name, filename or None for a text field, header lines) of a part's header
+    block. Parsed once per distinct block: a classify request repeats one per label, and a
+    client sends the same blocks request after request (a malformed block raises each time)."""
     headers: list[tuple[bytes, bytes]] = []
     for line in raw_headers.split(b"\r\n") if raw_headers else []:
         key, colon, value = line.partition(b":")
@@ -112,23 +126,11 @@ def _part(part: bytes) -> tuple[str, str | UploadFile]:
     disposition = next((value for key, value in headers if key == b"content-disposition"), None)
     if disposition is None:
         raise _malformed('a part has no "Content-Disposition" header')
-    kind, options = _disposition(disposition)
+    kind, options = parse_options_header(disposition)
     if kind != b"form-data" or b"name" not in options:
         raise _malformed('a part\'s Content-Disposition is not form-data with a "name"')
-    name = _text(options[b"name"], "a field name")
-    if b"filename" in options:
-        return name, UploadFile(InMemoryFile(content), size=len(content),
-                                filename=_text(options[b"filename"], "a filename"),
-                                headers=Headers(raw=headers))
-    if len(content) > MAX_TEXT_PART_BYTES:
-        raise _malformed(f"form field {name!r} is larger than {MAX_TEXT_PART_BYTES} bytes")
-    return name, _text(content, f"form field {name!r}")
-
-
-@lru_cache(maxsize=256)
-def _disposition(value: bytes) -> tuple[bytes, dict[bytes, bytes]]:
-    """Parsed once per distinct header: a classify request repeats the same one per label."""
-    return parse_options_header(value)
+    filename = _text(options[b"filename"], "a filename") if b"filename" in options else None
+    return _text(options[b"name"], "a field name"), filename, tuple(headers)
 
 
 def _text(value: bytes, what: str) -> str:
