@@ -53,7 +53,7 @@ def _open(data: bytes, field: str, allowed_formats: tuple[str, ...],
           opened: Image.Image | None = None) -> Image.Image:
     if not data:
         raise InvalidImageError("image is empty", field=field)
-    image = opened or Image.open(io.BytesIO(data))
+    image = opened if opened is not None else Image.open(io.BytesIO(data))
     fmt = FORMAT_ALIASES.get(image.format or "", image.format or "unknown")
     if fmt not in allowed_formats:
         raise UnsupportedImageFormatError(
@@ -161,7 +161,7 @@ def normalize_image(data: bytes, *, field: str = "image", max_pixels: int = MAX_
     """Decode once at intake and bound what is kept: upright RGB within the stored size. The
     original bytes are kept when they already decode to exactly that image. ``probed``: what
     ``probe`` opened of ``data`` (it is opened once, not once per look)."""
-    opened = probed or probe(data)
+    opened = probed if probed is not None else probe(data)
     target = stored_size(*(opened.size if opened is not None else (1, 1)))
     image, changed, decoded = _decode(data, field, max_pixels, allowed_formats, target, opened)
     if image.size != stored_size(*image.size):
