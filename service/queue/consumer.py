@@ -4,6 +4,7 @@ transitions, publish events, renew leases, acknowledge."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,8 @@ class Consumer:
         self._publish = client.register_script(scripts.PUBLISH)
         self._renew = client.register_script(scripts.RENEW_LEASES)
         self._release = client.register_script(scripts.RELEASE)
+        self._acks: list[tuple[list[Delivery], Callable[[list[str | None]], None]]] = []
+        """Finished deliveries whose ack goes with the next read (``ack_with_next_read``)."""
         self._events = EventSender(client, self._publish)
         """``publish`` sends through it without waiting; every other write of the main thread
         settles it first, so nothing overtakes an event (``renew`` and ``heartbeat``, which the
@@ -88,7 +91,7 @@ class Consumer:
         streams = streams or self.streams
         self._turn = (self._turn + 1) % len(streams)
         order = streams[self._turn:] + streams[:self._turn]
-        taken = self._take(keys=order, args=[GROUP, self.worker_id, count])
+        taken = self._take_and_ack(order, count)
         if taken:
             return [Delivery(as_text(taken[i]), as_text(taken[i + 1]), as_text(taken[i + 2]),
                              as_text(taken[i + 3]) or None) for i in range(0, len(taken), 4)]
@@ -139,11 +142,61 @@ class Consumer:
         same round trip (what a run's metrics count)."""
         self.settle()
         pipe = self.client.pipeline(transaction=True)
+        self._ack_into(pipe, deliveries)
+        return self._statuses(pipe.execute())
+
+    def ack_with_next_read(self, deliveries: list[Delivery],
+                           counted: Callable[[list[str | None]], None]) -> None:
+        """Acknowledge these finished entries in the round trip of this worker's next read,
+        which follows at once (one round trip less per run); ``counted`` gets their jobs'
+        statuses then. Their results are written already, so until then nothing is at risk:
+        if the worker dies first, the entries are reclaimed and START finds the jobs finished."""
+        self._acks.append((list(deliveries), counted))
+
+    def flush_acks(self) -> None:
+        """Send the acks waiting for the next read now (a worker that stops)."""
+        while self._acks:
+            deliveries, counted = self._acks[0]
+            statuses = self.ack(*deliveries)
+            self._acks.pop(0)
+            counted(statuses)
+
+    def _take_and_ack(self, order: list[str], count: int) -> Any:
+        """The TAKE script's reply, in one round trip with the acks waiting for it."""
+        if not self._acks:
+            return self._take(keys=order, args=[GROUP, self.worker_id, count])
+        acks, self._acks = self._acks, []
+        deliveries = [delivery for group, _ in acks for delivery in group]
+        pipe = self.client.pipeline(transaction=False)
+        self._ack_into(pipe, deliveries)
+        pipe.evalsha(self._take.sha, len(order), *order, GROUP, self.worker_id, count)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except redis.RedisError:
+            self._acks = acks + self._acks  # sent again with the next read (acks are idempotent)
+            raise
+        statuses = iter(self._statuses(replies[:-1]))
+        for group, counted in acks:
+            counted([next(statuses) for _ in group])
+        taken = replies[-1]
+        if isinstance(taken, redis.exceptions.NoScriptError):  # Redis lost its scripts (restart)
+            return self._take(keys=order, args=[GROUP, self.worker_id, count])  # (loads it again)
+        if isinstance(taken, Exception):
+            raise taken
+        return taken
+
+    def _ack_into(self, pipe: Any, deliveries: list[Delivery] | tuple[Delivery, ...]) -> None:
         for delivery in deliveries:
             pipe.xack(delivery.stream, GROUP, delivery.entry_id)
             pipe.xdel(delivery.stream, delivery.entry_id)
             pipe.hget(self.keys.job(delivery.job_id), "status")
-        replies = pipe.execute()
+
+    @staticmethod
+    def _statuses(replies: list[Any]) -> list[str | None]:
+        """The jobs' statuses among the replies of ``_ack_into``'s commands."""
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return [as_text(status) if status is not None else None for status in replies[2::3]]
 
     def release(self, delivery: Delivery) -> None:

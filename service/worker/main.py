@@ -141,6 +141,7 @@ class Worker:
     def shutdown(self) -> None:
         metrics.WORKER_UP.set(0)
         try:
+            self.consumer.flush_acks()
             while self.pending:
                 delivery = self.pending.popleft()
                 self.consumer.release(delivery)
@@ -297,7 +298,7 @@ class Worker:
             time.sleep(min(remaining, BATCH_POLL_S))
 
     def finish(self, jobs: list[tuple[Delivery, StartedJob]], run: Callable[[], None]) -> None:
-        """Run, then ack every job of the run: its result or error event is written by now."""
+        """Run, then ack every job of the run (its result or error event is written by now)."""
         try:
             run()
         except JobFailed:
@@ -310,9 +311,14 @@ class Worker:
             for _, job in jobs:
                 self.consumer.fail(job.spec, "internal_error",
                                    f"internal error in the worker ({type(exc).__name__}); see its log")
-        statuses = self.ack(*(delivery for delivery, _ in jobs))
-        for (_, job), status in zip(jobs, statuses, strict=True):
-            metrics.JOBS.labels(job.spec.method, "done" if status == "done" else "failed").inc()
+        def counted(statuses: list[str | None]) -> None:
+            for (_, job), status in zip(jobs, statuses, strict=True):
+                metrics.JOBS.labels(job.spec.method, "done" if status == "done" else "failed").inc()
+
+        # Acked with the next read, which follows at once: one round trip less per run.
+        self.consumer.ack_with_next_read([delivery for delivery, _ in jobs], counted)
+        for delivery, _ in jobs:
+            self.keepalive.drop(delivery)
         self.jobs_done += len(jobs)
 
     def ack(self, *deliveries: Delivery) -> list[str | None]:

@@ -12,6 +12,7 @@ import redis
 import redis.asyncio as aioredis
 
 from service.errors import QueueFullError, TooManyInflightError
+from service.queue import scripts
 from service.queue.consumer import Consumer
 from service.queue.keys import Keys
 from service.queue.producer import Producer
@@ -206,6 +207,45 @@ def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scrip
     assert client.xlen(taken[0].stream) == 0
 
 
+def test_finished_entries_are_acked_with_the_next_read_in_its_round_trip(redis_server, client, keys):
+    """``ack_with_next_read`` leaves the entries pending until the worker's next read, which
+    acks them, reports their statuses and takes the next job in one round trip; also when
+    Redis forgot the TAKE script meanwhile (the acks are not lost with it)."""
+    first, second = submit(redis_server.url, keys), submit(redis_server.url, keys)
+    worker = consumer(client, keys, "a")
+    taken = worker.read_new(None, count=2)
+    for spec in (first, second):
+        assert worker.start(spec.job_id)[0] == "run"
+        worker.finish_image(spec, 0, {"label": "a"})
+    counted: list[list[str | None]] = []
+    worker.ack_with_next_read(taken[:1], counted.append)
+    worker.ack_with_next_read(taken[1:], counted.append)
+    assert client.xpending(taken[0].stream, "workers")["pending"] == 2  # nothing sent yet
+    third = submit(redis_server.url, keys)
+    trips = []
+    real_execute = redis.client.Pipeline.execute
+
+    def counting_execute(pipe, *args, **kwargs):  # type: ignore[no-untyped-def]
+        trips.append(len(pipe.command_stack))
+        return real_execute(pipe, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redis.client.Pipeline, "execute", counting_execute)
+        client.script_flush()  # the TAKE in that trip fails; it is loaded and run again
+        next_taken = worker.read_new(None)
+    assert [d.job_id for d in next_taken] == [third.job_id]
+    assert trips[0] == 2 * 3 + 1  # the two acks (xack, xdel, hget each) and the TAKE, in one trip
+    assert counted == [["done"], ["done"]]
+    assert client.xpending(taken[0].stream, "workers")["pending"] == 1  # only the job just taken
+    assert worker.start(third.job_id)[0] == "run"
+    worker.finish_image(third, 0, {"label": "a"})
+    worker.ack_with_next_read(next_taken, counted.append)
+    worker.flush_acks()  # a stopping worker sends what is waiting, without a read
+    assert counted[-1] == ["done"]
+    assert client.xpending(taken[0].stream, "workers")["pending"] == 0
+    assert client.xlen(taken[0].stream) == 0
+
+
 def test_events_are_sent_without_waiting_and_nothing_overtakes_them(redis_server, client, keys):
     """``publish`` writes an event at once (it is in Redis before anything settles it) and
     reads its reply later; the result written next still comes after every event, also when
@@ -213,6 +253,7 @@ def test_events_are_sent_without_waiting_and_nothing_overtakes_them(redis_server
     spec = submit(redis_server.url, keys)
     worker = consumer(client, keys, "a")
     assert worker.start(spec.job_id)[0] == "run"
+    client.script_load(scripts.PUBLISH)  # as a running Redis has it (an earlier test may flush)
     worker.publish(spec.job_id, "zeroshot", {"image": 0})
     deadline = time.monotonic() + 5
     while events(client, keys, spec.job_id)[-1] != "zeroshot" and time.monotonic() < deadline:
