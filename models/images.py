@@ -145,10 +145,8 @@ def probe(data: bytes) -> Image.Image | None:
             return None
 
 
-def header_pixels(data: bytes | Image.Image | None) -> int:
-    """Width x height from the image header alone (bytes, or what ``probe`` opened); 0 if it
-    cannot be read."""
-    image = probe(data) if isinstance(data, bytes) else data
+def header_pixels(image: Image.Image | None) -> int:
+    """Width x height of what ``probe`` opened (its header alone); 0 if it could not be read."""
     if image is None:
         return 0
     width, height = image.size

@@ -49,9 +49,8 @@ async def follow(producer: Producer, hub: EventHub, job_id: str, after: str, pin
             check_when_quiet = True
             events = await followed.next(last, ping_s)
             if events is None:
-                yield None  # a ping period without events; then read the stream itself
-                events = await producer.events(job_id, last, block_ms=None)
-            elif not events:  # the hub was away meanwhile: what it missed is in the stream
+                yield None  # a ping period without events
+            if not events:  # that, or the hub was away meanwhile: the stream has what it missed
                 events = await producer.events(job_id, last, block_ms=None)
 
 
