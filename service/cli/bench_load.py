@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from service.cli.lean_http import LeanClient
 from service.client import parse_sse
 from service.settings import get_settings
 
@@ -117,19 +118,28 @@ def encoded_bodies(method: str, options: dict[str, Any], count: int = BODIES) ->
     return bodies
 
 
-def simulated_client(url: str, headers: dict[str, str] | None = None,
-                     timeout_s: float = 120) -> httpx.AsyncClient:
+CLIENTS = ("lean", "httpx")
+"""The load generator's HTTP clients: ``lean`` (``service.cli.lean_http``, the default) and
+``httpx``, kept to show what a heavier client adds to every figure."""
+
+
+def simulated_client(url: str, headers: dict[str, str] | None = None, timeout_s: float = 120,
+                     client: str = "lean") -> LeanClient | httpx.AsyncClient:
     """The HTTP client of one simulated client of a load bench: one connection, a request at
-    a time. (One AsyncClient shared by 32 clients spent ~7 ms of CPU per request in its
+    a time. (One httpx client shared by 32 clients spent ~7 ms of CPU per request in its
     connection pool, ~3 ms at 8: on these 2 cores that was taken from the servers measured.)"""
-    return httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout_s,
-                             limits=httpx.Limits(max_connections=1))
+    if client == "httpx":
+        return httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout_s,
+                                 limits=httpx.Limits(max_connections=1))
+    if client != "lean":
+        raise ValueError(f"unknown client {client!r}: one of {', '.join(CLIENTS)}")
+    return LeanClient(url, headers, timeout_s)
 
 
 async def _client_loop(url: str, headers: dict[str, str], bodies: list[tuple[bytes, str]],
-                       stop_at: float, seed: int, out: list[dict[str, Any]]) -> None:
+                       stop_at: float, seed: int, out: list[dict[str, Any]], client_kind: str) -> None:
     n = seed
-    async with simulated_client(url, headers) as client:
+    async with simulated_client(url, headers, client=client_kind) as client:
         while time.monotonic() < stop_at:
             body, content_type = bodies[n % len(bodies)]
             n += 1
@@ -161,15 +171,15 @@ def server_timing_ms(header: str) -> float:
 
 async def run_load(url: str, method: str, options: dict[str, Any], concurrency: int,
                    duration_s: float, api_key: str | None,
-                   breakdown: bool = False) -> tuple[list[dict[str, Any]], float]:
+                   breakdown: bool = False, client_kind: str = "lean") -> tuple[list[dict[str, Any]], float]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     bodies = encoded_bodies(method, options)
-    await _client_loop(url, headers, bodies, time.monotonic() + 1.0, 0, [])  # warm-up
+    await _client_loop(url, headers, bodies, time.monotonic() + 1.0, 0, [], client_kind)  # warm-up
     out: list[dict[str, Any]] = []
     start = time.perf_counter()
     stop_at = time.monotonic() + duration_s
-    await asyncio.gather(*(_client_loop(url, headers, bodies, stop_at, i * BODIES // concurrency, out)
-                           for i in range(concurrency)))
+    await asyncio.gather(*(_client_loop(url, headers, bodies, stop_at, i * BODIES // concurrency, out,
+                                        client_kind) for i in range(concurrency)))
     elapsed = time.perf_counter() - start
     if breakdown:
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
@@ -205,11 +215,11 @@ def run_bench_load(args: argparse.Namespace) -> int:
     if args.server:
         samples, elapsed = asyncio.run(run_load(args.server, args.method, options, args.concurrency,
                                                 args.duration, args.api_key or os.environ.get("TTA_API_KEY"),
-                                                args.breakdown))
+                                                args.breakdown, args.client))
     else:
         with spawned_server(args.workers) as url:
             samples, elapsed = asyncio.run(run_load(url, args.method, options, args.concurrency,
-                                                    args.duration, None, True))
+                                                    args.duration, None, True, args.client))
     ok = [s for s in samples if "e2e_ms" in s]
     if not ok:
         print("error: no request succeeded", file=sys.stderr)
@@ -225,6 +235,7 @@ def run_bench_load(args: argparse.Namespace) -> int:
         "queue_ms_p50": round(statistics.median(s["queue_ms"] for s in ok), 1),
         "overhead_ms": {"p50": round(percentile(overhead, 50), 1), "p99": round(percentile(overhead, 99), 1)},
         "mean_batch_size": round(statistics.mean(s["batch_size"] for s in ok), 2),
+        "client": args.client,
     }
     timed = [s for s in ok if s["server_ms"] == s["server_ms"]]  # (not NaN: the API sent the header)
     if timed:  # the same overhead as the API sees it, and what the client and loopback add
@@ -245,7 +256,7 @@ def run_bench_load(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{args.method}: {report['requests']} requests ({report['errors']} errors) from "
-          f"{args.concurrency} clients in {report['duration_s']} s")
+          f"{args.concurrency} clients ({args.client} HTTP client) in {report['duration_s']} s")
     print(f"  throughput      {report['throughput_per_s']} images/s")
     print(f"  end to end      p50 {report['e2e_ms']['p50']} ms   p99 {report['e2e_ms']['p99']} ms")
     print(f"  worker compute  p50 {report['compute_ms_p50']} ms   "

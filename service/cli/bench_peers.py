@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from service.cli.bench_load import percentile, scene_png, simulated_client, spawned_server
+from service.cli.lean_http import LeanHTTPError
 
 PEERS = ("service", "plain", "litserve")
 PATHS = {"service": "/v1/classify", "plain": "/classify", "litserve": "/predict"}
@@ -83,7 +84,8 @@ def request_body(seed: int, method: str) -> dict[str, Any]:
             "method": method}
 
 
-async def _load(url: str, path: str, method: str, concurrency: int, duration_s: float) -> dict[str, Any]:
+async def _load(url: str, path: str, method: str, concurrency: int, duration_s: float,
+                client_kind: str = "lean") -> dict[str, Any]:
     bodies = [json.dumps(request_body(seed, method)).encode() for seed in range(64)]  # (encoded once)
     latencies: list[float] = []
     errors = 0
@@ -91,14 +93,14 @@ async def _load(url: str, path: str, method: str, concurrency: int, duration_s: 
     async def client_loop(offset: int, stop_at: float, record: bool) -> None:
         nonlocal errors
         n = offset
-        async with simulated_client(url, timeout_s=300) as client:
+        async with simulated_client(url, timeout_s=300, client=client_kind) as client:
             while time.monotonic() < stop_at:
                 start = time.perf_counter()
                 try:
                     response = await client.post(path, content=bodies[n % len(bodies)],
                                                  headers={"Content-Type": "application/json"})
                     ok = response.status_code == 200
-                except httpx.TransportError:  # a server that drops connections under load: counted
+                except (httpx.TransportError, LeanHTTPError):  # a server that drops connections: counted
                     ok = False
                 if record:
                     if ok:
@@ -126,7 +128,8 @@ def run_bench_peers(args: argparse.Namespace) -> int:
         for method in methods:
             with peer_server(peer, method) as url:
                 for concurrency in levels:
-                    figures = asyncio.run(_load(url, PATHS[peer], method, concurrency, args.duration))
+                    figures = asyncio.run(_load(url, PATHS[peer], method, concurrency, args.duration,
+                                                args.client))
                     rows.append({"server": peer, "method": method, "concurrency": concurrency, **figures})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     by_key = {(r["method"], r["concurrency"]): r for r in rows if r["server"] == "service"}
@@ -136,7 +139,7 @@ def run_bench_peers(args: argparse.Namespace) -> int:
             row["throughput_vs_service"] = round(row["throughput_per_s"] / service["throughput_per_s"], 2)
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"duration_s": args.duration, "rows": rows}, out, indent=2)
+            json.dump({"duration_s": args.duration, "client": args.client, "rows": rows}, out, indent=2)
     print("| server | method | concurrency | images/s | p50 ms | p99 ms | throughput / service |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

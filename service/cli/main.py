@@ -98,12 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --server: where each request's time goes, from its events' ids "
                            "(only if the server's Redis shares this machine's clock; always on "
                            "for a spawned server)")
+    load.add_argument("--client", choices=["lean", "httpx"], default="lean",
+                      help="the load generator's HTTP client (default lean: see service/cli/lean_http.py)")
     peers = bench_sub.add_parser("peers", help="the service vs a plain FastAPI endpoint and LitServe")
     peers.add_argument("--peers", default="service,plain,litserve")
     peers.add_argument("--methods", default="zeroshot,rlcf")
     peers.add_argument("--concurrency", default="1,8,32")
     peers.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     peers.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    peers.add_argument("--client", choices=["lean", "httpx"], default="lean",
+                       help="the load generator's HTTP client (the same for every server)")
     reference = bench_sub.add_parser(
         "reference", help="rlcf against the published per-image procedure: s/image, peak memory")
     reference.add_argument("--classes", default="100,1000", help="label-set sizes, comma-separated")
