@@ -237,25 +237,32 @@ class Runner:
         and top_k: ``service.worker.episodes.episode_key``) as episode sets tuned together.
         Jobs are checked one by one first, so a job that cannot run fails alone; if a set
         fails, its images run one by one, so no job's error reaches another job."""
-        items = self.runnable_images(jobs, lambda job: self.engine_of(job.spec.model).prepare(
-            job.spec.method, job.spec.labels, options=job.spec.options, templates=job.spec.templates,
-            top_k=job.spec.top_k))
+        prepared: list[PreparedRequest] = []
+
+        def check(job: StartedJob) -> None:  # (kept for the set: the options are validated once)
+            prepared.append(self.engine_of(job.spec.model).prepare(
+                job.spec.method, job.spec.labels, options=job.spec.options, templates=job.spec.templates,
+                top_k=job.spec.top_k))
+
+        items = self.runnable_images(jobs, check)
         if not items:
             return
         engine = self.engine_of(jobs[0].spec.model)  # one model per set; loaded by the check
         size = max(1, min(max_images, max_prompts // max(1, len(jobs[0].spec.labels))))
         for start in range(0, len(items), size):
-            self._run_episode_set(engine, items[start : start + size])
+            # The set's jobs share what was validated (``episode_key``): any one's check serves.
+            self._run_episode_set(engine, items[start : start + size], prepared[0])
 
-    def _run_episode_set(self, engine: Engine,
-                         items: list[tuple[StartedJob, int, bytes, Image.Image]]) -> None:
+    def _run_episode_set(self, engine: Engine, items: list[tuple[StartedJob, int, bytes, Image.Image]],
+                         prepared: PreparedRequest | None = None) -> None:
         spec = items[0][0].spec
         metrics.EPISODE_BATCH.observe(len(items))
         try:
             results = engine.run_episodes(
                 spec.method, [EpisodeItem(image, spec.seed + index, self.hooks(job, index))
                               for job, index, _, image in items],
-                spec.labels, options=spec.options, templates=spec.templates, top_k=spec.top_k)
+                spec.labels, options=spec.options, templates=spec.templates, top_k=spec.top_k,
+                prepared=prepared)
         except redis.RedisError:
             raise
         except Exception:
