@@ -15,6 +15,9 @@ from service.queue.event_sender import EventSender
 from service.queue.keys import GROUP, Keys
 from service.queue.schemas import JobSpec, as_text, dumps, error_payload, now_ms
 
+NamedEvent = tuple[str, dict[str, Any]]
+"""An event's name and data."""
+
 RECTIFICATION_LOG_MAXLEN = 100_000
 """Decisions kept per key in the rectification log (older ones are trimmed)."""
 
@@ -275,30 +278,33 @@ class Consumer:
         return bool(written), bool(final)
 
     def _finish_call(self, spec: JobSpec, index: int, result: dict[str, Any],
-                     log_entry: dict[str, Any] | None = None) -> tuple[list[str], list[Any]]:
+                     log_entry: dict[str, Any] | None = None,
+                     before: NamedEvent | None = None) -> tuple[list[str], list[Any]]:
         """(keys, args) of the FINISH_IMAGE script for one image. Its events are the result
-        with ``RESULT_EVENT_FIELDS`` around it (``QueueEvent.stored_result`` undoes that)."""
+        with ``RESULT_EVENT_FIELDS`` around it (``QueueEvent.stored_result`` undoes that);
+        ``before`` (event, data) is emitted just before, as ``publish`` would."""
         k = self.keys
         event = {"job_id": spec.job_id, "image": index, "n_images": spec.n_images, **result}
+        args = [spec.job_id, index, dumps(result), dumps({**event, "final": False}),
+                dumps({**event, "final": True}), now_ms(), self.ttl_s,
+                dumps(log_entry) if log_entry else "", RECTIFICATION_LOG_MAXLEN]
+        if before is not None:
+            args += [before[0], dumps({"job_id": spec.job_id, **before[1]})]
         return ([k.job(spec.job_id), k.results(spec.job_id), k.events(spec.job_id), k.open_jobs,
-                 k.inflight(spec.owner), k.rectifications(spec.owner)],
-                [spec.job_id, index, dumps(result), dumps({**event, "final": False}),
-                 dumps({**event, "final": True}), now_ms(), self.ttl_s,
-                 dumps(log_entry) if log_entry else "", RECTIFICATION_LOG_MAXLEN])
+                 k.inflight(spec.owner), k.rectifications(spec.owner)], args)
 
     # Bulk forms for a batch of jobs: one round trip for all of them, not one per job (under
     # load each round trip waits for Redis to be scheduled, and a batch of 32 paid ~100).
 
-    def publish_and_finish(self, events: list[tuple[str, str, dict[str, Any]]],
-                           results: list[tuple[JobSpec, int, dict[str, Any]]]) -> list[tuple[bool, bool]]:
-        """Publish ``events`` (job id, event, data), then record ``results`` (spec, image,
-        result) as ``finish_image`` does, in that order, in one round trip."""
+    def finish_images(self, results: list[tuple[JobSpec, int, dict[str, Any], NamedEvent | None]],
+                      ) -> list[tuple[bool, bool]]:
+        """Record ``results`` (spec, image, result, event before it or None) as ``finish_image``
+        does, each image's event before its result, in one round trip: one script per image
+        (a zero-shot batch's "zeroshot" events were a script each)."""
         self.settle()
-        calls = [(self._publish, *self._publish_call(job_id, event, data)) for job_id, event, data in events]
-        calls += [(self._finish_image, *self._finish_call(spec, index, result))
-                  for spec, index, result in results]
-        replies = self._scripts_in_one_trip(calls)[len(events):]
-        return [(bool(written), bool(final)) for written, final in replies]
+        calls = [(self._finish_image, *self._finish_call(spec, index, result, before=before))
+                 for spec, index, result, before in results]
+        return [(bool(written), bool(final)) for written, final in self._scripts_in_one_trip(calls)]
 
     def _scripts_in_one_trip(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         """Run (script, keys, args) calls in one pipelined round trip, by hash (redis-py's

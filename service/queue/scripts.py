@@ -87,10 +87,14 @@ return {'run', attempts, done, redis.call('HGET', KEYS[1], 'spec'), created, ima
 FINISH_IMAGE = EMIT + """
 -- KEYS: job, results, events, open, inflight, log
 -- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s, log_entry, log_maxlen
+--       [, event before, its data]
 -- The optional log entry (the MLLM's decision) is appended only by the writer that wins, and
--- before the result event, so a client that sees the result also finds it in the log.
+-- before the result event, so a client that sees the result also finds it in the log. The
+-- optional event before the result (a zero-shot batch's "zeroshot" event) is emitted as PUBLISH
+-- would: for any job not finished, whether or not this result wins.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'failed' or status == 'dead' then return {0, 0} end
+if ARGV[10] and status ~= 'done' then emit(KEYS[3], ARGV[10], ARGV[11]) end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {0, 0} end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 if ARGV[8] ~= '' then

@@ -38,6 +38,13 @@ def _scored(top: list[ScoredLabel]) -> list[dict[str, Any]]:
     return [{"label": s.label, "score": s.score} for s in top]
 
 
+def _event_before(event: str, kept: dict[tuple[str, int], dict[str, Any]], job: StartedJob,
+                  index: int) -> tuple[str, dict[str, Any]] | None:
+    """The kept event of this job's image, to be written with its result (None if none)."""
+    data = kept.get((job.spec.job_id, index))
+    return None if data is None else (event, data)
+
+
 def state_key(job: StartedJob) -> str:
     """Scope of cross-request method state: the tenant and its label set."""
     return state_key_for(job.spec.owner, job.spec.label_set, job.spec.labels)
@@ -70,12 +77,13 @@ class Runner:
 
         return Hooks(on_zeroshot=on_zeroshot, on_progress=on_progress)
 
-    def zeroshot_event_into(self, events: list[tuple[str, str, dict[str, Any]]], job: StartedJob,
+    @staticmethod
+    def zeroshot_event_into(events: dict[tuple[str, int], dict[str, Any]], job: StartedJob,
                             index: int) -> Hooks:
-        """Hooks that keep the zero-shot event for the batch's single write (it comes with the
-        result anyway: a zero-shot batch is one pass)."""
+        """Hooks that keep the zero-shot event for the batch's single write, where it goes with
+        the image's result (a zero-shot batch is one pass)."""
         def on_zeroshot(top: list[ScoredLabel]) -> None:
-            events.append((job.spec.job_id, "zeroshot", {"image": index, "top_k": _scored(top)}))
+            events[job.spec.job_id, index] = {"image": index, "top_k": _scored(top)}
 
         return Hooks(on_zeroshot=on_zeroshot)
 
@@ -311,7 +319,7 @@ class Runner:
         job that cannot run fails alone with its own error; if the batched pass still fails,
         each job is run on its own, so no job's error (which may quote its labels) ever reaches
         another job."""
-        events: list[tuple[str, str, dict[str, Any]]] = []
+        events: dict[tuple[str, int], dict[str, Any]] = {}
         prepared: dict[str, PreparedRequest] = {}
 
         def check(job: StartedJob) -> None:  # (kept for the batch: each job is validated once)
@@ -335,9 +343,9 @@ class Runner:
                 self.run_zeroshot_alone(job, [(j, i, replace(item, hooks=self.hooks(j, i)))
                                               for j, i, item in items if j is job])
             return
-        written = self.consumer.publish_and_finish(
-            events, [(job.spec, index, self.payload(job, result))
-                     for (job, index, _), result in zip(items, results, strict=True)])
+        written = self.consumer.finish_images(
+            [(job.spec, index, self.payload(job, result), _event_before("zeroshot", events, job, index))
+             for (job, index, _), result in zip(items, results, strict=True)])
         for (job, index, _), result, (was_written, _) in zip(items, results, written, strict=True):
             self.count(job, index, result, was_written)
 

@@ -4,6 +4,7 @@ deadlines, leases and hand-back. No HTTP and no models here."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -73,6 +74,34 @@ def test_first_result_wins_and_is_published_once(redis_server, client, keys):
     assert client.hget(keys.results(spec.job_id), "0") == b'{"label":"a"}'
     assert b.start(spec.job_id)[0] == "finished"  # and a finished job is never started again
     assert client.zcard(keys.open_jobs) == 0 and client.zcard(keys.inflight("alice")) == 0
+
+
+def test_an_event_written_with_a_result_is_emitted_as_publish_would(redis_server, client, keys):
+    """A zero-shot batch writes each image's "zeroshot" event with its result: before it, also
+    when another worker's result for that image stands (as a separate publish was), never for
+    a finished job; on the events channel too."""
+    two = submit(redis_server.url, keys, n_images=2)
+    done, failed = submit(redis_server.url, keys), submit(redis_server.url, keys)
+    a, b = consumer(client, keys, "a"), consumer(client, keys, "b")
+    for spec in (two, done, failed):
+        assert a.start(spec.job_id)[0] == "run"
+    a.finish_image(two, 0, {"label": "a"})  # the other worker's result for image 0 stands
+    a.finish_image(done, 0, {"label": "a"})
+    a.fail(failed, "bad", "it failed")
+    pubsub = client.pubsub()
+    pubsub.subscribe(keys.events(two.job_id))
+    pubsub.get_message(timeout=1)  # (the subscription's confirmation)
+    zeroshot = ("zeroshot", {"image": 0, "top_k": [{"label": "x", "score": 1.0}]})
+    written = b.finish_images([(two, 0, {"label": "b"}, zeroshot), (two, 1, {"label": "b"}, None),
+                               (done, 0, {"label": "b"}, zeroshot), (failed, 0, {"label": "b"}, zeroshot)])
+    assert written == [(False, False), (True, True), (False, False), (False, False)]
+    assert events(client, keys, two.job_id) == ["queued", "started", "result", "zeroshot", "result"]
+    assert events(client, keys, done.job_id) == ["queued", "started", "result"]
+    assert events(client, keys, failed.job_id) == ["queued", "started", "error"]
+    heard = pubsub.get_message(timeout=1)
+    assert heard is not None and b"\nzeroshot\n" in heard["data"]
+    assert json.loads(heard["data"].split(b"\n", 2)[2]) == {"job_id": two.job_id, **zeroshot[1]}
+    pubsub.close()
 
 
 def test_a_start_carries_the_unfinished_images_and_needs_no_read_before_it(redis_server, client, keys):
@@ -197,9 +226,7 @@ def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scrip
     started = worker.start_all([s.job_id for s in specs] + ["no-such-job"])
     assert [outcome for outcome, _ in started] == ["run", "run", "run", "missing"]
     client.script_flush()
-    written = worker.publish_and_finish(
-        [(s.job_id, "zeroshot", {"image": 0}) for s in specs],
-        [(s, 0, {"label": "a"}) for s in specs])
+    written = worker.finish_images([(s, 0, {"label": "a"}, ("zeroshot", {"image": 0})) for s in specs])
     assert written == [(True, True)] * 3
     for spec in specs:
         assert events(client, keys, spec.job_id) == ["queued", "started", "zeroshot", "result"]
