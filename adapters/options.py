@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import types
 import typing
@@ -41,11 +42,18 @@ def _describe(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+@functools.cache
+def _fields_and_hints(cls: type) -> tuple[dict[str, dataclasses.Field[Any]], dict[str, Any]]:
+    """An options class's fields and resolved annotations, once per class: resolving the
+    string annotations (``from __future__ import annotations``) took ~0.1 ms per request."""
+    return {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+
+
 def parse_options(cls: type[T], raw: Mapping[str, Any] | None, method: str) -> T:
     """Build ``cls`` from ``raw``; unknown keys and wrong types raise InvalidOptionsError
     naming the field and what is allowed. Range checks live in each class's __post_init__."""
     raw = dict(raw or {})
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields, hints = _fields_and_hints(typing.cast(type, cls))
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise InvalidOptionsError(
@@ -53,7 +61,6 @@ def parse_options(cls: type[T], raw: Mapping[str, Any] | None, method: str) -> T
             f"allowed: {', '.join(fields) or '(none)'}",
             field=f"options.{unknown[0]}",
         )
-    hints = typing.get_type_hints(cls)
     for name, value in raw.items():
         _check_type(hints, name, value, method)
         if hints[name] is float:

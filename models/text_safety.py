@@ -19,6 +19,8 @@ REFUSED_CATEGORIES = {
 def unsafe_character(text: str) -> str | None:
     """A description of the first refused character in ``text`` (e.g. "U+200B, an invisible
     formatting character"), or None if every character is allowed."""
+    if text.isascii() and text.isprintable():  # (the usual label, checked in C: no refused one)
+        return None
     for char in text:
         category = unicodedata.category(char)
         if category in REFUSED_CATEGORIES:
