@@ -177,6 +177,9 @@ class Worker:
             log.info("job %s was taken over by another worker while Redis was away", delivery.job_id)
             self.keepalive.drop(delivery)
             return
+        if delivery.stream in self.batch_streams:
+            self.run_zeroshot_batch(delivery)
+            return
         job = self.begin(delivery)
         if job is None:
             return
@@ -190,9 +193,6 @@ class Worker:
                     self.finish(group, partial(self.runner.run_episodes, [j for _, j in group],
                                                self.settings.episode_batch_max,
                                                self.settings.episode_batch_prompts))
-            elif get_spec(job.spec.method).batchable:
-                batch = [(delivery, job), *self.collect_batch(delivery, job)]
-                self.finish(batch, lambda: self.runner.run_zeroshot_batch([j for _, j in batch]))
             else:
                 self.finish([(delivery, job)], lambda: self.runner.run(job))
         finally:
@@ -236,16 +236,31 @@ class Worker:
             self.ack(*not_run)
         return started
 
-    def collect_batch(self, delivery: Delivery, first: StartedJob) -> list[tuple[Delivery, StartedJob]]:
-        """More zero-shot jobs that arrive within the batch wait, up to the batch size. The wait
-        is polled in millisecond steps rather than a blocking read: Redis wakes blocked readers
-        on timeout only at its event-loop granularity, which made a lone request wait ~90 ms,
-        not 5. Without a wait, a job that woke an idle worker runs at once: the queue was
-        empty a moment ago, and looking again costs a lone request a round trip."""
-        if delivery.waited and self.settings.batch_wait_ms <= 0 and not self.pending:
-            return []
-        return self.collect(first.spec.n_images, self.settings.batch_max_images, self.batch_streams,
-                            time.monotonic() + self.settings.batch_wait_ms / 1000)
+    def run_zeroshot_batch(self, first: Delivery) -> None:
+        """The first job and the zero-shot jobs collected with it, started together (one round
+        trip for all: the first is not started on its own) and run as one batch."""
+        batch = self.collect_batch(first)
+        if not batch:
+            return
+        self.busy = True
+        metrics.WORKER_BUSY.set(1)
+        try:
+            self.finish(batch, lambda: self.runner.run_zeroshot_batch([j for _, j in batch]))
+        finally:
+            self.busy = False
+            metrics.WORKER_BUSY.set(0)
+
+    def collect_batch(self, first: Delivery) -> list[tuple[Delivery, StartedJob]]:
+        """``first`` (not started yet) and more zero-shot jobs that arrive within the batch
+        wait, up to the batch size, all started. The wait is polled in millisecond steps rather
+        than a blocking read: Redis wakes blocked readers on timeout only at its event-loop
+        granularity, which made a lone request wait ~90 ms, not 5. Without a wait, a job that
+        woke an idle worker runs at once: the queue was empty a moment ago, and looking again
+        costs a lone request a round trip."""
+        if first.waited and self.settings.batch_wait_ms <= 0 and not self.pending:
+            return self.collect(0, 0, self.batch_streams, time.monotonic(), unstarted=[first])
+        return self.collect(0, self.settings.batch_max_images, self.batch_streams,
+                            time.monotonic() + self.settings.batch_wait_ms / 1000, unstarted=[first])
 
     def tunes_together(self, job: StartedJob) -> bool:
         return (job.spec.kind == "classify" and self.settings.episode_batch_max > 1
@@ -260,13 +275,17 @@ class Worker:
         return self.collect(job.spec.n_images, self.settings.episode_batch_max, [first.stream],
                             time.monotonic())
 
-    def collect(self, images: int, limit: int, streams: list[str],
-                deadline: float) -> list[tuple[Delivery, StartedJob]]:
+    def collect(self, images: int, limit: int, streams: list[str], deadline: float,
+                unstarted: list[Delivery] | None = None) -> list[tuple[Delivery, StartedJob]]:
         """More jobs of ``streams`` (started), until they hold ``limit`` images (a job's images
         are not split, so the last job may pass it): those pending in front, then new ones
         until ``deadline``, taken and started together. A job of another stream ends the
-        collection and stays first in line."""
+        collection and stays first in line. ``unstarted``: jobs taken already, started with
+        the first of the others (each counted as one image until its start tells), and first
+        in what is returned."""
         collected: list[tuple[Delivery, StartedJob]] = []
+        waiting = list(unstarted or [])
+        images += len(waiting)
         while images < limit:
             if not self.pending:
                 taken = self._take_from(streams, deadline, limit - images)
@@ -281,10 +300,15 @@ class Worker:
             if not run:
                 break
             self.taken.extend(run)
-            for delivery, job in zip(run, self.begin_all(run), strict=True):
+            images -= len(waiting)
+            for delivery, job in zip(waiting + run, self.begin_all(waiting + run), strict=True):
                 if job is not None:
                     collected.append((delivery, job))
                     images += job.spec.n_images
+            waiting = []
+        if waiting:  # nothing more came: the taken ones start alone
+            collected = [(d, j) for d, j in zip(waiting, self.begin_all(waiting), strict=True)
+                         if j is not None]
         return collected
 
     def _take_from(self, streams: list[str], deadline: float, count: int) -> list[Delivery]:

@@ -1,0 +1,106 @@
+"""The worker's zero-shot batches, in process against a real Redis and the tiny CLIP: the job
+that began a batch is started together with its batch-mates (one START trip for all), and a
+lone job that woke an idle worker runs at once, on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from adapters.engine import Engine
+from service.queue.keys import Keys
+from service.queue.producer import Producer
+from service.queue.routing import route
+from service.queue.schemas import JobSpec, new_job_id, now_ms
+from service.settings import Settings
+from service.worker.main import Worker
+from tests.conftest import LABELS, make_image
+
+
+def png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    make_image(seed).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def enqueue(url: str, keys: Keys, seeds: list[int]) -> list[JobSpec]:
+    specs = []
+
+    async def run() -> None:
+        async with aioredis.Redis.from_url(url) as connection:
+            producer = Producer(connection, keys, ttl_s=60)
+            for seed in seeds:
+                created = now_ms()
+                spec = JobSpec(job_id=new_job_id(), owner="alice", method="zeroshot", labels=list(LABELS),
+                               n_images=1, created_ms=created, deadline_ms=created + 60_000)
+                await producer.enqueue(spec, [png(seed)], max_depth=100, max_inflight=100)
+                specs.append(spec)
+
+    asyncio.run(run())
+    return specs
+
+
+@pytest.fixture
+def worker(redis_server, engine: Engine, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A worker on the tiny CLIP whose START calls are recorded (the job ids of each call)."""
+    settings = Settings(redis_prefix=f"wb-{uuid.uuid4().hex[:8]}", batch_wait_ms=0, model_store=tmp_path,
+                        data_dir=tmp_path)
+    with redis.Redis.from_url(redis_server.url) as client:
+        worker = Worker(settings, engine, client, worker_id="w1")
+        worker.consumer.ensure_group()
+        starts: list[list[str]] = []
+        start_all = worker.consumer.start_all
+        monkeypatch.setattr(worker.consumer, "start_all",
+                            lambda ids, owners=None: starts.append(list(ids)) or start_all(ids, owners))
+        worker.starts = starts  # type: ignore[attr-defined]
+        yield worker
+
+
+def results(worker: Worker, spec: JobSpec) -> dict:  # type: ignore[type-arg]
+    client = worker.consumer.client
+    assert client.hget(worker.consumer.keys.job(spec.job_id), "status") == b"done"
+    return json.loads(client.hget(worker.consumer.keys.results(spec.job_id), "0"))
+
+
+def test_queued_zero_shot_jobs_are_started_together_and_run_as_one_batch(worker, redis_server):
+    specs = enqueue(redis_server.url, worker.consumer.keys, [1, 2, 3])
+    worker.step()  # takes the first, then its mates: all three started in one call
+    assert worker.starts == [[s.job_id for s in specs]]
+    for spec in specs:
+        assert results(worker, spec)["metrics"]["batch_size"] == 3
+    worker.consumer.flush_acks()
+    stream = worker.consumer.keys.jobs(route("zeroshot", None))
+    assert worker.consumer.client.xpending(stream, "workers")["pending"] == 0
+
+
+def test_a_lone_job_that_woke_the_idle_worker_is_started_alone_at_once(worker, redis_server):
+    keys = worker.consumer.keys
+    later = threading.Timer(0.3, lambda: queued.extend(enqueue(redis_server.url, keys, [4])))
+    queued: list[JobSpec] = []
+    later.start()
+    (delivery,) = worker.fetch(5000)  # blocked on the empty queue until the job came
+    later.join()
+    assert delivery.waited
+    worker.taken = [delivery]
+    worker.process(delivery)
+    assert worker.starts == [[queued[0].job_id]]
+    assert results(worker, queued[0])["metrics"]["batch_size"] == 1
+
+
+def test_a_batch_whose_first_job_is_gone_runs_the_others(worker, redis_server):
+    """A first job that is not to run (here: deleted, as an expired job is) is acked by the
+    shared start, and its batch-mates still run."""
+    gone, *others = enqueue(redis_server.url, worker.consumer.keys, [5, 6, 7])
+    worker.consumer.client.delete(worker.consumer.keys.job(gone.job_id))
+    worker.step()
+    assert worker.starts == [[gone.job_id, *(s.job_id for s in others)]]
+    for spec in others:
+        assert results(worker, spec)["metrics"]["batch_size"] == 2
