@@ -36,6 +36,11 @@ class Progress:
     """Method-specific facts about the step (e.g. which candidate the MLLM scored)."""
 
 
+def scored_dicts(top: Sequence[ScoredLabel]) -> list[dict[str, Any]]:
+    """Scored labels as JSON-ready dicts (as ``asdict`` gives them)."""
+    return [{"label": s.label, "score": s.score} for s in top]
+
+
 _FLAT = (str, int, float, bool, type(None))
 """Metric values that ``AdaptationResult.to_dict`` copies as they are."""
 
@@ -55,8 +60,7 @@ class AdaptationResult:
         if not all(isinstance(value, _FLAT) for value in self.metrics.values()):
             return asdict(self)
         return {"label": self.label, "score": self.score,
-                "top_k": [{"label": s.label, "score": s.score} for s in self.top_k],
-                "zeroshot_top_k": [{"label": s.label, "score": s.score} for s in self.zeroshot_top_k],
+                "top_k": scored_dicts(self.top_k), "zeroshot_top_k": scored_dicts(self.zeroshot_top_k),
                 "changed": self.changed, "metrics": dict(self.metrics)}
 
     def is_finite(self) -> bool:

@@ -166,13 +166,14 @@ class Consumer:
 
     def _take_and_ack(self, order: list[str], count: int) -> Any:
         """The TAKE script's reply, in one round trip with the acks waiting for it."""
+        args: list[str | int] = [GROUP, self.worker_id, count]
         if not self._acks:
-            return self._take(keys=order, args=[GROUP, self.worker_id, count])
+            return self._take(keys=order, args=args)
         acks, self._acks = self._acks, []
         deliveries = [delivery for group, _ in acks for delivery in group]
         pipe = self.client.pipeline(transaction=False)
         self._ack_into(pipe, deliveries)
-        pipe.evalsha(self._take.sha, len(order), *order, GROUP, self.worker_id, count)
+        pipe.evalsha(self._take.sha, len(order), *order, *args)
         try:
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError:
@@ -183,7 +184,7 @@ class Consumer:
             counted([next(statuses) for _ in group])
         taken = replies[-1]
         if isinstance(taken, redis.exceptions.NoScriptError):  # Redis lost its scripts (restart)
-            return self._take(keys=order, args=[GROUP, self.worker_id, count])  # (loads it again)
+            return self._take(keys=order, args=args)  # (loads it again)
         if isinstance(taken, Exception):
             raise taken
         return taken

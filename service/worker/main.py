@@ -12,7 +12,8 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -183,9 +184,7 @@ class Worker:
         job = self.begin(delivery)
         if job is None:
             return
-        self.busy = True
-        metrics.WORKER_BUSY.set(1)
-        try:
+        with self.working():
             if job.spec.kind == "finetune":
                 self.finish([(delivery, job)], lambda: self.finetunes.run(job))
             elif self.tunes_together(job):
@@ -195,6 +194,14 @@ class Worker:
                                                self.settings.episode_batch_prompts))
             else:
                 self.finish([(delivery, job)], lambda: self.runner.run(job))
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Busy (in ``info`` and the busy gauge) while jobs run."""
+        self.busy = True
+        metrics.WORKER_BUSY.set(1)
+        try:
+            yield
         finally:
             self.busy = False
             metrics.WORKER_BUSY.set(0)
@@ -242,13 +249,8 @@ class Worker:
         batch = self.collect_batch(first)
         if not batch:
             return
-        self.busy = True
-        metrics.WORKER_BUSY.set(1)
-        try:
+        with self.working():
             self.finish(batch, lambda: self.runner.run_zeroshot_batch([j for _, j in batch]))
-        finally:
-            self.busy = False
-            metrics.WORKER_BUSY.set(0)
 
     def collect_batch(self, first: Delivery) -> list[tuple[Delivery, StartedJob]]:
         """``first`` (not started yet) and more zero-shot jobs that arrive within the batch
@@ -258,7 +260,7 @@ class Worker:
         woke an idle worker runs at once: the queue was empty a moment ago, and looking again
         costs a lone request a round trip."""
         if first.waited and self.settings.batch_wait_ms <= 0 and not self.pending:
-            return self.collect(0, 0, self.batch_streams, time.monotonic(), unstarted=[first])
+            return self.started([first])
         return self.collect(0, self.settings.batch_max_images, self.batch_streams,
                             time.monotonic() + self.settings.batch_wait_ms / 1000, unstarted=[first])
 
@@ -300,16 +302,16 @@ class Worker:
             if not run:
                 break
             self.taken.extend(run)
-            images -= len(waiting)
-            for delivery, job in zip(waiting + run, self.begin_all(waiting + run), strict=True):
-                if job is not None:
-                    collected.append((delivery, job))
-                    images += job.spec.n_images
+            begun = self.started(waiting + run)
+            collected += begun
+            images += sum(job.spec.n_images for _, job in begun) - len(waiting)
             waiting = []
-        if waiting:  # nothing more came: the taken ones start alone
-            collected = [(d, j) for d, j in zip(waiting, self.begin_all(waiting), strict=True)
-                         if j is not None]
-        return collected
+        return self.started(waiting) if waiting else collected  # (nothing more came)
+
+    def started(self, deliveries: list[Delivery]) -> list[tuple[Delivery, StartedJob]]:
+        """These jobs started together (``begin_all``), those that run."""
+        return [(delivery, job) for delivery, job in zip(deliveries, self.begin_all(deliveries), strict=True)
+                if job is not None]
 
     def _take_from(self, streams: list[str], deadline: float, count: int) -> list[Delivery]:
         while True:

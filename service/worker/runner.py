@@ -17,10 +17,10 @@ from adapters.catalog import get_spec
 from adapters.engine import BatchItem, Engine, EpisodeItem
 from adapters.requests import PreparedRequest
 from adapters.state_store import state_key_for
-from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel
+from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel, scored_dicts
 from models.errors import TTAError
 from models.images import decode_image
-from service.queue.consumer import Consumer, StartedJob
+from service.queue.consumer import Consumer, NamedEvent, StartedJob
 from service.queue.schemas import now_ms
 from service.worker import metrics
 from service.worker.exemplars import ExemplarStore
@@ -32,17 +32,6 @@ log = logging.getLogger(__name__)
 
 class JobFailed(Exception):
     """The job cannot complete; its error event says why (already published)."""
-
-
-def _scored(top: list[ScoredLabel]) -> list[dict[str, Any]]:
-    return [{"label": s.label, "score": s.score} for s in top]
-
-
-def _event_before(event: str, kept: dict[tuple[str, int], dict[str, Any]], job: StartedJob,
-                  index: int) -> tuple[str, dict[str, Any]] | None:
-    """The kept event of this job's image, to be written with its result (None if none)."""
-    data = kept.get((job.spec.job_id, index))
-    return None if data is None else (event, data)
 
 
 def state_key(job: StartedJob) -> str:
@@ -67,23 +56,23 @@ class Runner:
         job_id = job.spec.job_id
 
         def on_zeroshot(top: list[ScoredLabel]) -> None:
-            self.consumer.publish(job_id, "zeroshot", {"image": index, "top_k": _scored(top)})
+            self.consumer.publish(job_id, "zeroshot", {"image": index, "top_k": scored_dicts(top)})
 
         def on_progress(p: Progress) -> None:
             self.consumer.publish(job_id, "progress", {
                 "image": index, "step": p.step, "total_steps": p.total_steps, "loss": p.loss,
-                "metric": p.metric, "value": p.value, "top_k": _scored(p.top_k), **(p.detail or {}),
+                "metric": p.metric, "value": p.value, "top_k": scored_dicts(p.top_k), **(p.detail or {}),
             })
 
         return Hooks(on_zeroshot=on_zeroshot, on_progress=on_progress)
 
     @staticmethod
-    def zeroshot_event_into(events: dict[tuple[str, int], dict[str, Any]], job: StartedJob,
+    def zeroshot_event_into(events: dict[tuple[str, int], NamedEvent], job: StartedJob,
                             index: int) -> Hooks:
         """Hooks that keep the zero-shot event for the batch's single write, where it goes with
         the image's result (a zero-shot batch is one pass)."""
         def on_zeroshot(top: list[ScoredLabel]) -> None:
-            events[job.spec.job_id, index] = {"image": index, "top_k": _scored(top)}
+            events[job.spec.job_id, index] = ("zeroshot", {"image": index, "top_k": scored_dicts(top)})
 
         return Hooks(on_zeroshot=on_zeroshot)
 
@@ -319,7 +308,7 @@ class Runner:
         job that cannot run fails alone with its own error; if the batched pass still fails,
         each job is run on its own, so no job's error (which may quote its labels) ever reaches
         another job."""
-        events: dict[tuple[str, int], dict[str, Any]] = {}
+        events: dict[tuple[str, int], NamedEvent] = {}
         prepared: dict[str, PreparedRequest] = {}
 
         def check(job: StartedJob) -> None:  # (kept for the batch: each job is validated once)
@@ -344,7 +333,7 @@ class Runner:
                                               for j, i, item in items if j is job])
             return
         written = self.consumer.finish_images(
-            [(job.spec, index, self.payload(job, result), _event_before("zeroshot", events, job, index))
+            [(job.spec, index, self.payload(job, result), events.get((job.spec.job_id, index)))
              for (job, index, _), result in zip(items, results, strict=True)])
         for (job, index, _), result, (was_written, _) in zip(items, results, written, strict=True):
             self.count(job, index, result, was_written)
