@@ -36,6 +36,6 @@ async def samples() -> dict[str, Any]:
     return _manifest()
 
 
-def install(app: FastAPI) -> None:
-    app.include_router(router)
+def mount_static(app: FastAPI) -> None:
+    """The page's static files (its routes, ``router``, are added with the others)."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
