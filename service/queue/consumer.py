@@ -94,10 +94,9 @@ class Consumer:
         streams = streams or self.streams
         self._turn = (self._turn + 1) % len(streams)
         order = streams[self._turn:] + streams[:self._turn]
-        taken = self._take_and_ack(order, count)
+        taken = _deliveries(self._take_and_ack(order, count))
         if taken:
-            return [Delivery(as_text(taken[i]), as_text(taken[i + 1]), as_text(taken[i + 2]),
-                             as_text(taken[i + 3]) or None) for i in range(0, len(taken), 4)]
+            return taken
         if not block_ms:
             return []
         # Blocking on several streams returns one entry per stream that got one meanwhile
@@ -232,6 +231,20 @@ class Consumer:
         started = {job_id: self._started(reply) for (job_id, _), reply in zip(calls, replies, strict=True)}
         return [started.get(job_id, ("missing", None)) for job_id in job_ids]
 
+    def start_and_take(self, delivery: Delivery, streams: list[str],
+                       count: int) -> tuple[tuple[str, StartedJob | None], list[Delivery]]:
+        """``start`` the delivery's job and take up to ``count`` new entries of ``streams`` (its
+        possible set-mates), in one round trip: a lone job pays no second trip to find that
+        nothing is queued behind it."""
+        if delivery.owner is None or count <= 0:  # (an entry from before owners were written)
+            return (self.start(delivery.job_id, delivery.owner),
+                    self.read_new(None, streams, count) if count > 0 else [])
+        self.settle()
+        keys, args = self._start_call(delivery.job_id, delivery.owner, now_ms())
+        started, taken = self._scripts_in_one_trip([(self._start, keys, args),
+                                                    (self._take, streams, [GROUP, self.worker_id, count])])
+        return self._started(started), _deliveries(taken)
+
     def _start_call(self, job_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
         """(keys, args) of the START script for one job."""
         k = self.keys
@@ -342,6 +355,15 @@ class Consumer:
     def unregister(self) -> None:
         self.settle()
         self.client.hdel(self.keys.workers, self.worker_id)
+
+
+def _deliveries(taken: Any) -> list[Delivery]:
+    """The deliveries in a TAKE script's reply (a flat list of stream, entry id, job id, owner;
+    nil when it took nothing)."""
+    if not taken:
+        return []
+    return [Delivery(as_text(taken[i]), as_text(taken[i + 1]), as_text(taken[i + 2]),
+                     as_text(taken[i + 3]) or None) for i in range(0, len(taken), 4)]
 
 
 def _owner(fields: dict[bytes, bytes]) -> str | None:

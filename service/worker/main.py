@@ -66,6 +66,10 @@ class Worker:
         self.batch_streams = [keys.jobs(route(m, pin)) for m in self.methods if get_spec(m).batchable
                               for pin in (None, model)]
         """Streams of the jobs that share a zero-shot batch."""
+        self.episode_streams = [keys.jobs(route(m, pin)) for m in self.methods
+                                if settings.episode_batch_max > 1 and engine.method(m).episodes_batch
+                                for pin in (None, model)]
+        """Streams of the jobs tuned together as episode sets."""
         # Fine-tuning: model versions on demand, retained training images, the finetune job.
         self.versions = ModelVersions(engine, settings.model_store,
                                       int(settings.max_resident_versions_mb * 1024 * 1024))
@@ -82,6 +86,9 @@ class Worker:
         self.started_ms = int(time.time() * 1000)
         self.jobs_done = 0
         self.busy = False
+        self.take_came_short = False
+        """The last look at the queue (this iteration) took fewer jobs than it asked for: it is
+        drained, and a batch that cannot wait need not look again."""
         self._last_reclaim = 0.0
 
     def info(self) -> dict[str, Any]:
@@ -156,6 +163,7 @@ class Worker:
     # One iteration -----------------------------------------------------------------------
 
     def step(self) -> None:
+        self.take_came_short = False
         if not self.pending:
             for delivery in self.fetch(READ_BLOCK_MS):
                 self.keepalive.hold(delivery)
@@ -181,7 +189,8 @@ class Worker:
         if delivery.stream in self.batch_streams:
             self.run_zeroshot_batch(delivery)
             return
-        job = self.begin(delivery)
+        job = self.begin_with_mates(delivery) if delivery.stream in self.episode_streams \
+            else self.begin(delivery)
         if job is None:
             return
         with self.working():
@@ -221,13 +230,29 @@ class Worker:
     def begin(self, delivery: Delivery) -> StartedJob | None:
         return self.begin_all([delivery])[0]
 
+    def begin_with_mates(self, delivery: Delivery) -> StartedJob | None:
+        """``begin``, taking the jobs queued behind it in its stream in the same round trip:
+        its possible set-mates, first in line for ``collect_episodes``."""
+        wanted = self.settings.episode_batch_max - 1
+        start, mates = self.consumer.start_and_take(delivery, [delivery.stream], wanted)
+        self.take_came_short = len(mates) < wanted
+        for mate in mates:
+            self.keepalive.hold(mate)
+        self.pending.extendleft(reversed(mates))
+        return self.begun([delivery], [start])[0]
+
     def begin_all(self, deliveries: list[Delivery]) -> list[StartedJob | None]:
         """Start these jobs (in one round trip for all of them); None for each that is not to
         run (missing, finished, dead or expired), which is acked here."""
+        return self.begun(deliveries, self.consumer.start_all([d.job_id for d in deliveries],
+                                                              [d.owner for d in deliveries]))
+
+    def begun(self, deliveries: list[Delivery],
+              starts: list[tuple[str, StartedJob | None]]) -> list[StartedJob | None]:
+        """The jobs of these START outcomes; those not to run are counted and acked."""
         started: list[StartedJob | None] = []
         not_run: list[Delivery] = []
-        for delivery, (outcome, job) in zip(deliveries, self.consumer.start_all(
-                [d.job_id for d in deliveries], [d.owner for d in deliveries]), strict=True):
+        for delivery, (outcome, job) in zip(deliveries, starts, strict=True):
             started.append(job)
             if job is not None:
                 metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
@@ -273,7 +298,8 @@ class Worker:
         waiting (a lone request is not delayed); under load the queue fills while a set runs,
         so the next set is fuller. ``episode_groups`` then splits them by labels and options.
         (Unlike a zero-shot batch, it looks even after a job woke an idle worker: a worker
-        that was stalled finds a set's worth queued behind it.)"""
+        that was stalled finds a set's worth queued behind it. That look went with the first
+        job's start, ``begin_with_mates``: when it came back short, nothing more is taken.)"""
         return self.collect(job.spec.n_images, self.settings.episode_batch_max, [first.stream],
                             time.monotonic())
 
@@ -290,6 +316,8 @@ class Worker:
         images += len(waiting)
         while images < limit:
             if not self.pending:
+                if self.take_came_short and time.monotonic() >= deadline:
+                    break  # the last look found the queue drained, and the batch cannot wait
                 taken = self._take_from(streams, deadline, limit - images)
                 if not taken:
                     break
@@ -316,6 +344,7 @@ class Worker:
     def _take_from(self, streams: list[str], deadline: float, count: int) -> list[Delivery]:
         while True:
             taken = self.consumer.read_new(None, streams, count)
+            self.take_came_short = len(taken) < count
             if taken:
                 return taken
             remaining = deadline - time.monotonic()

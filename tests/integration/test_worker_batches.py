@@ -1,6 +1,7 @@
-"""The worker's zero-shot batches, in process against a real Redis and the tiny CLIP: the job
-that began a batch is started together with its batch-mates (one START trip for all), and a
-lone job that woke an idle worker runs at once, on its own."""
+"""The worker's batches, in process against a real Redis and the tiny CLIP: the job that began
+a zero-shot batch is started together with its batch-mates (one START trip for all), a lone job
+that woke an idle worker runs at once, on its own, and a look at the queue that came back short
+is not repeated; an episode-set job's start takes its set-mates in the same round trip."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def enqueue(url: str, keys: Keys, seeds: list[int]) -> list[JobSpec]:
+def enqueue(url: str, keys: Keys, seeds: list[int], method: str = "zeroshot",
+            options: dict[str, object] | None = None) -> list[JobSpec]:
     specs = []
 
     async def run() -> None:
@@ -39,8 +41,9 @@ def enqueue(url: str, keys: Keys, seeds: list[int]) -> list[JobSpec]:
             producer = Producer(connection, keys, ttl_s=60)
             for seed in seeds:
                 created = now_ms()
-                spec = JobSpec(job_id=new_job_id(), owner="alice", method="zeroshot", labels=list(LABELS),
-                               n_images=1, created_ms=created, deadline_ms=created + 60_000)
+                spec = JobSpec(job_id=new_job_id(), owner="alice", method=method, labels=list(LABELS),
+                               options=options or {}, n_images=1, created_ms=created,
+                               deadline_ms=created + 60_000)
                 await producer.enqueue(spec, [png(seed)], max_depth=100, max_inflight=100)
                 specs.append(spec)
 
@@ -61,6 +64,15 @@ def worker(redis_server, engine: Engine, tmp_path: Path, monkeypatch):  # type: 
         monkeypatch.setattr(worker.consumer, "start_all",
                             lambda ids, owners=None: starts.append(list(ids)) or start_all(ids, owners))
         worker.starts = starts  # type: ignore[attr-defined]
+        looks: list[int] = []  # the count asked of each read of new jobs
+        read_new = worker.consumer.read_new
+
+        def recorded_read_new(block_ms, streams=None, count=1):  # type: ignore[no-untyped-def]
+            looks.append(count)
+            return read_new(block_ms, streams, count)
+
+        monkeypatch.setattr(worker.consumer, "read_new", recorded_read_new)
+        worker.looks = looks  # type: ignore[attr-defined]
         yield worker
 
 
@@ -74,6 +86,9 @@ def test_queued_zero_shot_jobs_are_started_together_and_run_as_one_batch(worker,
     specs = enqueue(redis_server.url, worker.consumer.keys, [1, 2, 3])
     worker.step()  # takes the first, then its mates: all three started in one call
     assert worker.starts == [[s.job_id for s in specs]]
+    # One look for the first, one for its mates; that one found fewer than it asked for, so the
+    # batch, which may not wait (TTA_BATCH_WAIT_MS=0), does not look a third time.
+    assert worker.looks == [1, worker.settings.batch_max_images - 1]
     for spec in specs:
         assert results(worker, spec)["metrics"]["batch_size"] == 3
     worker.consumer.flush_acks()
@@ -104,3 +119,33 @@ def test_a_batch_whose_first_job_is_gone_runs_the_others(worker, redis_server):
     assert worker.starts == [[gone.job_id, *(s.job_id for s in others)]]
     for spec in others:
         assert results(worker, spec)["metrics"]["batch_size"] == 2
+
+
+TPT_FAST = {"n_views": 8, "steps": 1}
+
+
+def test_an_episode_job_takes_its_set_mates_with_its_start(worker, redis_server):
+    first, *mates = enqueue(redis_server.url, worker.consumer.keys, [8, 9, 10], "tpt", TPT_FAST)
+    worker.step()
+    # The first job's START went with the look for its mates (no start_all, no separate look
+    # but the one that took the first); the mates are started together, and all three run as
+    # one episode set.
+    assert worker.looks == [1]
+    assert worker.starts == [[m.job_id for m in mates]]
+    for spec in (first, *mates):
+        assert results(worker, spec)["metrics"]["episode_batch"] == 3
+
+
+def test_a_lone_episode_job_costs_no_second_look(worker, redis_server):
+    keys = worker.consumer.keys
+    later = threading.Timer(0.3, lambda: queued.extend(
+        enqueue(redis_server.url, keys, [11], "tpt", TPT_FAST)))
+    queued: list[JobSpec] = []
+    later.start()
+    (delivery,) = worker.fetch(5000)
+    later.join()
+    worker.taken = [delivery]
+    worker.process(delivery)
+    assert worker.looks == [1] and worker.starts == []  # the read that woke it; its start and
+    # the look for mates were one trip
+    assert results(worker, queued[0])["metrics"]["episode_batch"] == 1
