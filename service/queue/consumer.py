@@ -4,7 +4,7 @@ transitions, publish events, renew leases, acknowledge."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,14 +87,19 @@ class Consumer:
                     raise
 
     def read_new(self, block_ms: int | None, streams: list[str] | None = None,
-                 count: int = 1) -> list[Delivery]:
+                 count: int = 1, mates: tuple[Collection[str], int] | None = None) -> list[Delivery]:
         """Up to ``count`` new jobs from ``streams`` (default: all of this worker's), taking
-        turns between them; waits up to ``block_ms`` (None: do not wait) when all are empty."""
+        turns between them; waits up to ``block_ms`` (None: do not wait) when all are empty.
+        ``mates`` (batch streams, n): when the first job taken is of a batch stream, up to n
+        more of those streams come with it (not when the read had to wait)."""
         self.settle()
         streams = streams or self.streams
         self._turn = (self._turn + 1) % len(streams)
         order = streams[self._turn:] + streams[:self._turn]
-        taken = _deliveries(self._take_and_ack(order, count))
+        args: list[str | int] = [GROUP, self.worker_id, count]
+        if mates is not None and mates[1] > 0:
+            args += [mates[1], "".join("1" if stream in mates[0] else "0" for stream in order)]
+        taken = _deliveries(self._take_and_ack(order, args))
         if taken:
             return taken
         if not block_ms:
@@ -163,9 +168,8 @@ class Consumer:
             self._acks.pop(0)
             counted(statuses)
 
-    def _take_and_ack(self, order: list[str], count: int) -> Any:
+    def _take_and_ack(self, order: list[str], args: list[str | int]) -> Any:
         """The TAKE script's reply, in one round trip with the acks waiting for it."""
-        args: list[str | int] = [GROUP, self.worker_id, count]
         if not self._acks:
             return self._take(keys=order, args=args)
         acks, self._acks = self._acks, []

@@ -150,25 +150,42 @@ return lost
 """
 
 TAKE = """
--- KEYS: streams, in the order to try them.  ARGV: group, consumer, count
+-- KEYS: streams, in the order to try them.  ARGV: group, consumer, count[, mates, batch flags]
 -- Up to ``count`` new entries, from the first streams that have some, in one round trip, as a
 -- flat list of (stream, entry id, job id, owner). (A plain XREADGROUP over several streams returns
--- up to COUNT entries per stream: a worker would hoard jobs.)
-local taken, wanted = {}, tonumber(ARGV[3])
-for i = 1, #KEYS do
+-- up to COUNT entries per stream: a worker would hoard jobs.) With ``mates`` and a flag per
+-- stream ('1': its jobs share a batch): when the first entry came from a flagged stream, up to
+-- ``mates`` more from the flagged streams, its batch-mates, in the same trip.
+local taken = {}
+local function take(i, wanted)
   local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', wanted,
                            'STREAMS', KEYS[i], '>')
+  local n = 0
   if reply and reply[1] then
     for _, entry in ipairs(reply[1][2]) do
       local fields = entry[2]
       table.insert(taken, KEYS[i]); table.insert(taken, entry[1]); table.insert(taken, fields[2])
       table.insert(taken, fields[4] or '')  -- the owner ('' in an entry from before it was added)
-      wanted = wanted - 1
+      n = n + 1
     end
   end
+  return n
+end
+local wanted, first = tonumber(ARGV[3]), nil
+for i = 1, #KEYS do
+  local n = take(i, wanted)
+  if n > 0 and not first then first = i end
+  wanted = wanted - n
   if wanted <= 0 then break end
 end
 if #taken == 0 then return false end
+local mates, flags = tonumber(ARGV[4] or '0'), ARGV[5] or ''
+if mates > 0 and string.sub(flags, first, first) == '1' then
+  for i = 1, #KEYS do
+    if mates <= 0 then break end
+    if string.sub(flags, i, i) == '1' then mates = mates - take(i, mates) end
+  end
+end
 return taken
 """
 

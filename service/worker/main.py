@@ -225,7 +225,12 @@ class Worker:
                 metrics.REDELIVERIES.inc(len(reclaimed))
                 log.info("reclaimed %s", ", ".join(d.job_id for d in reclaimed))
                 return reclaimed
-        return self.consumer.read_new(block_ms)
+        # A zero-shot job comes with the batch-mates queued behind it, in the same trip.
+        mates = self.settings.batch_max_images - 1
+        taken = self.consumer.read_new(block_ms, mates=(self.batch_streams, mates))
+        if taken and not taken[0].waited and taken[0].stream in self.batch_streams:
+            self.take_came_short = len(taken) - 1 < mates
+        return taken
 
     def begin(self, delivery: Delivery) -> StartedJob | None:
         return self.begin_all([delivery])[0]

@@ -17,7 +17,7 @@ from service.queue import scripts
 from service.queue.consumer import Consumer
 from service.queue.keys import Keys
 from service.queue.producer import Producer
-from service.queue.routing import worker_routes
+from service.queue.routing import route, worker_routes
 from service.queue.schemas import JobSpec, new_job_id, now_ms, parse_event
 
 TTL_S = 60
@@ -211,6 +211,28 @@ def test_a_worker_takes_one_job_at_a_time_from_several_streams(redis_server, cli
     first, second = worker.read_new(block_ms=50), worker.read_new(block_ms=50)
     assert len(first) == len(second) == 1  # not one per stream: the other job stays for others
     assert {first[0].job_id, second[0].job_id} == set(jobs)
+
+
+def test_a_read_takes_batch_mates_only_behind_a_job_of_a_batch_stream(redis_server, client, keys):
+    """``mates``: a read whose first job is of a batch stream takes up to n more of the batch
+    streams (pinned and unpinned alike) in the same trip; one whose first job is not takes
+    that job alone, though batch jobs are queued."""
+    worker = Consumer(client, keys, "w", ttl_s=TTL_S, max_attempts=3,
+                      routes=worker_routes(["zeroshot", "tpt"], "tiny"))
+    worker.ensure_group()
+    batch = [keys.jobs(route("zeroshot", pin)) for pin in (None, "tiny")]
+    tpt = [submit(redis_server.url, keys, method="tpt").job_id for _ in range(2)]
+    zeroshot = [submit(redis_server.url, keys, model=model).job_id for model in (None, "tiny", None, None)]
+    # Two streams in turn: one of these reads starts at tpt's stream, the other at zero-shot's.
+    streams = [keys.jobs("tpt"), batch[0]]
+    reads = sorted(([d.job_id for d in worker.read_new(None, streams, mates=(batch, 2))]
+                    for _ in range(2)), key=len)
+    assert reads[0] == [tpt[0]]  # alone
+    assert reads[1] == zeroshot[:1] + zeroshot[2:4]  # the pinned one is not in ``streams``
+    # Mates cross the batch streams, pinned and unpinned: every queued zero-shot job in one read.
+    more = [submit(redis_server.url, keys, model="tiny").job_id, submit(redis_server.url, keys).job_id]
+    taken = worker.read_new(None, batch, mates=(batch, 5))
+    assert sorted(d.job_id for d in taken) == sorted([zeroshot[1], *more])
 
 
 def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scripts(
