@@ -106,7 +106,8 @@ async def _scenario(url: str, requests: int, label_sets: int) -> dict[str, Any]:
 
 
 def run_bench_hostile(args: argparse.Namespace) -> int:
-    with spawned_server(1) as url:
+    with spawned_server(1) as server:
+        url = server.url
         worker_id = httpx.get(f"{url}/v1/models", timeout=5).json()["workers"][0]["id"]
         worker_pid = int(worker_id.rsplit("-", 1)[1])
         api_pid = pid_listening(int(url.rsplit(":", 1)[1]))

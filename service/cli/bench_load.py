@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -46,8 +46,14 @@ def scene_png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
+class Server(NamedTuple):
+    url: str
+    pid: int
+    """The server's first process (its others are its descendants)."""
+
+
 @contextmanager
-def spawned_server(workers: int) -> Iterator[str]:
+def spawned_server(workers: int) -> Iterator[Server]:
     from service.redis_server import free_port
 
     port = free_port()
@@ -71,7 +77,7 @@ def spawned_server(workers: int) -> Iterator[str]:
                 time.sleep(0.2)
             else:
                 raise RuntimeError("tta serve did not become ready within 180 s")
-            yield url
+            yield Server(url, process.pid)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
@@ -217,8 +223,8 @@ def run_bench_load(args: argparse.Namespace) -> int:
                                                 args.duration, args.api_key or os.environ.get("TTA_API_KEY"),
                                                 args.breakdown, args.client))
     else:
-        with spawned_server(args.workers) as url:
-            samples, elapsed = asyncio.run(run_load(url, args.method, options, args.concurrency,
+        with spawned_server(args.workers) as server:
+            samples, elapsed = asyncio.run(run_load(server.url, args.method, options, args.concurrency,
                                                     args.duration, None, True, args.client))
     ok = [s for s in samples if "e2e_ms" in s]
     if not ok:

@@ -2,7 +2,8 @@
 the same JSON payload and the same load generator: a plain in-process FastAPI endpoint (the
 no-queue floor) and LitServe with dynamic batching (``service.cli.peer_servers``). Prints
 throughput and end-to-end p50/p99 per server, method and concurrency, and the ratios to the
-service; ``--json FILE`` keeps them."""
+service, and the CPU time each request cost the server's processes and the load generator;
+``--json FILE`` keeps them."""
 
 from __future__ import annotations
 
@@ -23,18 +24,19 @@ from typing import Any
 
 import httpx
 
-from service.cli.bench_load import percentile, scene_png, simulated_client, spawned_server
+from service.cli.bench_load import Server, percentile, scene_png, simulated_client, spawned_server
 from service.cli.lean_http import LeanHTTPError
+from service.cli.process_cpu import CpuMeter
 
 PEERS = ("service", "plain", "litserve")
 PATHS = {"service": "/v1/classify", "plain": "/classify", "litserve": "/predict"}
 
 
 @contextmanager
-def peer_server(kind: str, method: str) -> Iterator[str]:
+def peer_server(kind: str, method: str) -> Iterator[Server]:
     if kind == "service":
-        with spawned_server(1) as url:
-            yield url
+        with spawned_server(1) as server:
+            yield server
         return
     from service.redis_server import free_port
 
@@ -50,7 +52,7 @@ def peer_server(kind: str, method: str) -> Iterator[str]:
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}; its log ({log.name}) ends: "
                                f"{Path(log.name).read_text()[-2000:]}") from exc
-        yield url
+        yield Server(url, process.pid)
     finally:
         log.close()
         # The whole group: LitServe's inference workers outlive a signalled parent, and left
@@ -84,8 +86,9 @@ def request_body(seed: int, method: str) -> dict[str, Any]:
             "method": method}
 
 
-async def _load(url: str, path: str, method: str, concurrency: int, duration_s: float,
+async def _load(server: Server, path: str, method: str, concurrency: int, duration_s: float,
                 client_kind: str = "lean") -> dict[str, Any]:
+    url = server.url
     bodies = [json.dumps(request_body(seed, method)).encode() for seed in range(64)]  # (encoded once)
     latencies: list[float] = []
     errors = 0
@@ -111,13 +114,28 @@ async def _load(url: str, path: str, method: str, concurrency: int, duration_s: 
 
     warm_up_until = time.monotonic() + 1.0
     await asyncio.gather(*(client_loop(i, warm_up_until, False) for i in range(concurrency)))
+    meter = CpuMeter(server.pid)
+    meter.start()
+    client_before = _own_cpu_ms()
     start = time.perf_counter()
     stop_at = time.monotonic() + duration_s
     await asyncio.gather(*(client_loop(i, stop_at, True) for i in range(concurrency)))
     elapsed = time.perf_counter() - start
+    client_ms, server_ms = _own_cpu_ms() - client_before, meter.stop()
+    answered = max(1, len(latencies) + errors)
     return {"throughput_per_s": round(len(latencies) / elapsed, 1), "errors": errors,
             "p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
-            "p99_ms": round(percentile(latencies, 99), 1) if latencies else None}
+            "p99_ms": round(percentile(latencies, 99), 1) if latencies else None,
+            "server_cpu_ms_per_request": round(sum(server_ms.values()) / answered, 2),
+            "server_cpu_ms_per_request_by_process": {name: round(ms / answered, 2)
+                                                     for name, ms in sorted(server_ms.items())},
+            "client_cpu_ms_per_request": round(client_ms / answered, 2)}
+
+
+def _own_cpu_ms() -> float:
+    """This process's user + system CPU time (the load generator's), in ms."""
+    times = os.times()
+    return (times.user + times.system) * 1000
 
 
 def run_bench_peers(args: argparse.Namespace) -> int:
@@ -126,9 +144,9 @@ def run_bench_peers(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for peer in args.peers.split(","):
         for method in methods:
-            with peer_server(peer, method) as url:
+            with peer_server(peer, method) as server:
                 for concurrency in levels:
-                    figures = asyncio.run(_load(url, PATHS[peer], method, concurrency, args.duration,
+                    figures = asyncio.run(_load(server, PATHS[peer], method, concurrency, args.duration,
                                                 args.client))
                     rows.append({"server": peer, "method": method, "concurrency": concurrency, **figures})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -140,9 +158,11 @@ def run_bench_peers(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"duration_s": args.duration, "client": args.client, "rows": rows}, out, indent=2)
-    print("| server | method | concurrency | images/s | p50 ms | p99 ms | throughput / service |")
-    print("|---|---|---|---|---|---|---|")
+    print("| server | method | concurrency | images/s | p50 ms | p99 ms | throughput / service "
+          "| server CPU ms / request | client CPU ms / request |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['server']} | {r['method']} | {r['concurrency']} | {r['throughput_per_s']} "
-              f"| {r['p50_ms']} | {r['p99_ms']} | {r.get('throughput_vs_service', '')} |")
+              f"| {r['p50_ms']} | {r['p99_ms']} | {r.get('throughput_vs_service', '')} "
+              f"| {r['server_cpu_ms_per_request']} | {r['client_cpu_ms_per_request']} |")
     return 0
