@@ -237,7 +237,9 @@ class Worker:
 
     def begin_with_mates(self, delivery: Delivery) -> StartedJob | None:
         """``begin``, taking the jobs queued behind it in its stream in the same round trip:
-        its possible set-mates, first in line for ``collect_episodes``."""
+        its possible set-mates, first in line for ``collect_episodes``. (Up to the set's size in
+        jobs: a job's images are known only from its start, so behind a first job of several
+        images some mates may wait here for the next set, held like any pending job.)"""
         wanted = self.settings.episode_batch_max - 1
         start, mates = self.consumer.start_and_take(delivery, [delivery.stream], wanted)
         self.take_came_short = len(mates) < wanted
