@@ -20,6 +20,17 @@ NamedEvent = tuple[str, dict[str, Any]]
 
 RECTIFICATION_LOG_MAXLEN = 100_000
 """Decisions kept per key in the rectification log (older ones are trimmed)."""
+IMAGE_FIELD = b"image:"
+"""The prefix of a carried image's field in a stream entry (its index follows: ENQUEUE)."""
+
+
+@dataclass(frozen=True)
+class CarriedJob:
+    """What a small job's stream entry carries besides its id and owner (``scripts.ENQUEUE``)."""
+
+    spec: bytes
+    created_ms: int
+    images: dict[int, bytes]
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,18 @@ class Delivery:
     """It ended a blocking wait on empty streams: nothing else was queued a moment ago."""
     resumed: bool = False
     """Taken back after a Redis outage interrupted its run (check it is still ours first)."""
+    carried: CarriedJob | None = field(default=None, compare=False)
+    """The job as its entry carries it, when it was read whole (the blocking read); not part
+    of the delivery's identity (held deliveries are kept in sets)."""
+
+
+@dataclass
+class StartReply:
+    """The reply of a START sent without waiting for it (``Consumer.start_unanswered``)."""
+
+    outcome: str | None = None
+    """"run", or why the job is not to run ("missing" | "finished" | "dead" | "expired"),
+    once the reply is read; None before."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +71,8 @@ class StartedJob:
     """Images a previous attempt already finished (their results stand; not re-run)."""
     images: dict[int, bytes] = field(default_factory=dict)
     """The stored bytes of the unfinished images, by index (one missing: it expired)."""
+    unanswered: StartReply | None = None
+    """Set when the job began running before its START reply was read (``start_unanswered``)."""
 
 
 class Consumer:
@@ -109,7 +134,8 @@ class Consumer:
         reply = self.client.xreadgroup(GROUP, self.worker_id, dict.fromkeys(order, ">"), count=1,
                                        block=block_ms)
         return [Delivery(as_text(stream), as_text(entry_id), as_text(fields[b"job_id"]), _owner(fields),
-                         waited=True) for stream, entries in reply or [] for entry_id, fields in entries]
+                         waited=True, carried=_carried(fields))
+                for stream, entries in reply or [] for entry_id, fields in entries]
 
     def reclaim(self, min_idle_ms: int) -> list[Delivery]:
         """Take over one entry whose holder stopped renewing its lease (a dead worker)."""
@@ -249,6 +275,35 @@ class Consumer:
                                                     (self._take, streams, [GROUP, self.worker_id, count])])
         return self._started(started), _deliveries(taken)
 
+    def start_unanswered(self, delivery: Delivery) -> StartedJob:
+        """Start a job whose entry carries it (``Delivery.carried``) without waiting for the
+        START reply: a lone job that woke an idle worker runs at once, a round trip sooner.
+        START goes first on the events' connection, so Redis runs it before any of the job's
+        events, and its reply is read by the next write (``settle``) into ``unanswered``:
+        until then nothing the job does reaches its record, and if START says the job is not
+        to run, its events and result are refused by the job's status (PUBLISH and
+        FINISH_IMAGE write nothing for a job that is not running). Only ENQUEUE writes a
+        carrying entry, so this START is the job's first: attempt 1, no image done."""
+        carried, owner = delivery.carried, delivery.owner
+        assert carried is not None and owner is not None
+        reply = StartReply()
+        keys, args = self._start_call(delivery.job_id, owner, now_ms())
+
+        def read(started: list[Any]) -> None:
+            reply.outcome = as_text(started[0])
+
+        self._events.send(keys, args, script=self._start, on_reply=read)
+        return StartedJob(spec=JobSpec.model_validate_json(carried.spec), attempt=1,
+                          queue_ms=float(max(0, now_ms() - carried.created_ms)), done_images=frozenset(),
+                          images=carried.images, unanswered=reply)
+
+    def confirmed(self, job: StartedJob) -> bool:
+        """Whether the job is to run, as its START said (waiting for an unanswered one)."""
+        if job.unanswered is None:
+            return True
+        self.settle()
+        return job.unanswered.outcome == "run"
+
     def _start_call(self, job_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
         """(keys, args) of the START script for one job."""
         k = self.keys
@@ -368,6 +423,14 @@ def _deliveries(taken: Any) -> list[Delivery]:
         return []
     return [Delivery(as_text(taken[i]), as_text(taken[i + 1]), as_text(taken[i + 2]),
                      as_text(taken[i + 3]) or None) for i in range(0, len(taken), 4)]
+
+
+def _carried(fields: dict[bytes, bytes]) -> CarriedJob | None:
+    if b"spec" not in fields:
+        return None
+    images = {int(key[len(IMAGE_FIELD):]): value for key, value in fields.items()
+              if key.startswith(IMAGE_FIELD)}
+    return CarriedJob(fields[b"spec"], int(fields[b"created_ms"]), images)
 
 
 def _owner(fields: dict[bytes, bytes]) -> str | None:

@@ -19,6 +19,9 @@ from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, loads, no
 
 WORKER_STALE_PERIODS = 5
 """A worker is live while its last heartbeat is younger than this many of its periods."""
+CARRIED_MAX_BYTES = 64 * 1024
+"""A job whose images are this small travels whole in its stream entry (``scripts.ENQUEUE``):
+a zero-shot worker woken by it starts running it without waiting for its START reply."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class Producer:
                   k.events(spec.job_id), k.jobs(route_of(spec))],
             args=[spec.job_id, spec.created_ms, max_depth, max_inflight, self.ttl_s,
                   spec.model_dump_json(), spec.owner, dumps(queued), stale_before, spec.n_images,
-                  spec.deadline_ms, *images],
+                  spec.deadline_ms, "1" if sum(map(len, images)) <= CARRIED_MAX_BYTES else "0",
+                  *images],
         )
         outcome, value = as_text(reply[0]), reply[1]
         if outcome == "queue_full":

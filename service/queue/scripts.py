@@ -16,7 +16,7 @@ end
 ENQUEUE = """
 -- KEYS: open, inflight, job, images, events, jobs
 -- ARGV: job_id, now_ms, max_depth, max_inflight, ttl_s, spec, owner, queued_data,
---       stale_before_ms, n_images, deadline_ms, image bytes...
+--       stale_before_ms, n_images, deadline_ms, carry ('1' or '0'), image bytes...
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[9])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[9])
 local depth = redis.call('ZCARD', KEYS[1])
@@ -26,7 +26,7 @@ if inflight >= tonumber(ARGV[4]) then return {'too_many_inflight', inflight} end
 redis.call('HSET', KEYS[3], 'spec', ARGV[6], 'owner', ARGV[7], 'status', 'queued', 'attempts', 0,
            'created_ms', ARGV[2], 'n_images', ARGV[10], 'deadline_ms', ARGV[11])
 redis.call('EXPIRE', KEYS[3], ARGV[5])
-for i = 12, #ARGV do redis.call('HSET', KEYS[4], tostring(i - 12), ARGV[i]) end
+for i = 13, #ARGV do redis.call('HSET', KEYS[4], tostring(i - 13), ARGV[i]) end
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 -- Appended, not published: nobody follows a job before it is queued but its own waiting
 -- classify, which has the event's id from this reply.
@@ -36,7 +36,15 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 -- The owner travels with the entry: the worker starts the job without reading it first.
-redis.call('XADD', KEYS[6], '*', 'job_id', ARGV[1], 'owner', ARGV[7])
+-- A small job also carries its spec and images (job_id and owner stay the first two fields):
+-- a worker woken by it can run it while its START is on the way (``Consumer.start_unanswered``).
+local entry = {'job_id', ARGV[1], 'owner', ARGV[7]}
+if ARGV[12] == '1' then
+  table.insert(entry, 'spec'); table.insert(entry, ARGV[6])
+  table.insert(entry, 'created_ms'); table.insert(entry, ARGV[2])
+  for i = 13, #ARGV do table.insert(entry, 'image:' .. (i - 13)); table.insert(entry, ARGV[i]) end
+end
+redis.call('XADD', KEYS[6], '*', unpack(entry))
 return {'ok', event_id}
 """
 

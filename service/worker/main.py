@@ -235,6 +235,21 @@ class Worker:
     def begin(self, delivery: Delivery) -> StartedJob | None:
         return self.begin_all([delivery])[0]
 
+    def may_start_unanswered(self, delivery: Delivery) -> bool:
+        """A zero-shot job that woke this idle worker (it runs at once, alone: see
+        ``collect_batch``), carried whole by its stream entry, runs before its START reply is
+        read, a round trip sooner (``Consumer.start_unanswered``): its method has no effect
+        beyond its own events and result, so a START that says "do not run" leaves nothing
+        behind. (Not an episode-set job: its start looks for set-mates queued behind it, which
+        a worker that was stalled finds, and the answer to that look is needed before it runs.)"""
+        return (delivery.waited and not delivery.resumed and delivery.carried is not None
+                and delivery.owner is not None and delivery.stream in self.batch_streams)
+
+    def start_unanswered(self, delivery: Delivery) -> StartedJob:
+        job = self.consumer.start_unanswered(delivery)
+        metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
+        return job
+
     def begin_with_mates(self, delivery: Delivery) -> StartedJob | None:
         """``begin``, taking the jobs queued behind it in its stream in the same round trip:
         its possible set-mates, first in line for ``collect_episodes``. (Up to the set's size in
@@ -292,6 +307,8 @@ class Worker:
         woke an idle worker runs at once: the queue was empty a moment ago, and looking again
         costs a lone request a round trip."""
         if first.waited and self.settings.batch_wait_ms <= 0 and not self.pending:
+            if self.may_start_unanswered(first):
+                return [(first, self.start_unanswered(first))]
             return self.started([first])
         return self.collect(0, self.settings.batch_max_images, self.batch_streams,
                             time.monotonic() + self.settings.batch_wait_ms / 1000, unstarted=[first])
@@ -373,6 +390,8 @@ class Worker:
             for _, job in jobs:
                 self.consumer.fail(job.spec, "internal_error",
                                    f"internal error in the worker ({type(exc).__name__}); see its log")
+        jobs = self.confirmed(jobs)
+
         def counted(statuses: list[str | None]) -> None:
             for (_, job), status in zip(jobs, statuses, strict=True):
                 metrics.JOBS.labels(job.spec.method, "done" if status == "done" else "failed").inc()
@@ -382,6 +401,23 @@ class Worker:
         for delivery, _ in jobs:
             self.keepalive.drop(delivery)
         self.jobs_done += len(jobs)
+
+    def confirmed(self, jobs: list[tuple[Delivery, StartedJob]]) -> list[tuple[Delivery, StartedJob]]:
+        """The jobs whose START said to run. One that ran before its START reply was read and
+        was not to run (``start_unanswered``; its run wrote nothing) is counted and acked here,
+        as ``begun`` does with any START that says so."""
+        run: list[tuple[Delivery, StartedJob]] = []
+        not_run: list[Delivery] = []
+        outcomes: list[tuple[str, StartedJob | None]] = []
+        for delivery, job in jobs:
+            if self.consumer.confirmed(job):
+                run.append((delivery, job))
+            else:
+                not_run.append(delivery)
+                outcomes.append(((job.unanswered and job.unanswered.outcome) or "missing", None))
+        if not_run:
+            self.begun(not_run, outcomes)
+        return run
 
     def ack(self, *deliveries: Delivery) -> list[str | None]:
         """Acknowledge; the jobs' statuses as they are now."""

@@ -185,9 +185,10 @@ def test_readyz_and_methods(service):
 def test_the_load_bench_says_where_each_requests_time_went(service):
     """``tta bench load``'s breakdown: its four stages, from the job's event ids and the
     client's clock, add up to the request's end-to-end time (to the 1 ms steps of event ids)
-    and the worker's compute lies within its started -> result stage; the API's Server-Timing
-    lies between the compute and the end-to-end time. (It comes before the tests that stop
-    the workers.)"""
+    and the worker's compute lies within its queued -> result stages (a lone zero-shot job runs
+    before its START's reply is read, and Redis, short of a core while it computes, may record
+    "started" a little after the compute began); the API's Server-Timing lies between the
+    compute and the end-to-end time. (It comes before the tests that stop the workers.)"""
     import asyncio
 
     from service.cli.bench_load import STAGES, run_load
@@ -199,7 +200,7 @@ def test_the_load_bench_says_where_each_requests_time_went(service):
     for sample in staged:
         assert abs(sum(sample[stage] for stage in STAGES) - sample["e2e_ms"]) < 3.0, sample
         assert all(sample[stage] > -2.0 for stage in STAGES), sample
-        assert sample["started_to_result"] >= sample["compute_ms"] - 2.0, sample
+        assert sample["queued_to_started"] + sample["started_to_result"] >= sample["compute_ms"] - 2.0, sample
         assert sample["compute_ms"] < sample["server_ms"] < sample["e2e_ms"], sample
 
 

@@ -10,6 +10,7 @@ import io
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,13 @@ import redis
 import redis.asyncio as aioredis
 
 from adapters.engine import Engine
+from service.queue import producer as producer_module
 from service.queue.keys import Keys
 from service.queue.producer import Producer
 from service.queue.routing import route
-from service.queue.schemas import JobSpec, new_job_id, now_ms
+from service.queue.schemas import JobSpec, new_job_id, now_ms, parse_event
 from service.settings import Settings
+from service.worker import metrics
 from service.worker.main import Worker
 from tests.conftest import LABELS, make_image
 
@@ -33,7 +36,7 @@ def png(seed: int) -> bytes:
 
 
 def enqueue(url: str, keys: Keys, seeds: list[int], method: str = "zeroshot",
-            options: dict[str, object] | None = None) -> list[JobSpec]:
+            options: dict[str, object] | None = None, deadline_s: float = 60) -> list[JobSpec]:
     specs = []
 
     async def run() -> None:
@@ -43,7 +46,7 @@ def enqueue(url: str, keys: Keys, seeds: list[int], method: str = "zeroshot",
                 created = now_ms()
                 spec = JobSpec(job_id=new_job_id(), owner="alice", method=method, labels=list(LABELS),
                                options=options or {}, n_images=1, created_ms=created,
-                               deadline_ms=created + 60_000)
+                               deadline_ms=created + int(deadline_s * 1000))
                 await producer.enqueue(spec, [png(seed)], max_depth=100, max_inflight=100)
                 specs.append(spec)
 
@@ -73,6 +76,11 @@ def worker(redis_server, engine: Engine, tmp_path: Path, monkeypatch):  # type: 
 
         monkeypatch.setattr(worker.consumer, "read_new", recorded_read_new)
         worker.looks = looks  # type: ignore[attr-defined]
+        unanswered: list[str] = []  # the jobs started without waiting for the START reply
+        start_unanswered = worker.consumer.start_unanswered
+        monkeypatch.setattr(worker.consumer, "start_unanswered",
+                            lambda delivery: unanswered.append(delivery.job_id) or start_unanswered(delivery))
+        worker.unanswered = unanswered  # type: ignore[attr-defined]
         yield worker
 
 
@@ -96,18 +104,63 @@ def test_queued_zero_shot_jobs_are_started_together_and_run_as_one_batch(worker,
     assert worker.consumer.client.xpending(stream, "workers")["pending"] == 0
 
 
-def test_a_lone_job_that_woke_the_idle_worker_is_started_alone_at_once(worker, redis_server):
-    keys = worker.consumer.keys
-    later = threading.Timer(0.3, lambda: queued.extend(enqueue(redis_server.url, keys, [4])))
+def woken_by(worker: Worker, submitting: Callable[[], list[JobSpec]]) -> JobSpec:
+    """Run the job submitted while the idle worker blocks on its empty queue, as it is run."""
     queued: list[JobSpec] = []
+    later = threading.Timer(0.3, lambda: queued.extend(submitting()))
     later.start()
     (delivery,) = worker.fetch(5000)  # blocked on the empty queue until the job came
     later.join()
     assert delivery.waited
     worker.taken = [delivery]
     worker.process(delivery)
-    assert worker.starts == [[queued[0].job_id]]
-    assert results(worker, queued[0])["metrics"]["batch_size"] == 1
+    worker.consumer.flush_acks()
+    return queued[0]
+
+
+def events(worker: Worker, spec: JobSpec) -> list[str]:
+    client, keys = worker.consumer.client, worker.consumer.keys
+    return [parse_event(i, f).event for i, f in client.xrange(keys.events(spec.job_id))]
+
+
+def pending(worker: Worker, method: str) -> int:
+    stream = worker.consumer.keys.jobs(route(method, None))
+    return int(worker.consumer.client.xpending(stream, "workers")["pending"])
+
+
+def test_a_lone_job_that_woke_the_idle_worker_runs_at_once_before_its_start_reply(worker, redis_server):
+    """It runs alone, from what its entry carries, while its START is on the way: no START
+    round trip, no look for mates; its record is the same as a job started the usual way."""
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [4]))
+    assert worker.unanswered == [spec.job_id] and worker.starts == []
+    assert worker.looks == [1]  # the read that woke it
+    result = results(worker, spec)
+    assert result["metrics"]["batch_size"] == 1 and result["metrics"]["attempt"] == 1
+    assert events(worker, spec) == ["queued", "started", "zeroshot", "result"]
+    assert pending(worker, "zeroshot") == 0
+
+
+def test_a_lone_job_too_large_to_travel_in_its_entry_is_started_the_usual_way(
+        worker, redis_server, monkeypatch):
+    monkeypatch.setattr(producer_module, "CARRIED_MAX_BYTES", 0)
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [4]))
+    assert worker.unanswered == [] and worker.starts == [[spec.job_id]]
+    assert results(worker, spec)["metrics"]["batch_size"] == 1
+
+
+def test_a_job_run_before_its_start_reply_said_it_expired_leaves_no_trace(worker, redis_server):
+    """Its START (read after the run) failed it for its deadline: none of its events or its
+    result reaches the record, it is counted as expired, and its entry is acked."""
+    expired = metrics.JOBS.labels("unknown", "expired")
+    before = expired._value.get()
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [12], deadline_s=-1))
+    assert worker.unanswered == [spec.job_id]
+    client, keys = worker.consumer.client, worker.consumer.keys
+    assert client.hget(keys.job(spec.job_id), "status") == b"failed"
+    assert events(worker, spec) == ["queued", "error"]
+    assert client.hlen(keys.results(spec.job_id)) == 0
+    assert expired._value.get() == before + 1
+    assert pending(worker, "zeroshot") == 0
 
 
 def test_a_batch_whose_first_job_is_gone_runs_the_others(worker, redis_server):
@@ -137,15 +190,10 @@ def test_an_episode_job_takes_its_set_mates_with_its_start(worker, redis_server)
 
 
 def test_a_lone_episode_job_costs_no_second_look(worker, redis_server):
-    keys = worker.consumer.keys
-    later = threading.Timer(0.3, lambda: queued.extend(
-        enqueue(redis_server.url, keys, [11], "tpt", TPT_FAST)))
-    queued: list[JobSpec] = []
-    later.start()
-    (delivery,) = worker.fetch(5000)
-    later.join()
-    worker.taken = [delivery]
-    worker.process(delivery)
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [11], "tpt", TPT_FAST))
     assert worker.looks == [1] and worker.starts == []  # the read that woke it; its start and
-    # the look for mates were one trip
-    assert results(worker, queued[0])["metrics"]["episode_batch"] == 1
+    # the look for set-mates were one trip (and its START was answered before it ran)
+    assert worker.unanswered == []
+    assert results(worker, spec)["metrics"]["episode_batch"] == 1
+    assert events(worker, spec) == ["queued", "started", "zeroshot", "progress", "result"]
+    assert pending(worker, "tpt") == 0
