@@ -52,6 +52,10 @@ class Delivery:
     """The job as its entry carries it, when it was read whole (the blocking read); not part
     of the delivery's identity (held deliveries are kept in sets)."""
 
+    def age_ms(self) -> int:
+        """Milliseconds since the entry was added (its id is Redis's clock when it was)."""
+        return now_ms() - int(self.entry_id.partition("-")[0])
+
 
 @dataclass
 class StartReply:

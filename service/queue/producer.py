@@ -21,7 +21,7 @@ WORKER_STALE_PERIODS = 5
 """A worker is live while its last heartbeat is younger than this many of its periods."""
 CARRIED_MAX_BYTES = 64 * 1024
 """A job whose images are this small travels whole in its stream entry (``scripts.ENQUEUE``):
-a zero-shot worker woken by it starts running it without waiting for its START reply."""
+a worker woken by it starts running it without waiting for its START reply."""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,10 @@ from service.worker.warmup import warm_up
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1000
+FRESH_ENTRY_MS = 3
+"""An episode-set job that woke this worker this soon after it was queued (by its entry id)
+runs at once, alone; an older one means the worker was stalled meanwhile, and it looks for
+set-mates queued behind it first (``may_start_unanswered``)."""
 BATCH_POLL_S = 0.001
 BACKOFF_MAX_S = 5.0
 
@@ -189,8 +193,12 @@ class Worker:
         if delivery.stream in self.batch_streams:
             self.run_zeroshot_batch(delivery)
             return
-        job = self.begin_with_mates(delivery) if delivery.stream in self.episode_streams \
-            else self.begin(delivery)
+        if self.may_start_unanswered(delivery):
+            job: StartedJob | None = self.start_unanswered(delivery)
+        elif delivery.stream in self.episode_streams:
+            job = self.begin_with_mates(delivery)
+        else:
+            job = self.begin(delivery)
         if job is None:
             return
         with self.working():
@@ -236,17 +244,26 @@ class Worker:
         return self.begin_all([delivery])[0]
 
     def may_start_unanswered(self, delivery: Delivery) -> bool:
-        """A zero-shot job that woke this idle worker (it runs at once, alone: see
-        ``collect_batch``), carried whole by its stream entry, runs before its START reply is
-        read, a round trip sooner (``Consumer.start_unanswered``): its method has no effect
-        beyond its own events and result, so a START that says "do not run" leaves nothing
-        behind. (Not an episode-set job: its start looks for set-mates queued behind it, which
-        a worker that was stalled finds, and the answer to that look is needed before it runs.)"""
-        return (delivery.waited and not delivery.resumed and delivery.carried is not None
-                and delivery.owner is not None and delivery.stream in self.batch_streams)
+        """A job that woke this idle worker, carried whole by its stream entry, runs at once,
+        alone, before its START reply is read: a round trip sooner (``Consumer.start_unanswered``).
+        Only a zero-shot or episode-set job: those methods have no effect beyond the job's own
+        events and result, so a START that says "do not run" leaves nothing behind (not TDA's
+        shared cache, not the MLLM's log). A zero-shot job that woke the worker always ran
+        alone (``collect_batch``); an episode-set job does when it woke the worker as it was
+        queued (``FRESH_ENTRY_MS``): the queue was empty a moment ago. One that waited longer
+        found a stalled worker (a pause, a slow step), with maybe a set's worth queued behind
+        it: its start looks for them first (``begin_with_mates``). (The age compares the
+        worker's clock with Redis's: skewed clocks only move a job from one way to the other.)"""
+        if not (delivery.waited and not delivery.resumed and delivery.carried is not None
+                and delivery.owner is not None):
+            return False
+        if delivery.stream in self.batch_streams:
+            return True
+        return delivery.stream in self.episode_streams and delivery.age_ms() <= FRESH_ENTRY_MS
 
     def start_unanswered(self, delivery: Delivery) -> StartedJob:
         job = self.consumer.start_unanswered(delivery)
+        self.take_came_short = True  # no look for set-mates: nothing was queued behind it
         metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
         return job
 

@@ -225,7 +225,8 @@ class Runner:
     def record_adapted(self, engine: Engine, job: StartedJob, index: int, data: bytes,
                        result: AdaptationResult, log_entry: dict[str, Any] | None = None) -> None:
         result.metrics["model"] = engine.models.policy.name
-        if self.retention is not None:
+        # (A job started unanswered may turn out not to be run: it keeps nothing for training.)
+        if self.retention is not None and self.consumer.confirmed(job):
             self.retention.keep(job, index, data, result, engine.models.policy.name)
         self.record(job, index, result, log_entry)
 

@@ -1,7 +1,9 @@
 """The worker's batches, in process against a real Redis and the tiny CLIP: the job that began
 a zero-shot batch is started together with its batch-mates (one START trip for all), a lone job
-that woke an idle worker runs at once, on its own, and a look at the queue that came back short
-is not repeated; an episode-set job's start takes its set-mates in the same round trip."""
+that woke an idle worker runs at once, on its own, before its START reply is read (and leaves
+nothing if that reply says it was not to run), and a look at the queue that came back short is
+not repeated; an episode-set job's start takes its set-mates in the same round trip, also when
+it found the worker stalled."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +27,9 @@ from service.queue.producer import Producer
 from service.queue.routing import route
 from service.queue.schemas import JobSpec, new_job_id, now_ms, parse_event
 from service.settings import Settings
+from service.worker import main as worker_main
 from service.worker import metrics
-from service.worker.main import Worker
+from service.worker.main import FRESH_ENTRY_MS, Worker
 from tests.conftest import LABELS, make_image
 
 
@@ -148,19 +152,24 @@ def test_a_lone_job_too_large_to_travel_in_its_entry_is_started_the_usual_way(
     assert results(worker, spec)["metrics"]["batch_size"] == 1
 
 
-def test_a_job_run_before_its_start_reply_said_it_expired_leaves_no_trace(worker, redis_server):
+@pytest.mark.parametrize("method", ["zeroshot", "tpt"])
+def test_a_job_run_before_its_start_reply_said_it_expired_leaves_no_trace(
+        worker, redis_server, method, monkeypatch):
     """Its START (read after the run) failed it for its deadline: none of its events or its
     result reaches the record, it is counted as expired, and its entry is acked."""
+    monkeypatch.setattr(worker_main, "FRESH_ENTRY_MS", 60_000)  # (however slow this machine is)
     expired = metrics.JOBS.labels("unknown", "expired")
     before = expired._value.get()
-    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [12], deadline_s=-1))
+    options = TPT_FAST if method == "tpt" else None
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [12], method, options,
+                                            deadline_s=-1))
     assert worker.unanswered == [spec.job_id]
     client, keys = worker.consumer.client, worker.consumer.keys
     assert client.hget(keys.job(spec.job_id), "status") == b"failed"
     assert events(worker, spec) == ["queued", "error"]
     assert client.hlen(keys.results(spec.job_id)) == 0
     assert expired._value.get() == before + 1
-    assert pending(worker, "zeroshot") == 0
+    assert pending(worker, method) == 0
 
 
 def test_a_batch_whose_first_job_is_gone_runs_the_others(worker, redis_server):
@@ -189,11 +198,34 @@ def test_an_episode_job_takes_its_set_mates_with_its_start(worker, redis_server)
         assert results(worker, spec)["metrics"]["episode_batch"] == 3
 
 
-def test_a_lone_episode_job_costs_no_second_look(worker, redis_server):
+def test_a_lone_episode_job_that_woke_the_idle_worker_runs_at_once_before_its_start_reply(
+        worker, redis_server, monkeypatch):
+    monkeypatch.setattr(worker_main, "FRESH_ENTRY_MS", 60_000)  # (however slow this machine is)
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [11], "tpt", TPT_FAST))
-    assert worker.looks == [1] and worker.starts == []  # the read that woke it; its start and
-    # the look for set-mates were one trip (and its START was answered before it ran)
-    assert worker.unanswered == []
+    assert worker.unanswered == [spec.job_id] and worker.starts == []
+    assert worker.looks == [1]  # the read that woke it; no look for set-mates
     assert results(worker, spec)["metrics"]["episode_batch"] == 1
     assert events(worker, spec) == ["queued", "started", "zeroshot", "progress", "result"]
     assert pending(worker, "tpt") == 0
+
+
+def test_an_episode_job_that_found_the_worker_stalled_looks_for_set_mates_first(worker, redis_server):
+    """The job woke the worker, but the worker got to it late (here: 50 ms, as after a pause),
+    and two more were queued meanwhile: its START is answered with them, and all three run as
+    one set."""
+    keys = worker.consumer.keys
+    later = threading.Timer(0.3, lambda: queued.extend(
+        enqueue(redis_server.url, keys, [13], "tpt", TPT_FAST)))
+    queued: list[JobSpec] = []
+    later.start()
+    (delivery,) = worker.fetch(5000)
+    later.join()
+    assert delivery.waited and delivery.carried is not None
+    queued += enqueue(redis_server.url, keys, [14, 15], "tpt", TPT_FAST)
+    time.sleep(0.05)
+    assert delivery.age_ms() > FRESH_ENTRY_MS
+    worker.taken = [delivery]
+    worker.process(delivery)
+    assert worker.unanswered == [] and worker.starts == [[s.job_id for s in queued[1:]]]
+    for spec in queued:
+        assert results(worker, spec)["metrics"]["episode_batch"] == 3
