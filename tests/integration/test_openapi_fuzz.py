@@ -42,10 +42,15 @@ def test_schemathesis_finds_no_server_error_or_spec_violation(tmp_path: Path) ->
 
         wait_until(ready, 180, "tta serve to be ready")
         binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
+        # One worker thread: with two, schemathesis's coverage phase crashed now and then inside
+        # CPython 3.11.7's ast.parse (hypothesis describing a lambda), "SystemError: AST
+        # constructor recursion depth mismatch" (python/cpython#106905, seen in threaded
+        # programs, fixed in 3.11.8): two runs of three in one fresh clone, a tool crash, not a
+        # finding about the service.
         result = subprocess.run(
             [binary, "run", f"{url}/openapi.json", "--checks", "all",
              "--exclude-checks", "positive_data_acceptance", "--max-time", str(FUZZ_SECONDS),
-             "--workers", "2", "--phases", "examples,coverage,fuzzing", "--seed", "20261129"],
+             "--workers", "1", "--phases", "examples,coverage,fuzzing", "--seed", "20261129"],
             capture_output=True, text=True, timeout=FUZZ_SECONDS + 240, cwd=tmp_path)
         report = result.stdout[-6000:] + result.stderr[-2000:]
         assert result.returncode == 0, report
