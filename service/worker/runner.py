@@ -152,6 +152,8 @@ class Runner:
         self.count(job, index, result, written)
 
     def count(self, job: StartedJob, index: int, result: AdaptationResult, written: bool) -> None:
+        if not self.consumer.confirmed(job):
+            return  # it ran before its START reply, which said not to run it: nothing was answered
         method = job.spec.method
         compute_s = float(result.metrics.get("compute_ms", 0.0)) / 1000.0
         metrics.IMAGES.labels(method).inc()

@@ -158,8 +158,8 @@ def test_a_job_run_before_its_start_reply_said_it_expired_leaves_no_trace(
     """Its START (read after the run) failed it for its deadline: none of its events or its
     result reaches the record, it is counted as expired, and its entry is acked."""
     monkeypatch.setattr(worker_main, "FRESH_ENTRY_MS", 60_000)  # (however slow this machine is)
-    expired = metrics.JOBS.labels("unknown", "expired")
-    before = expired._value.get()
+    expired, images = metrics.JOBS.labels("unknown", "expired"), metrics.IMAGES.labels(method)
+    before, images_before = expired._value.get(), images._value.get()
     options = TPT_FAST if method == "tpt" else None
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [12], method, options,
                                             deadline_s=-1))
@@ -169,6 +169,7 @@ def test_a_job_run_before_its_start_reply_said_it_expired_leaves_no_trace(
     assert events(worker, spec) == ["queued", "error"]
     assert client.hlen(keys.results(spec.job_id)) == 0
     assert expired._value.get() == before + 1
+    assert images._value.get() == images_before  # no image was answered
     assert pending(worker, method) == 0
 
 
