@@ -254,7 +254,7 @@ async def job_events(
     state = app_state(request)
     view = await owned_job(state, job_id, owner_of(request))
     resume = last_event_id or after or "0"
-    if view.status in FINISHED and not await state.producer.events(job_id, resume, block_ms=None):
+    if view.status in FINISHED and not await state.producer.events(job_id, resume, block_ms=None, count=1):
         return Response(status_code=204)
     stream = stream_events(state.producer, state.hub, job_id, resume, state.settings.sse_ping_s)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)

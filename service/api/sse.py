@@ -21,37 +21,47 @@ def format_event(event: QueueEvent) -> str:
 
 async def follow(producer: Producer, hub: EventHub, job_id: str, after: str, ping_s: float,
                  subscription: Subscription | None = None) -> AsyncIterator[QueueEvent | None]:
-    """The job's events after ``after`` as they come, until its terminal event; None each
-    ``ping_s`` without one. Ends early if the job expired, or finished before ``after``.
-    ``subscription``: the hub's, made before the job was queued (a waiting classify): it hears
-    every event of the job, so the stream is not read first (a round trip saved)."""
+    """Every event of the job after ``after``, exactly once and in order, as they come, until its
+    terminal event; None each ``ping_s`` without one. Ends early if the job expired, or finished
+    before ``after``.
+
+    The hub's subscription is made first, then the stream is read to its end (however many
+    events it holds: a late follower or a resume may have thousands behind it); from then on
+    every event reaches the subscription, which is read until it goes quiet or asks for a
+    catch-up (the hub was away), when the stream is read to its end again. ``subscription``:
+    the hub's, made before the job was queued (a waiting classify): it hears every event of the
+    job, so the stream is not read first (a round trip saved)."""
     last = after
     async with nullcontext(subscription) if subscription else hub.subscribe(job_id) as followed:
-        heard_all = subscription is not None and followed.live
-        events: list[QueueEvent] | None = (
-            [] if heard_all else await producer.events(job_id, last, block_ms=None))
-        check_when_quiet = not heard_all
+        read_stream = not (subscription is not None and followed.live)
         while True:
+            if read_stream:
+                # Twice at most: to the stream's end, and once more if the job turns out to be
+                # finished (its last events may have landed after the first read).
+                for finished in (False, True):
+                    async for page in producer.event_pages(job_id, last):
+                        for event in page:
+                            yield event
+                            last = event.id
+                            if event.is_terminal:
+                                return
+                    if finished:
+                        return  # it ended before ``after``, and all since was seen
+                    status = await producer.status(job_id)
+                    if status is None:
+                        return  # expired
+                    if status not in FINISHED:
+                        break
+            events = await followed.next(last, ping_s)
+            if events is None:
+                yield None  # a ping period without events
+            # Quiet, or the hub was away meanwhile: the stream has what it may have missed.
+            read_stream = not events
             for event in events or []:
                 yield event
                 last = event.id
                 if event.is_terminal:
                     return
-            if not events and check_when_quiet:  # the job may have expired or ended before ``after``
-                status = await producer.status(job_id)
-                if status is None:
-                    return  # expired
-                if status in FINISHED:
-                    events = await producer.events(job_id, last, block_ms=None)
-                    if events:
-                        continue  # its last events landed just now
-                    return  # finished, and the caller has seen everything up to its end
-            check_when_quiet = True
-            events = await followed.next(last, ping_s)
-            if events is None:
-                yield None  # a ping period without events
-            if not events:  # that, or the hub was away meanwhile: the stream has what it missed
-                events = await producer.events(job_id, last, block_ms=None)
 
 
 async def stream_events(producer: Producer, hub: EventHub, job_id: str, after: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, loads, no
 
 WORKER_STALE_PERIODS = 5
 """A worker is live while its last heartbeat is younger than this many of its periods."""
+EVENTS_PAGE = 500
+"""Events read from a job's stream per round trip."""
 CARRIED_MAX_BYTES = 64 * 1024
 """A job whose images are this small travels whole in its stream entry (``scripts.ENQUEUE``):
 a worker woken by it starts running it without waiting for its START reply."""
@@ -103,12 +106,25 @@ class Producer:
             results={int(as_text(i)): loads(r) for i, r in results.items()},
         )
 
-    async def events(self, job_id: str, after: str, block_ms: int | None) -> list[QueueEvent]:
-        """Events after stream id ``after`` ("0" for all); blocks up to ``block_ms`` for new ones."""
-        reply = await self.client.xread({self.keys.events(job_id): after}, count=100, block=block_ms)
+    async def events(self, job_id: str, after: str, block_ms: int | None,
+                     count: int = EVENTS_PAGE) -> list[QueueEvent]:
+        """Up to ``count`` events after stream id ``after`` ("0" for all); blocks up to
+        ``block_ms`` for new ones. One page: ``event_pages`` reads to the stream's end."""
+        reply = await self.client.xread({self.keys.events(job_id): after}, count=count, block=block_ms)
         if not reply:
             return []
         return [parse_event(entry_id, fields) for entry_id, fields in reply[0][1]]
+
+    async def event_pages(self, job_id: str, after: str) -> AsyncIterator[list[QueueEvent]]:
+        """Every event after ``after`` that the stream holds now, a page at a time, to its end
+        (a follower that joins late, or resumes, must not stop after the first page)."""
+        while True:
+            page = await self.events(job_id, after, block_ms=None)
+            if page:
+                yield page
+                after = page[-1].id
+            if len(page) < EVENTS_PAGE:
+                return
 
     async def status(self, job_id: str) -> str | None:
         value = await self.client.hget(self.keys.job(job_id), "status")

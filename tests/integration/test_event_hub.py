@@ -139,3 +139,64 @@ def test_a_follower_of_the_end_only_is_woken_once_with_every_event():
         assert [e.event for e in events] == ["started", "zeroshot", "result"]
 
     asyncio.run(scenario())
+
+
+async def every(events: Any) -> list[QueueEvent]:
+    """All a follower yields (pings left out), to its own end: it must stop after the terminal
+    event by itself."""
+    return [event async for event in events if event is not None]
+
+
+def publish_many(url: str, keys: Keys, job_id: str, owner: str, n_progress: int,
+                 started: Any = None) -> None:
+    """A worker's events for a one-image job with ``n_progress`` progress events, then the
+    result; ``started`` (a threading.Event) is set once the first hundred are out."""
+    with redis.Redis.from_url(url) as client:
+        worker = Consumer(client, keys, "w1", ttl_s=TTL_S, max_attempts=3,
+                          routes=worker_routes(["zeroshot"], "tta-tiny:random"))
+        outcome, job = worker.start(job_id, owner)
+        assert outcome == "run" and job is not None
+        for step in range(n_progress):
+            worker.publish(job_id, "progress", {"image": 0, "step": step})
+            if step == 100 and started is not None:
+                worker.settle()
+                started.set()
+        worker.finish_image(job.spec, 0, {"label": "kettle"})
+
+
+def test_followers_get_every_event_after_their_cursor_exactly_once_whatever_the_backlog(redis_server, keys):
+    """Followers join before, during and after a job of 3,000 events, and resume from ids
+    throughout it: each receives every event after its cursor, once, in order (a first page of
+    the stream used to be all a late follower read before switching to live events)."""
+    import threading
+
+    async def scenario() -> None:
+        hub = await live_hub(redis_server.url, keys)
+        async with aioredis.Redis.from_url(redis_server.url) as client:
+            producer = Producer(client, keys, ttl_s=TTL_S)
+            job_id = new_job_id()
+            queued = await producer.enqueue(spec_of(job_id, "alice"), [b"img"], max_depth=10, max_inflight=10)
+            early = asyncio.create_task(every(follow(producer, hub, job_id, "0", 30)))
+            hundred = threading.Event()
+            running = asyncio.create_task(asyncio.to_thread(
+                publish_many, redis_server.url, keys, job_id, "alice", 3000, hundred))
+            await asyncio.to_thread(hundred.wait, 10)
+            await asyncio.sleep(0.05)  # hundreds more are in the stream before it joins
+            joined_midway = asyncio.create_task(every(follow(producer, hub, job_id, "0", 30)))
+            await running
+            everything = [e async for page in producer.event_pages(job_id, "0") for e in page]
+            assert [e.event for e in everything][:2] == ["queued", "started"]
+            assert everything[-1].is_terminal and len(everything) == 3003
+            assert everything[0].id == queued
+            followers = {"from the start": await asyncio.wait_for(early, 30),
+                         "joined midway": await asyncio.wait_for(joined_midway, 30),
+                         "after the end": await every(follow(producer, hub, job_id, "0", 30))}
+            for name, seen in followers.items():
+                assert [e.id for e in seen] == [e.id for e in everything], name
+            for cut in (1, 99, 100, 101, 499, 500, 501, 1234, 3001, 3002):
+                resumed = await every(follow(producer, hub, job_id, everything[cut - 1].id, 30))
+                assert [e.id for e in resumed] == [e.id for e in everything[cut:]], cut
+            assert hub.followers == 0
+        await hub.close()
+
+    asyncio.run(scenario())

@@ -223,3 +223,52 @@ def test_following_a_finished_job_replays_and_closes(redis_server, tmp_path):
             assert after_second.text.count("event: ") == len(events) - 2  # the rest, then closed
     finally:
         service.stop()
+
+
+def test_sse_followers_lose_no_event_across_a_backlog_and_an_api_sigkill(redis_server, tmp_path):
+    """A job of about a thousand events (16 images x 64 tpt steps): one follower reads 300 of
+    them, the API is SIGKILLed and restarted while the worker is paused, and that follower
+    resumes with Last-Event-ID while a new one joins from the start with hundreds in the stream.
+    Both receive every event once, in order: the stream as GET replays it at the end."""
+    service = make_service(redis_server.url, tmp_path, TTA_EPISODE_BATCH_MAX="4")
+    service.start_api()
+    worker = service.start_worker("w1")
+    try:
+        service.wait_workers({"w1"})
+        with service.client() as client:
+            files = [("image", (f"{i}.png", png_bytes(i))) for i in range(16)]
+            response = client.post("/v1/jobs", files=files, data={
+                "labels": LABELS, "method": "tpt", "options": json.dumps({"steps": 64, "n_views": 2})})
+            assert response.status_code == 202, response.text
+            job_id = response.json()["job_id"]
+            first: list[tuple[str, str, dict]] = []  # type: ignore[type-arg]
+            with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+                for event in sse_events(stream):
+                    first.append(event)
+                    if len(first) == 300:
+                        break
+        worker.send_signal(signal.SIGSTOP)
+        assert service.api is not None
+        service.api.send_signal(signal.SIGKILL)
+        service.api.wait()
+        service.start_api()
+        with service.client() as client:
+            late_joiner = []
+            with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+                worker.send_signal(signal.SIGCONT)
+                late_joiner = list(sse_events(stream))
+            with client.stream("GET", f"/v1/jobs/{job_id}/events",
+                               headers={"Last-Event-ID": first[-1][0]}) as stream:
+                resumed = first + list(sse_events(stream))
+            with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+                replay = list(sse_events(stream))
+            job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "done" and all(result is not None for result in job["results"])
+        assert len(replay) == 2 + 16 * (1 + 64 + 1)  # queued, started; per image zeroshot, steps, result
+        assert len({event_id for event_id, _, _ in replay}) == len(replay)
+        assert late_joiner == replay
+        assert resumed == replay
+        assert sum(1 for _, name, _ in replay if name == "result") == 16
+    finally:
+        worker.send_signal(signal.SIGCONT)
+        service.stop()
