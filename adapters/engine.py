@@ -7,7 +7,7 @@ the shared policy weights in place (and restores them) while it runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ class Engine:
         self.state_store: StateStore = state_store or InMemoryStateStore()
         """Online method state (TDA); the worker passes one every worker shares (Redis)."""
         self._methods: dict[str, Method] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def method(self, name: str) -> Method:
         if name not in self._methods:
@@ -106,14 +106,17 @@ class Engine:
         return [r if r.is_finite() else r.zeroshot_fallback() for r in results]
 
     def confusions(self, labels: Sequence[str], templates: str | Sequence[str] | None,
-                   exemplars: Exemplars, version: str) -> list[dict[str, object]]:
+                   exemplars: Exemplars, version: str,
+                   between_classes: Callable[[], None] | None = None) -> list[dict[str, object]]:
         """The most confused class pairs of a label set, from the transition matrix the mllm
-        method uses (estimated from the exemplars with the policy CLIP, cached per version)."""
+        method uses (estimated from the exemplars with the policy CLIP, cached per version).
+        ``between_classes`` may run other requests on this engine: the lock is re-entrant, and
+        nothing here changes the models (a method that does restores them before it returns)."""
         impl = self.method("mllm")
         assert isinstance(impl, MLLMRectify)
         with self._lock:
             return impl.confusions(self.models, version, tuple(labels), resolve_templates(templates),
-                                   exemplars)
+                                   exemplars, between_classes)
 
     def run_zeroshot_batch(self, items: list[BatchItem]) -> list[AdaptationResult]:
         """Zero-shot for several images in one forward pass (the worker's batching)."""

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from adapters.finetune_params import FinetuneParams
+from adapters.finetune_params import MIN_HOLDOUT_TO_JUDGE, FinetuneParams
 from adapters.views import clean_view, random_resized_crops
 from adapters.weights import tunable_parameters
 from models.classifier import ClipClassifier
@@ -45,6 +45,11 @@ class FinetuneProgress:
 
 class FinetuneCancelled(Exception):
     """``should_stop`` asked to stop; nothing was produced."""
+
+
+class FinetuneUnsound(Exception):
+    """The tuned weights are not fit to publish (a non-finite loss or weight, or held-out
+    agreement fell past ``max_holdout_drop``); the message says which."""
 
 
 @dataclass
@@ -74,13 +79,32 @@ def _interpolate(tuned: Any, original: Any, mix: float) -> None:
         param.copy_(originals[name] + mix * (param - originals[name]))
 
 
+def check_sound(state: dict[str, torch.Tensor], before: float | None, after: float | None,
+                n_holdout: int, max_holdout_drop: float) -> None:
+    """FinetuneUnsound unless the tuned weights may be published: every weight finite, and
+    held-out agreement not fallen by more than ``max_holdout_drop`` (judged on at least
+    ``MIN_HOLDOUT_TO_JUDGE`` held-out images)."""
+    broken = [name for name, value in state.items()
+              if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if broken:
+        raise FinetuneUnsound(f"the tuned weights are not finite ({', '.join(broken[:3])})")
+    if (n_holdout >= MIN_HOLDOUT_TO_JUDGE and before is not None and after is not None
+            and after < before - max_holdout_drop):
+        raise FinetuneUnsound(
+            f"held-out agreement fell from {before:.3f} to {after:.3f}, more than max_holdout_drop "
+            f"{max_holdout_drop} (on {n_holdout} held-out images)")
+
+
 def finetune_visual(
     policy: ClipClassifier, images: Sequence[Image.Image], targets: Sequence[int],
     labels: Sequence[str], templates: Sequence[str], params: FinetuneParams | None = None, *,
     on_progress: Callable[[FinetuneProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    between_steps: Callable[[], None] | None = None,
 ) -> FinetuneOutcome:
-    """Tune a copy of ``policy``'s visual encoder on (image, label index) pairs."""
+    """Tune a copy of ``policy``'s visual encoder on (image, label index) pairs.
+    ``between_steps`` is called before every step (a worker serves waiting requests there: it
+    may run anything on ``policy``, which it leaves as it found it)."""
     params = params or FinetuneParams()
     params.validate()
     if len(images) != len(targets) or not images:
@@ -145,6 +169,8 @@ def finetune_visual(
         order = rng.permutation(train_idx)
         losses = []
         for start in range(0, len(order), params.batch_size):
+            if between_steps is not None:
+                between_steps()
             if stop():
                 raise FinetuneCancelled(f"cancelled at epoch {epoch}, step {step}/{total}")
             batch = torch.as_tensor(order[start : start + params.batch_size])
@@ -161,6 +187,9 @@ def finetune_visual(
             optimizer.step()
             step += 1
             losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                raise FinetuneUnsound(f"the loss became {losses[-1]} at epoch {epoch}, step {step}/{total} "
+                                      "(the learning rate is likely too high)")
             if step < total:
                 report(FinetuneProgress(epoch, params.epochs, step, total, losses[-1], None))
         epoch_loss = float(np.mean(losses)) if losses else float("nan")
@@ -174,6 +203,7 @@ def finetune_visual(
         _interpolate(visual, clip.model.visual, params.mix)
         after = agreement(holdout_idx)
     state = {k: v.detach().clone() for k, v in visual.state_dict().items()}
+    check_sound(state, before, after, len(holdout_idx), params.max_holdout_drop)
     seconds = time.perf_counter() - started
     return FinetuneOutcome(visual_state=state, metrics={
         "n_images": len(images), "n_train": len(train_idx), "n_holdout": len(holdout_idx),

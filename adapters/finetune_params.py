@@ -33,6 +33,10 @@ class FinetuneParams:
     mix: float = 1.0
     """Weight-space ensemble (WiSE-FT): the result is original + mix x (tuned - original);
     1.0 keeps the tuned weights, smaller values trade shifted-domain gain for clean accuracy."""
+    max_holdout_drop: float = 0.1
+    """The fine-tune fails, publishing nothing, when held-out agreement with the rectified labels
+    ends this much below where it started (judged with at least ``MIN_HOLDOUT_TO_JUDGE``
+    held-out images; with fewer only a non-finite loss or weight fails it)."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -47,6 +51,8 @@ class FinetuneParams:
             (0 < self.crop_scale_min <= 1, "crop_scale_min must be in (0, 1]"),
             (0 < self.mix <= 1, "mix must be in (0, 1]"),
             (0 <= self.distill <= 100, "distill must be in [0, 100]"),
+            (0 <= self.max_holdout_drop <= 1, "max_holdout_drop must be in [0, 1]"),
+            (0 <= self.seed < 2**31, "seed must be in [0, 2**31 - 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -55,6 +61,9 @@ class FinetuneParams:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+MIN_HOLDOUT_TO_JUDGE = 20
+"""Held-out images below which a change of agreement says too little to reject a fine-tune."""
 
 PAPER = FinetuneParams(lr=5e-7, lr_min=5e-8, weight_decay=5e-7, epochs=3, distill=0.0)
 """Machine Vision Therapy's published recipe (Adam, cosine to 5e-8, 3 epochs)."""

@@ -9,6 +9,7 @@ per label-set version and model.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,18 +37,26 @@ class MLLMRectify(Method):
     name = "mllm"
 
     def __init__(self) -> None:
-        self.transitions = LRUCache(max_entries=32)
+        self.transitions = LRUCache(max_entries=8)
+        """[C, C] each: 16 MB at 2,000 classes."""
 
     def transition(self, models: Models, version: str, labels: tuple[str, ...],
-                   templates: tuple[str, ...], exemplars: Exemplars) -> torch.Tensor:
-        """T for this label-set version and policy model, computed once."""
+                   templates: tuple[str, ...], exemplars: Exemplars,
+                   between_classes: Callable[[], None] | None = None) -> torch.Tensor:
+        """T for this label-set version and policy model, computed once (outside the cache's
+        lock: ``between_classes`` may serve other requests, which may need another T)."""
         key = ("transition", models.policy.name, version, labels, templates)
-        return self.transitions.get_or_compute(
-            key, lambda: transition_matrix(models.policy, exemplars, labels, templates))
+        matrix = self.transitions.get(key)
+        if matrix is None:
+            matrix = transition_matrix(models.policy, exemplars, labels, templates, between_classes)
+            self.transitions.put(key, matrix)
+        return matrix
 
     def confusions(self, models: Models, version: str, labels: tuple[str, ...],
-                   templates: tuple[str, ...], exemplars: Exemplars) -> list[dict[str, object]]:
-        return confused_pairs(self.transition(models, version, labels, templates, exemplars), labels)
+                   templates: tuple[str, ...], exemplars: Exemplars,
+                   between_classes: Callable[[], None] | None = None) -> list[dict[str, object]]:
+        return confused_pairs(self.transition(models, version, labels, templates, exemplars,
+                                              between_classes), labels)
 
     @staticmethod
     def _exemplars(inp: MethodInput) -> Exemplars:

@@ -28,6 +28,11 @@ def state_key_for(owner: str, label_set: str | None, labels: Sequence[str]) -> s
     return f"{owner}|{label_set or labels_digest(labels)}"
 
 
+def group_owner(group: str) -> str:
+    """The tenant whose state a group (``method + ":" + state_key_for(...)``) is."""
+    return group.partition(":")[2].partition("|")[0]
+
+
 def labels_digest(labels: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(labels).encode()).hexdigest()[:16]
 

@@ -35,7 +35,7 @@ def load_context_file(path: str | Path) -> torch.Tensor:
     """[n_ctx, width] from a safetensors file or a reference CoOp torch checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"learned context file not found: {path}", field="ctx_init")
+        raise ModelLoadError(f"learned context file not found: {path.name}", field="ctx_init")
     if path.suffix == ".safetensors":
         tensors = load_file(str(path))
     else:
@@ -47,10 +47,10 @@ def load_context_file(path: str | Path) -> torch.Tensor:
         if isinstance(ctx, torch.Tensor):
             if ctx.ndim != 2:
                 raise ModelLoadError(
-                    f"{path}: {key} has shape {tuple(ctx.shape)}; only a generic context "
+                    f"{path.name}: {key} has shape {tuple(ctx.shape)}; only a generic context "
                     "[n_ctx, width] is supported (not class-specific CoOp)", field="ctx_init")
             return ctx.float()
-    raise ModelLoadError(f"{path} holds no CoOp context ({' or '.join(CTX_KEYS)})", field="ctx_init")
+    raise ModelLoadError(f"{path.name} holds no CoOp context ({' or '.join(CTX_KEYS)})", field="ctx_init")
 
 
 def configured_contexts(model_name: str, env: str | None = None) -> dict[str, Path]:

@@ -16,6 +16,7 @@ version. Torch-free apart from ``save_visual`` / ``load_visual`` (imported lazil
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from typing import Any
 from models.errors import ModelLoadError, UnknownModelError
 from models.names import VERSION_PATTERN
 
+log = logging.getLogger(__name__)
 ENV_VAR = "TTA_MODEL_STORE"
 WEIGHTS_FILE = "visual.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -83,8 +85,8 @@ class ModelStore:
     def manifest(self, base: str, version: str) -> Manifest:
         path = self.folder(base, version) / MANIFEST_FILE
         if not path.is_file():
-            raise UnknownModelError(
-                f"no version {version!r} of {base!r} in the model store {self.root}", field="model")
+            raise UnknownModelError(f"no version {version!r} of {base!r} in the model store",
+                                    field="model")  # (the store's path is not the caller's business)
         raw = json.loads(path.read_text(encoding="utf-8"))
         raw.pop("name", None)
         return Manifest(**raw)
@@ -136,7 +138,9 @@ class ModelStore:
         try:
             return dict(load_file(str(path)))
         except (OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"could not read {path}: {exc}", field="model") from exc
+            log.warning("model store: could not read %s: %s", path, exc)
+            raise ModelLoadError(f"could not read the weights of version {manifest.name}",
+                                 field="model") from exc
 
     def delete(self, base: str, version: str) -> bool:
         target = self.folder(base, version)

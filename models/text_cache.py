@@ -37,6 +37,22 @@ class LRUCache:
                 self._items.popitem(last=False)
             return value
 
+    def get(self, key: Hashable) -> Any | None:
+        """The entry (now the most recent), or None."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store an entry computed without the lock (a computation that may pause midway)."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
     def __len__(self) -> int:
         return len(self._items)
 

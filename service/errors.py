@@ -42,6 +42,18 @@ class NotFoundError(TTAError):
     code = "not_found"
 
 
+class QuotaExceededError(TTAError):
+    """The key holds as many of a resource as its quota allows; delete some first."""
+
+    code = "quota_exceeded"
+
+
+class InUseError(TTAError):
+    """The resource cannot be deleted while something refers to it."""
+
+    code = "in_use"
+
+
 class RequestTooLargeError(InvalidInputError):
     code = "request_too_large"
 

@@ -28,7 +28,7 @@ from service.queue.keys import Keys
 SOURCES = ("mllm", "rlcf", "rlcf-tune", "tpt", "any")
 """Label sources a fine-tune can train on: the method whose results it uses ("any": all of
 them). Zero-shot answers are not retained: training on them teaches the model nothing new."""
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_DAYS = 30.0
 MAX_TRAINING_IMAGES = 100_000
 

@@ -14,10 +14,12 @@ from typing import Any
 from service.queue.keys import Keys
 from service.queue.schemas import as_text
 
+SHARED_OWNER = "*"
+"""The owner of the bundled label sets every tenant may use read-only (no tenant name contains
+'*': ``service.api.auth.check_tenant``)."""
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_EXEMPLARS_PER_CLASS = 16
-MAX_EXEMPLAR_FILES = 4000
-"""Exemplar files in one multipart label-set request (the byte limit applies as well)."""
+LABEL_SET_TEXT_FIELDS = ("name", "labels", "templates")
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ class LabelSet:
         return {"name": self.name, "labels": self.labels, "templates": self.templates,
                 "version": self.version, "created_ms": self.created_ms,
                 "exemplars": dict(zip(self.labels, self.exemplar_counts, strict=True)),
-                "n_labels": len(self.labels), "n_exemplars": sum(self.exemplar_counts)}
+                "n_labels": len(self.labels), "n_exemplars": sum(self.exemplar_counts),
+                "shared": self.owner == SHARED_OWNER}
 
 
 def content_version(labels: list[str], templates: str | list[str],

@@ -18,3 +18,8 @@ def state_key(prefix: str, group: str) -> str:
 
 def applied_key(prefix: str, group: str) -> str:
     return f"{prefix}:method-state:{group}:applied"
+
+
+def index_key(prefix: str, owner: str) -> str:
+    """Sorted set of one key's groups by their last update (its quota: the oldest go first)."""
+    return f"{prefix}:method-state-index:{owner}"

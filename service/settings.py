@@ -112,6 +112,28 @@ class Settings(BaseSettings):
     sse_ping_s: float = Field(default=15.0, gt=0)
     """Keep-alive comment period on event streams."""
 
+    # Quotas and lifetimes of what a tenant stores (``service.api.tenancy.RESOURCES``)
+    max_label_sets_per_key: int = Field(default=100, ge=1)
+    max_exemplars_per_label_set: int = Field(default=1000, ge=1)
+    """Exemplar images in one label set (also at most 16 per class)."""
+    max_exemplar_bytes_per_label_set: int = Field(default=32 * MiB, ge=1024)
+    """Stored bytes of one label set's exemplars (as kept: at most 512 px on the short side)."""
+    max_finetunes_per_key: int = Field(default=2, ge=1)
+    """Unfinished fine-tunes of one key."""
+    max_finetune_image_epochs: int = Field(default=200_000, ge=1)
+    """Training images x epochs of one fine-tune (its compute budget)."""
+    max_versions_per_key: int = Field(default=20, ge=1)
+    """Registered fine-tuned model versions of one key."""
+    max_retained_bytes_per_key: int = Field(default=1024 * MiB, ge=1024)
+    """Sum of the retention bounds (max_bytes) of one key's label sets."""
+    max_method_state_groups_per_key: int = Field(default=64, ge=1)
+    """Label sets (or inline label lists) of one key with TDA caches; the least recently
+    updated is dropped beyond."""
+    method_state_ttl_s: int = Field(default=7 * 86_400, ge=60)
+    """A label set's TDA caches are dropped this long after their last update."""
+    rectifications_ttl_s: int = Field(default=30 * 86_400, ge=60)
+    """A key's rectification log is dropped this long after its last decision."""
+
 
 def get_settings() -> Settings:
     return Settings()

@@ -22,10 +22,12 @@ from models.errors import (
 from models.images import ImageTooLargeError, UnsupportedImageFormatError
 from service.errors import (
     BackendUnavailableError,
+    InUseError,
     MalformedRequestError,
     NoCapableWorkerError,
     NotFoundError,
     QueueFullError,
+    QuotaExceededError,
     RequestTooLargeError,
     TooManyInflightError,
     UnauthorizedError,
@@ -36,7 +38,9 @@ log = logging.getLogger(__name__)
 REDIS_RETRY_AFTER_S = 2
 STATUS_BY_TYPE: tuple[tuple[type[TTAError], int], ...] = (
     (UnauthorizedError, 401),
+    (QuotaExceededError, 403),
     (NotFoundError, 404),
+    (InUseError, 409),
     (RequestTooLargeError, 413),
     (ImageTooLargeError, 413),
     (UnsupportedImageFormatError, 415),
@@ -69,6 +73,20 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
               "(see Retry-After)"),
     )
 }
+
+
+def error_response(status: int, description: str) -> dict[str, Any]:
+    """An OpenAPI response of the error body."""
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+
+
+Responses = dict[int | str, dict[str, Any]]
+QUOTA_EXCEEDED: Responses = {403: error_response(
+    403, "A quota of this key is used up (quota_exceeded): delete something first; GET /v1/quotas "
+         "shows them")}
+IN_USE: Responses = {409: error_response(409, "In use (in_use): e.g. a model version a label set "
+                                              "points at")}
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -106,8 +124,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)
+    @app.exception_handler(redis.ResponseError)  # e.g. out of memory, or a read-only replica
     async def _redis(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("redis unavailable: %s", exc)
+        log.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
         return tta_error_response(BackendUnavailableError("the queue backend (Redis) is unavailable"))
 
     @app.exception_handler(RequestValidationError)

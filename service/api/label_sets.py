@@ -25,16 +25,16 @@ from service.api.intake import (
 from service.api.json_body import read_json_body
 from service.api.multipart import read_form
 from service.api.schemas import MULTIPART_TEXT
-from service.api.state import AppState, app_state, owner_of
-from service.errors import NotFoundError, RetryLaterError
+from service.api.state import AppState
+from service.api.tenancy import Caller, caller
+from service.errors import RequestTooLargeError, RetryLaterError, TooManyImagesError
 from service.labelsets import (
-    MAX_EXEMPLAR_FILES,
+    LABEL_SET_TEXT_FIELDS,
     MAX_EXEMPLARS_PER_CLASS,
     NAME_PATTERN,
     LabelSet,
     confusions_key,
     content_version,
-    decode,
     encode,
     exemplar_field,
     exemplar_key,
@@ -71,13 +71,12 @@ class LabelSetBody(BaseModel):
         default_factory=dict, description="label -> base64 images (about 3 per class)")
 
 
-async def resolve_labels(state: AppState, owner: str,
-                         submission: Submission) -> tuple[list[str], LabelSet | None]:
+async def resolve_labels(who: Caller, submission: Submission) -> tuple[list[str], LabelSet | None]:
     """The labels of a classify request, and the label set they came from (if any)."""
     if submission.label_set is not None:
         if submission.labels:
             raise InvalidInputError("give either labels or label_set, not both", field="label_set")
-        label_set = await load(state, owner, submission.label_set)
+        label_set = await who.label_set(submission.label_set)
         return label_set.labels, label_set
     if not submission.labels:
         raise InvalidInputError("labels (or label_set) is required", field="labels")
@@ -116,14 +115,6 @@ async def enqueue_preparation(state: AppState, label_set: LabelSet) -> str | Non
     return spec.job_id
 
 
-async def load(state: AppState, owner: str, name: str) -> LabelSet:
-    raw = await state.producer.client.hgetall(state.keys.label_set(owner, name)) \
-        if NAME_PATTERN.match(name) else {}
-    if not raw:
-        raise NotFoundError(f"no label set {name!r} for this key", field="label_set")
-    return decode(raw, owner)
-
-
 @dataclass(frozen=True)
 class LabelSetRequest:
     name: str
@@ -132,22 +123,33 @@ class LabelSetRequest:
     exemplars: dict[str, list[bytes]]
 
 
-async def _read_body(request: Request) -> LabelSetRequest:
+def too_many_exemplars(limit: int) -> InvalidInputError:
+    return InvalidInputError(f"more than {limit} exemplar images; at most {limit} per label set",
+                             field="exemplars")
+
+
+async def _read_body(request: Request, max_exemplars: int, max_labels: int) -> LabelSetRequest:
+    """The body, its exemplars counted before any is decoded."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "multipart/form-data":
         body = await read_json_body(request, LabelSetBody)
+        if sum(map(len, body.exemplars.values())) > max_exemplars:
+            raise too_many_exemplars(max_exemplars)
         exemplars = {label: [decode_base64(v, f"exemplars.{label}[{j}]") for j, v in enumerate(values)]
                      for label, values in body.exemplars.items()}
         return LabelSetRequest(body.name, body.labels, body.templates, exemplars)
-    form = await read_form(request, max_files=MAX_EXEMPLAR_FILES, max_fields=MAX_EXEMPLAR_FILES + 10,
-                           too_many_files=f"more than {MAX_EXEMPLAR_FILES} exemplar images")
+    try:
+        form = await read_form(request, max_files=max_exemplars,
+                               max_fields=max_labels + len(LABEL_SET_TEXT_FIELDS))
+    except TooManyImagesError as exc:
+        raise too_many_exemplars(max_exemplars) from exc
     files: dict[str, list[bytes]] = {}
     for key, value in form.multi_items():
         if key.startswith("exemplar:") and isinstance(value, UploadFile):
             files.setdefault(key.removeprefix("exemplar:"), []).append(await value.read())
         elif key.startswith("exemplar:"):
             raise InvalidInputError(f"{key} must be a file part", field=key)
-        elif key not in ("name", "labels", "templates"):
+        elif key not in LABEL_SET_TEXT_FIELDS:
             raise InvalidInputError(
                 f"unknown form field {key!r}; allowed: name, labels, templates, exemplar:<label>",
                 field=key)
@@ -162,11 +164,12 @@ async def _read_body(request: Request) -> LabelSetRequest:
 async def create_label_set(request: Request) -> dict[str, Any]:
     """Create or replace a named label set: labels, optional templates, exemplar images per
     class (multipart: files in fields ``exemplar:<label>``)."""
-    state = app_state(request)
-    owner = owner_of(request)
-    body = await _read_body(request)
+    who = caller(request)
+    state, owner, settings = who.state, who.owner, who.state.settings
+    body = await _read_body(request, settings.max_exemplars_per_label_set, settings.max_labels)
     if not NAME_PATTERN.match(body.name):
         raise InvalidInputError("name must be 1-64 letters, digits, '.', '_' or '-'", field="name")
+    await who.require_room_for_label_set(body.name)
     labels = list(validate_labels(body.labels, max_labels=state.settings.max_labels))
     try:
         templates = validate_templates(body.templates)
@@ -182,7 +185,12 @@ async def create_label_set(request: Request) -> dict[str, Any]:
             raise InvalidInputError(f"at most {MAX_EXEMPLARS_PER_CLASS} exemplars per class",
                                     field=f"exemplars.{label}")
         exemplars[index[label]] = await check_images(
-            images, state.settings, max_count=MAX_EXEMPLARS_PER_CLASS, field=f"exemplars.{label}")
+            images, settings, max_count=MAX_EXEMPLARS_PER_CLASS, field=f"exemplars.{label}")
+        stored = sum(len(data) for kept in exemplars.values() for data in kept)
+        if stored > settings.max_exemplar_bytes_per_label_set:
+            raise RequestTooLargeError(
+                f"the exemplars up to {label!r} take {stored} bytes as stored; at most "
+                f"{settings.max_exemplar_bytes_per_label_set} per label set", field="exemplars")
     template_value = templates if isinstance(templates, str) else list(templates)
     label_set = LabelSet(
         name=body.name, owner=owner, labels=labels, templates=template_value,
@@ -205,31 +213,33 @@ async def create_label_set(request: Request) -> dict[str, Any]:
     return {**label_set.summary(), "prepare_job_id": await enqueue_preparation(state, label_set)}
 
 
+@router.delete("/{name}", responses={404: {"description": "Unknown label set, or another key's"}})
+async def delete_label_set(request: Request, name: str) -> dict[str, Any]:
+    """Delete one of this key's label sets with everything kept for it: exemplars, confused
+    pairs, retained training images, its model pointer and its methods' online state (the
+    model versions trained on it stay; jobs already queued on it fail with label_set_changed
+    where they need its exemplars)."""
+    who = caller(request)
+    label_set = await who.label_set(name, shared=False, field="name")
+    await who.delete_label_set(label_set)
+    return {"name": name, "deleted": True}
+
+
 @router.get("")
 async def list_label_sets(request: Request) -> dict[str, Any]:
-    """This key's label sets."""
-    state = app_state(request)
-    owner = owner_of(request)
-    names = sorted(as_text(n)
-                   for n in await state.producer.client.smembers(state.keys.label_set_index(owner)))
-    items = []
-    for name in names:
-        raw = await state.producer.client.hgetall(state.keys.label_set(owner, name))
-        if raw:
-            summary = decode(raw, owner).summary()
-            items.append({k: summary[k] for k in ("name", "n_labels", "n_exemplars", "version")})
-    return {"label_sets": items}
+    """This key's label sets, and the bundled ones (``shared``: usable, read-only)."""
+    return {"label_sets": [{k: summary[k] for k in ("name", "n_labels", "n_exemplars", "version", "shared")}
+                           for summary in (s.summary() for s in await caller(request).label_sets())]}
 
 
 @router.get("/{name}", responses={404: {"description": "Unknown label set, or another key's"}})
 async def show_label_set(request: Request, name: str) -> dict[str, Any]:
     """One label set: classes, exemplar counts, and (once a worker has estimated the transition
     matrix from the exemplars) the most confused class pairs per model."""
-    state = app_state(request)
-    owner = owner_of(request)
-    label_set = await load(state, owner, name)
-    stored = await state.producer.client.hgetall(
-        confusions_key(state.keys, owner, name, label_set.version))
+    who = caller(request)
+    label_set = await who.label_set(name, field="name")
+    stored = await who.client.hgetall(
+        confusions_key(who.state.keys, label_set.owner, name, label_set.version))
     confusions = {as_text(model): json.loads(raw)["top_pairs"]
                   for model, raw in stored.items()}
     return {**label_set.summary(), "confused_pairs": confusions}

@@ -3,12 +3,11 @@ and resolving it when a classify job is submitted."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from service.api.state import AppState
-from service.finetunes import TrainingKeys, versions_key
-from service.labelsets import LabelSet
+from service.finetunes import TrainingKeys
+from service.labelsets import SHARED_OWNER, LabelSet
 from service.queue.schemas import as_text
 
 
@@ -34,12 +33,8 @@ async def move_pointer(state: AppState, tk: TrainingKeys, model: str | None) -> 
 
 async def pinned_model(state: AppState, label_set: LabelSet | None) -> str | None:
     """The model version a classify request on ``label_set`` is answered by (None: the base)."""
-    if label_set is None:
+    if label_set is None or label_set.owner == SHARED_OWNER:  # (bundled sets point nowhere)
         return None
     value = await state.producer.client.get(TrainingKeys(state.keys, label_set.owner, label_set.name).model)
     return as_text(value) if value else None
 
-
-async def owner_versions(state: AppState, owner: str) -> dict[str, dict[str, Any]]:
-    raw = await state.producer.client.hgetall(versions_key(state.keys, owner))
-    return {as_text(k): json.loads(v) for k, v in raw.items()}

@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.finetune_params import params_from
 from models.errors import InvalidInputError
-from service.api.errors import ERROR_RESPONSES
-from service.api.label_sets import load
-from service.api.model_pointers import move_pointer, owner_versions, pinned_model, pointer_view
-from service.api.routes_jobs import job_out, owned_job
-from service.api.state import AppState, app_state, owner_of
-from service.errors import NotFoundError
+from service.api.errors import ERROR_RESPONSES, IN_USE, QUOTA_EXCEEDED
+from service.api.model_pointers import move_pointer, pinned_model, pointer_view
+from service.api.routes_jobs import job_out
+from service.api.state import AppState
+from service.api.tenancy import Caller, caller
+from service.errors import InUseError
 from service.finetunes import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DAYS,
@@ -27,6 +27,7 @@ from service.finetunes import (
     TrainingKeys,
     cancel_key,
     parse_record,
+    versions_key,
 )
 from service.labelsets import LabelSet
 from service.queue.schemas import FINISHED, JobSpec, as_text, new_job_id, now_ms
@@ -91,33 +92,31 @@ async def count_matching(state: AppState, tk: TrainingKeys, flt: TrainingFilter,
             return count
 
 
-async def starting_model(state: AppState, owner: str, label_set: LabelSet,
-                         requested: str | None) -> str | None:
+async def starting_model(who: Caller, label_set: LabelSet, requested: str | None) -> str | None:
     """The version a fine-tune starts from (None: the base model)."""
     if requested == "base":
         return None
-    start = requested if requested is not None else await pinned_model(state, label_set)
-    if start is not None and start not in await owner_versions(state, owner):
-        raise NotFoundError(f"no model version {start!r} for this key (GET /v1/models lists them; "
-                            "\"base\" starts from the base model)", field="from_model")
+    start = requested if requested is not None else await pinned_model(who.state, label_set)
+    if start is not None:
+        await who.version(start, field="from_model")
     return start
 
 
 @router.post("/finetunes", status_code=202,
-             responses={**ERROR_RESPONSES, **NOT_FOUND})
+             responses={**ERROR_RESPONSES, **NOT_FOUND, **QUOTA_EXCEEDED})
 async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
     """Fine-tune the policy's visual encoder on the label set's retained answers; a worker runs
     it as a job (progress on ``events_url``) and stores the result as a new model version."""
-    state = app_state(request)
-    owner = owner_of(request)
-    label_set = await load(state, owner, body.label_set)
+    who = caller(request)
+    state, owner = who.state, who.owner
+    label_set = await who.label_set(body.label_set, shared=False)
     try:
-        params_from(body.hyperparameters)
+        params = params_from(body.hyperparameters)
     except ValueError as exc:
         raise InvalidInputError(str(exc), field="hyperparameters") from exc
     flt = TrainingFilter(source=body.source, changed_only=body.changed_only, min_score=body.min_score,
                          since_ms=body.since_ms, until_ms=body.until_ms)
-    tk = TrainingKeys(state.keys, owner, label_set.name)
+    tk = who.training_keys(label_set)
     matching = await count_matching(state, tk, flt, label_set.labels)
     if matching < 2:
         retention = Retention.decode(await state.producer.client.hgetall(tk.retention))
@@ -125,7 +124,13 @@ async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
                                              f"PUT /v1/label-sets/{label_set.name}/retention)")
         raise InvalidInputError(f"{matching} retained answers of label set {label_set.name!r} match "
                                 f"the filter; at least 2 are needed{hint}", field="label_set")
-    start = await starting_model(state, owner, label_set, body.from_model)
+    images = min(matching, body.max_images)
+    budget = state.settings.max_finetune_image_epochs
+    if images * params.epochs > budget:
+        raise InvalidInputError(
+            f"{images} images x {params.epochs} epochs is more than this deployment's {budget} per "
+            "fine-tune; lower hyperparameters.epochs or max_images", field="hyperparameters.epochs")
+    start = await starting_model(who, label_set, body.from_model)
     created = now_ms()
     spec = JobSpec(
         job_id=new_job_id(), kind="finetune", owner=owner, method="finetune", model=start,
@@ -134,18 +139,17 @@ async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
         options={"filter": flt.__dict__, "max_images": body.max_images,
                  "hyperparameters": body.hyperparameters},
         n_images=1, created_ms=created, deadline_ms=created + FINETUNE_DEADLINE_S * 1000)
+    await who.reserve_finetune(spec.job_id)
     await state.producer.enqueue(spec, [], max_depth=state.settings.max_queue_depth,
                                  max_inflight=state.settings.max_inflight_per_key)
     return JSONResponse({
-        "finetune_id": spec.job_id, "status": "queued", "matching_images": min(matching, body.max_images),
+        "finetune_id": spec.job_id, "status": "queued", "matching_images": images,
         "job_url": f"/v1/finetunes/{spec.job_id}", "events_url": f"/v1/jobs/{spec.job_id}/events",
     }, status_code=202, headers={"Location": f"/v1/finetunes/{spec.job_id}"})
 
 
-async def owned_finetune(state: AppState, finetune_id: str, owner: str) -> dict[str, Any]:
-    view = await owned_job(state, finetune_id, owner)
-    if view.spec.kind != "finetune":
-        raise NotFoundError(f"no fine-tune {finetune_id!r}", field="finetune_id")
+async def owned_finetune(who: Caller, finetune_id: str) -> dict[str, Any]:
+    view = await who.job(finetune_id, kind="finetune", field="finetune_id")
     out = job_out(view)
     result = out["results"][0]
     return {"finetune_id": finetune_id, "status": view.status, "attempts": view.attempts,
@@ -157,18 +161,18 @@ async def owned_finetune(state: AppState, finetune_id: str, owner: str) -> dict[
 @router.get("/finetunes/{finetune_id}", responses=NOT_FOUND)
 async def get_finetune(request: Request, finetune_id: str) -> dict[str, Any]:
     """Status of a fine-tune; when done, the new version's name, manifest and metrics."""
-    return await owned_finetune(app_state(request), finetune_id, owner_of(request))
+    return await owned_finetune(caller(request), finetune_id)
 
 
 @router.delete("/finetunes/{finetune_id}", status_code=202, responses=NOT_FOUND)
 async def cancel_finetune(request: Request, finetune_id: str) -> dict[str, Any]:
     """Ask the worker to stop (it checks before every step); the job ends with an ``error``
     event, code ``cancelled``. A finished fine-tune is left as it is."""
-    state = app_state(request)
-    current = await owned_finetune(state, finetune_id, owner_of(request))
+    who = caller(request)
+    current = await owned_finetune(who, finetune_id)
     if current["status"] in FINISHED:
         return {**current, "cancel_requested": False}
-    await state.producer.client.set(cancel_key(state.keys, finetune_id), 1, ex=state.settings.job_ttl_s)
+    await who.client.set(cancel_key(who.state.keys, finetune_id), 1, ex=who.state.settings.job_ttl_s)
     return {**current, "cancel_requested": True}
 
 
@@ -181,17 +185,17 @@ async def _retention_view(state: AppState, tk: TrainingKeys) -> dict[str, Any]:
 
 
 async def _label_set_keys(request: Request, name: str) -> tuple[AppState, TrainingKeys]:
-    """The caller's label set ``name`` (404 if it has none), as its fine-tuning keys."""
-    state = app_state(request)
-    label_set = await load(state, owner_of(request), name)
-    return state, TrainingKeys(state.keys, label_set.owner, label_set.name)
+    """The caller's own label set ``name`` (404 if it has none), as its fine-tuning keys."""
+    who = caller(request)
+    return who.state, who.training_keys(await who.label_set(name, shared=False, field="name"))
 
 
-@router.put("/label-sets/{name}/retention", responses=WITH_BODY)
+@router.put("/label-sets/{name}/retention", responses={**WITH_BODY, **QUOTA_EXCEEDED})
 async def set_retention(request: Request, name: str, body: RetentionBody) -> dict[str, Any]:
     """Opt a label set in (or out) of keeping its requests' images and answers for fine-tuning.
     Turning it off keeps what is stored until it ages out; nothing new is kept."""
     state, tk = await _label_set_keys(request, name)
+    await Caller(tk.owner, state).require_room_for_retention(name, body.max_bytes)
     await state.producer.client.hset(tk.retention, mapping=Retention(
         body.enabled, body.max_bytes, body.max_days).encode())
     return await _retention_view(state, tk)
@@ -208,9 +212,8 @@ async def point_label_set(request: Request, name: str,
     """Answer this label set's requests with a fine-tuned version (null: the base model again).
     The previous pointer is kept in ``history``; ``POST .../model/rollback`` returns to it."""
     state, tk = await _label_set_keys(request, name)
-    if body.model is not None and body.model not in await owner_versions(state, tk.owner):
-        raise NotFoundError(f"no model version {body.model!r} for this key (GET /v1/models lists them)",
-                            field="model")
+    if body.model is not None:
+        await Caller(tk.owner, state).version(body.model)
     await move_pointer(state, tk, body.model)
     return await pointer_view(state, tk)
 
@@ -233,3 +236,17 @@ async def rollback_label_set(request: Request, name: str) -> dict[str, Any]:
 @router.get("/label-sets/{name}/model", responses=NOT_FOUND)
 async def get_label_set_model(request: Request, name: str) -> dict[str, Any]:
     return await pointer_view(*await _label_set_keys(request, name))
+
+
+@router.delete("/models/{name:path}", responses={**NOT_FOUND, **IN_USE})
+async def delete_version(request: Request, name: str) -> dict[str, Any]:
+    """Unregister one of this key's fine-tuned versions: no request can name it any more, and
+    it no longer counts against the key's quota. Refused (409) while a label set points at it."""
+    who = caller(request)
+    await who.version(name)
+    for label_set in await who.label_sets():
+        if label_set.owner == who.owner and await pinned_model(who.state, label_set) == name:
+            raise InUseError(f"label set {label_set.name!r} points at {name!r}; point it elsewhere "
+                             f"first (PUT /v1/label-sets/{label_set.name}/model)", field="name")
+    await who.client.hdel(versions_key(who.state.keys, who.owner), name)
+    return {"model": name, "deleted": True}

@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse, Response
 from adapters.catalog import method_specs
 from models.bundled import list_bundled
 from service.api import metrics
-from service.api.model_pointers import owner_versions
-from service.api.state import app_state, owner_of
+from service.api.state import app_state
+from service.api.tenancy import caller
 
 router = APIRouter()
 
@@ -20,23 +20,22 @@ router = APIRouter()
 @router.get("/v1/methods", tags=["info"])
 async def methods(request: Request) -> dict[str, Any]:
     """Methods, their options (type, default, doc) and whether a live worker serves each."""
-    state = app_state(request)
-    owner_of(request)
+    state = caller(request).state
     served = {m for w in await state.producer.live_workers() for m in w["methods"]}
     return {"methods": [{**spec.describe(), "served": spec.name in served} for spec in method_specs()]}
 
 
 @router.get("/v1/models", tags=["info"])
 async def models(request: Request) -> dict[str, Any]:
-    """The models live workers have loaded (with the fine-tuned versions each holds), the
-    bundled ones, and this key's fine-tuned versions."""
-    state = app_state(request)
-    owner = owner_of(request)
-    workers = await state.producer.live_workers()
-    versions = await owner_versions(state, owner)
+    """The models live workers have loaded (with which of this key's fine-tuned versions each
+    holds), the bundled ones, and this key's fine-tuned versions. Other keys' versions are
+    never named."""
+    who = caller(request)
+    workers = await who.state.producer.live_workers()
+    versions = await who.versions()
     return {
-        "workers": [{k: w.get(k) for k in ("id", "model", "reward_model", "device", "methods", "busy",
-                                           "resident_versions")}
+        "workers": [{**{k: w.get(k) for k in ("id", "model", "reward_model", "device", "methods", "busy")},
+                     "resident_versions": [v for v in w.get("resident_versions", ()) if v in versions]}
                     for w in workers],
         "versions": [{k: m.get(k) for k in ("name", "base", "version", "created_ms", "source_job",
                                             "label_set", "label_source", "n_images", "metrics")}
@@ -44,6 +43,13 @@ async def models(request: Request) -> dict[str, Any]:
         "bundled": [{"name": m.name, "arch": m.arch, "description": m.description}
                     for m in list_bundled()],
     }
+
+
+@router.get("/v1/quotas", tags=["info"])
+async def quotas(request: Request) -> dict[str, Any]:
+    """What this key holds of each kind of resource, against its quota, and how long each is
+    kept."""
+    return {"resources": await caller(request).usage()}
 
 
 @router.get("/healthz", tags=["health"])

@@ -25,11 +25,12 @@ from service.api.schemas import (
     ScoredLabelOut,
 )
 from service.api.sse import follow, stream_events
-from service.api.state import AppState, app_state, owner_of
-from service.errors import NoCapableWorkerError, NotFoundError
+from service.api.state import AppState, app_state
+from service.api.tenancy import Caller, caller
+from service.errors import NoCapableWorkerError
 from service.queue.producer import JobView
 from service.queue.routing import serves
-from service.queue.schemas import FINISHED, JOB_ID_PATTERN, JobSpec, QueueEvent, new_job_id, now_ms
+from service.queue.schemas import FINISHED, JobSpec, QueueEvent, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["classification"])
 STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$|^0$")
@@ -64,24 +65,25 @@ REQUEST_BODY = {"requestBody": {"required": True, "content": {
 async def submit(request: Request, job_id: str | None = None) -> tuple[AppState, JobSpec, str]:
     """Validate the whole request, then queue it as one job (all its images, in order) under
     ``job_id`` (default: a new one); the id of its ``queued`` event comes last."""
-    state = app_state(request)
+    who = caller(request)
+    state = who.state
     settings = state.settings
-    owner = owner_of(request)
     submission = await read_submission(request, settings)
-    labels, label_set = await resolve_labels(state, owner, submission)
+    labels, label_set = await resolve_labels(who, submission)
     spec = get_spec(submission.method)
     prepared = validate_request(submission, labels, settings)
     if spec.needs_exemplars:
         require_exemplars(spec.name, label_set)
     images = await check_images(submission.images, settings)
     # The request's model, else a fine-tuned version its label set points at (routes_finetunes).
-    model = submission.model or await pinned_model(state, label_set)
+    model = await who.model(submission.model) or await pinned_model(state, label_set)
     await require_capable_worker(state, spec.name, model)
     created = now_ms()
     job = JobSpec(
-        job_id=job_id or new_job_id(), owner=owner, method=prepared.method, model=model,
+        job_id=job_id or new_job_id(), owner=who.owner, method=prepared.method, model=model,
         labels=list(prepared.labels),
         label_set=submission.label_set, label_set_version=label_set.version if label_set else None,
+        label_set_owner=label_set.owner if label_set and label_set.owner != who.owner else None,
         templates=prepared.templates if isinstance(prepared.templates, str) else list(prepared.templates),
         top_k=prepared.top_k, options=submission.options, seed=submission.seed,
         n_images=len(submission.images), created_ms=created,
@@ -151,13 +153,6 @@ def accepted(job: JobSpec, status: str = "queued") -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": body.job_url})
 
 
-async def owned_job(state: AppState, job_id: str, owner: str) -> JobView:
-    view = await state.producer.job(job_id) if JOB_ID_PATTERN.match(job_id) else None
-    if view is None or view.owner != owner:  # another key's job is indistinguishable from none
-        raise NotFoundError(f"no job {job_id!r} (unknown, expired, or not yours)", field="job_id")
-    return view
-
-
 @router.post("/classify", openapi_extra=REQUEST_BODY, responses={
     200: {"model": JobOut, "description": "Done: one result per image, in order"},
     202: {"model": JobAccepted, "description": "Still running after the wait bound; poll job_url"},
@@ -207,7 +202,7 @@ def done_from_events(job: JobSpec, events: list[QueueEvent]) -> JobView:
 
 async def finished(state: AppState, job: JobSpec) -> JSONResponse:
     """The answer to a waiting classify whose job ended: its results, or its error."""
-    view = await owned_job(state, job.job_id, job.owner)
+    view = await Caller(job.owner, state).job(job.job_id)
     if view.status == "done":
         return FastJSONResponse(job_out(view))
     error = view.error or {}
@@ -228,7 +223,7 @@ async def create_job(request: Request) -> Response:
             responses={404: ERROR_RESPONSES[422] | {"description": "Unknown, expired or another key's job"}})
 async def get_job(request: Request, job_id: str) -> Response:
     """Status of a job and, as images finish, their results."""
-    view = await owned_job(app_state(request), job_id, owner_of(request))
+    view = await caller(request).job(job_id)
     return FastJSONResponse(job_out(view))
 
 
@@ -251,8 +246,9 @@ async def job_events(
     """The job's events from the start, or after ``Last-Event-ID`` (any API replica resumes).
     A finished job with nothing after the given id answers 204, which also tells a browser's
     EventSource to stop reconnecting."""
-    state = app_state(request)
-    view = await owned_job(state, job_id, owner_of(request))
+    who = caller(request)
+    state = who.state
+    view = await who.job(job_id)
     resume = last_event_id or after or "0"
     if view.status in FINISHED and not await state.producer.events(job_id, resume, block_ms=None, count=1):
         return Response(status_code=204)

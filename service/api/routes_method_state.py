@@ -12,7 +12,7 @@ from adapters.state_store import state_key_for
 from models.errors import InvalidInputError, UnknownMethodError
 from models.labels import validate_labels
 from service.api.errors import ERROR_RESPONSES
-from service.api.state import app_state, owner_of
+from service.api.tenancy import caller
 from service.labelsets import NAME_PATTERN
 from service.method_state_keys import applied_key, state_key
 
@@ -43,8 +43,9 @@ async def reset_method_state(
     if label_set is not None and not NAME_PATTERN.match(label_set):
         raise InvalidInputError(f"label_set must match {NAME_PATTERN.pattern}", field="label_set")
     clean = validate_labels(labels) if labels is not None else ()
-    state = app_state(request)
-    group = f"{method}:{state_key_for(owner_of(request), label_set, clean)}"
+    who = caller(request)
+    state = who.state
+    group = f"{method}:{state_key_for(who.owner, label_set, clean)}"
     prefix = state.keys.prefix
     dropped = await state.producer.client.delete(state_key(prefix, group), applied_key(prefix, group))
     return ResetBody(method=method, label_set=label_set, reset=bool(dropped))

@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from service.api.state import AppState, app_state, owner_of
+from service.api.state import AppState
+from service.api.tenancy import caller
 
 router = APIRouter(prefix="/v1", tags=["label sets"])
 PAGE = 500
@@ -42,7 +43,6 @@ async def export_rectifications(
     changed_only: Annotated[bool, Query(description="only decisions that changed the label")] = False,
 ) -> StreamingResponse:
     """This key's rectification log (newest 100 000 decisions), oldest first, as JSONL."""
-    state = app_state(request)
-    owner = owner_of(request)
-    return StreamingResponse(_lines(state, owner, label_set, changed_only),
+    who = caller(request)
+    return StreamingResponse(_lines(who.state, who.owner, label_set, changed_only),
                              media_type="application/x-ndjson")

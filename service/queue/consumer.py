@@ -12,14 +12,12 @@ import redis
 
 from service.queue import scripts
 from service.queue.event_sender import EventSender
-from service.queue.keys import GROUP, Keys
+from service.queue.keys import GROUP, RECTIFICATION_LOG_MAXLEN, Keys
 from service.queue.schemas import JobSpec, as_text, dumps, error_payload, now_ms
 
 NamedEvent = tuple[str, dict[str, Any]]
 """An event's name and data."""
 
-RECTIFICATION_LOG_MAXLEN = 100_000
-"""Decisions kept per key in the rectification log (older ones are trimmed)."""
 IMAGE_FIELD = b"image:"
 """The prefix of a carried image's field in a stream entry (its index follows: ENQUEUE)."""
 
@@ -81,23 +79,25 @@ class StartedJob:
 
 class Consumer:
     def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, *, ttl_s: int,
-                 max_attempts: int, routes: list[str]) -> None:
+                 max_attempts: int, routes: list[str], log_ttl_s: int = 30 * 86_400) -> None:
         # Any: redis-py's reply types are unions that say nothing useful for each command.
         self.client: Any = client
         self.keys = keys
         self.worker_id = worker_id
         self.ttl_s = ttl_s
         self.max_attempts = max_attempts
+        self.log_ttl_s = log_ttl_s
+        """How long a key's rectification log stays after its last entry."""
         self.streams = [keys.jobs(r) for r in routes]
         """The streams this worker reads, in order of preference (see ``service.queue.routing``)."""
         self._turn = 0
-        self._take = client.register_script(scripts.TAKE)
-        self._start = client.register_script(scripts.START)
-        self._finish_image = client.register_script(scripts.FINISH_IMAGE)
-        self._fail = client.register_script(scripts.FAIL)
-        self._publish = client.register_script(scripts.PUBLISH)
-        self._renew = client.register_script(scripts.RENEW_LEASES)
-        self._release = client.register_script(scripts.RELEASE)
+        self._take = scripts.PersistentScript(client, scripts.TAKE)
+        self._start = scripts.PersistentScript(client, scripts.START)
+        self._finish_image = scripts.PersistentScript(client, scripts.FINISH_IMAGE)
+        self._fail = scripts.PersistentScript(client, scripts.FAIL)
+        self._publish = scripts.PersistentScript(client, scripts.PUBLISH)
+        self._renew = scripts.PersistentScript(client, scripts.RENEW_LEASES)
+        self._release = scripts.PersistentScript(client, scripts.RELEASE)
         self._acks: list[tuple[list[Delivery], Callable[[list[str | None]], None]]] = []
         """Finished deliveries whose ack goes with the next read (``ack_with_next_read``)."""
         self._events = EventSender(client, self._publish)
@@ -364,7 +364,7 @@ class Consumer:
         event = {"job_id": spec.job_id, "image": index, "n_images": spec.n_images, **result}
         args = [spec.job_id, index, dumps(result), dumps({**event, "final": False}),
                 dumps({**event, "final": True}), now_ms(), self.ttl_s,
-                dumps(log_entry) if log_entry else "", RECTIFICATION_LOG_MAXLEN]
+                dumps(log_entry) if log_entry else "", RECTIFICATION_LOG_MAXLEN, self.log_ttl_s]
         if before is not None:
             args += [before[0], dumps({"job_id": spec.job_id, **before[1]})]
         return ([k.job(spec.job_id), k.results(spec.job_id), k.events(spec.job_id), k.open_jobs,
@@ -389,15 +389,15 @@ class Consumer:
         MULTI/EXEC, so a reader blocked on a job's events wakes once, with all of them (a
         zero-shot event and its result), not once per event. If Redis lost its script cache (a restart),
         every call of the trip failed before doing anything: the scripts are loaded again and
-        the trip repeated once."""
-        for attempt in range(2):
+        the trip repeated (as often as that keeps happening: ``scripts.NOSCRIPT_RETRIES``)."""
+        for attempt in range(scripts.NOSCRIPT_RETRIES + 1):
             pipe = self.client.pipeline(transaction=len(calls) > 1)
             for script, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             try:
                 return list(pipe.execute())
             except redis.exceptions.NoScriptError:
-                if attempt:
+                if attempt == scripts.NOSCRIPT_RETRIES:
                     raise
                 for script in {id(script): script for script, _, _ in calls}.values():
                     script.sha = self.client.script_load(script.script)

@@ -76,11 +76,8 @@ class EventSender:
         except redis.RedisError:
             self._drop_connection()
             raise
-        for script in {id(call.script): call.script for call in failed}.values():
-            script.sha = self.client.script_load(script.script)
-        for call in failed:
-            answered.append((call, self.client.evalsha(call.script.sha, len(call.keys), *call.keys,
-                                                       *call.args)))
+        for call in failed:  # (a PersistentScript: reloaded as often as Redis loses it)
+            answered.append((call, call.script(keys=call.keys, args=call.args)))
         for call, reply in answered:
             if call.on_reply is not None:
                 call.on_reply(reply)

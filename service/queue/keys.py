@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 GROUP = "workers"
 """The consumer group every worker reads the jobs stream through."""
+RECTIFICATION_LOG_MAXLEN = 100_000
+"""Decisions kept per key in the rectification log (older ones are trimmed)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class Keys:
         if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
             return name[len(head):-len(tail)]
         return None
+
+    def finetunes(self, owner: str) -> str:
+        """Sorted set of one key's fine-tune job ids (pruned of finished ones when counted)."""
+        return f"{self.prefix}:finetunes:{owner}"
 
     def label_set(self, owner: str, name: str) -> str:
         return f"{self.prefix}:labelset:{owner}:{name}"

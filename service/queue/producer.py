@@ -22,6 +22,10 @@ WORKER_STALE_PERIODS = 5
 """A worker is live while its last heartbeat is younger than this many of its periods."""
 EVENTS_PAGE = 500
 """Events read from a job's stream per round trip."""
+WORKER_FORGET_S = 600
+"""A worker heartbeat this old is deleted: it is not coming back under that id."""
+WORKER_FORGET_S = 600
+"""A worker heartbeat this old is deleted: it is not coming back under that id."""
 CARRIED_MAX_BYTES = 64 * 1024
 """A job whose images are this small travels whole in its stream entry (``scripts.ENQUEUE``):
 a worker woken by it starts running it without waiting for its START reply."""
@@ -53,7 +57,7 @@ class Producer:
         self.client: Any = client
         self.keys = keys
         self.ttl_s = ttl_s
-        self._enqueue = client.register_script(scripts.ENQUEUE)
+        self._enqueue = scripts.PersistentAsyncScript(client, scripts.ENQUEUE)
         self._workers: list[dict[str, Any]] = []
         self._workers_read_at = -math.inf
 
@@ -141,12 +145,19 @@ class Producer:
         return self._workers
 
     async def _read_live_workers(self) -> list[dict[str, Any]]:
+        """The live workers' heartbeats; those silent for ``WORKER_FORGET_S`` are deleted (a
+        worker killed without unregistering, or one long gone)."""
         now = now_ms()
-        live = []
-        for raw in (await self.client.hgetall(self.keys.workers)).values():
+        live, gone = [], []
+        for worker_id, raw in (await self.client.hgetall(self.keys.workers)).items():
             info = json.loads(as_text(raw))
-            if now - info["last_seen_ms"] < WORKER_STALE_PERIODS * info["heartbeat_s"] * 1000:
+            silent_ms = now - info["last_seen_ms"]
+            if silent_ms < WORKER_STALE_PERIODS * info["heartbeat_s"] * 1000:
                 live.append(info)
+            elif silent_ms > WORKER_FORGET_S * 1000:
+                gone.append(worker_id)
+        if gone:
+            await self.client.hdel(self.keys.workers, *gone)
         return live
 
     async def stats(self) -> QueueStats:

@@ -46,6 +46,8 @@ class JobSpec(BaseModel):
     labels: list[str]
     label_set: str | None = None
     label_set_version: str | None = None
+    label_set_owner: str | None = None
+    """Whose label set it is when not the job's owner's: a bundled one (``SHARED_OWNER``)."""
     templates: str | list[str] = "single"
     top_k: int = 5
     options: dict[str, Any] = Field(default_factory=dict)
@@ -53,6 +55,11 @@ class JobSpec(BaseModel):
     n_images: int
     created_ms: int
     deadline_ms: int
+
+    @property
+    def label_set_owned_by(self) -> str:
+        """The owner of the job's label set: its own owner's, or a bundled one's."""
+        return self.label_set_owner or self.owner
 
 
 RESULT_EVENT_FIELDS = frozenset({"job_id", "image", "n_images", "final"})

@@ -1,5 +1,49 @@
 """Lua scripts: each queue transition is one atomic step in Redis, so a crash between two
-commands can never leave a job half-submitted or a result written without its event."""
+commands can never leave a job half-submitted or a result written without its event.
+
+Redis may lose its script cache at any moment (a restart, a failover, SCRIPT FLUSH): a call
+that finds its script gone has done nothing, so it is loaded again and repeated, as often as
+that keeps happening (``PersistentScript``, ``NOSCRIPT_RETRIES``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from redis.commands.core import AsyncScript, Script
+from redis.exceptions import NoScriptError
+
+NOSCRIPT_RETRIES = 50
+"""Times a call is repeated when Redis lost its scripts meanwhile; each try costs a round trip,
+and only a flush between the load and the call can make one fail again."""
+
+
+class PersistentScript(Script):
+    """A script whose calls survive Redis losing its scripts at any rate (redis-py's own
+    reloads once, then raises)."""
+
+    def __call__(self, keys: Sequence[Any] | None = None, args: Iterable[Any] | None = None,
+                 client: Any = None) -> Any:
+        for _ in range(NOSCRIPT_RETRIES):
+            try:
+                return super().__call__(keys, args, client)
+            except NoScriptError:
+                continue  # flushed again between redis-py's load and its call
+        return super().__call__(keys, args, client)
+
+
+class PersistentAsyncScript(AsyncScript):
+    """``PersistentScript`` for the asyncio client."""
+
+    async def __call__(self, keys: Sequence[Any] | None = None, args: Iterable[Any] | None = None,
+                       client: Any = None) -> Any:
+        for _ in range(NOSCRIPT_RETRIES):
+            try:
+                return await super().__call__(keys, args, client)
+            except NoScriptError:
+                continue
+        return await super().__call__(keys, args, client)
+
 
 EMIT = """
 -- A job's event: appended to its stream (the record, read back by id) and published on the
@@ -94,19 +138,20 @@ return {'run', attempts, done, redis.call('HGET', KEYS[1], 'spec'), created, ima
 
 FINISH_IMAGE = EMIT + """
 -- KEYS: job, results, events, open, inflight, log
--- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s, log_entry, log_maxlen
---       [, event before, its data]
+-- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s, log_entry, log_maxlen,
+--       log_ttl_s [, event before, its data]
 -- The optional log entry (the MLLM's decision) is appended only by the writer that wins, and
 -- before the result event, so a client that sees the result also finds it in the log. The
 -- optional event before the result (a zero-shot batch's "zeroshot" event) is emitted as PUBLISH
 -- would: for any job not finished, whether or not this result wins.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == 'failed' or status == 'dead' then return {0, 0} end
-if ARGV[10] and status ~= 'done' then emit(KEYS[3], ARGV[10], ARGV[11]) end
+if ARGV[11] and status ~= 'done' then emit(KEYS[3], ARGV[11], ARGV[12]) end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {0, 0} end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 if ARGV[8] ~= '' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'entry', ARGV[8])
+  redis.call('EXPIRE', KEYS[6], ARGV[10])
 end
 local final = redis.call('HLEN', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], 'n_images'))
 if final then

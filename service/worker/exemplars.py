@@ -1,40 +1,92 @@
-"""The worker's view of label sets: exemplar images decoded once per label-set version, and the
-confused pairs the mllm method estimates (shown by ``GET /v1/label-sets/{name}``)."""
+"""The worker's view of label sets: exemplar images decoded lazily, a class at a time, into a
+cache bounded in bytes, and the confused pairs the mllm method estimates (shown by
+``GET /v1/label-sets/{name}``).
+
+A label set may hold up to ``TTA_MAX_EXEMPLARS_PER_LABEL_SET`` exemplars (each up to 512 px on
+its short side: about 0.8 MB decoded). A request never needs them all at once: DICL shows the
+exemplars of two classes per candidate, and the transition matrix is estimated a class at a
+time. So a job gets a mapping that reads and decodes a class when it is first indexed, and the
+worker keeps decoded classes only up to ``MAX_CACHED_BYTES`` (least recently used out): its
+memory does not grow with the size of the label sets it serves.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import redis
 from PIL import Image
 
 from models.errors import InvalidInputError
 from models.images import decode_image
-from service.labelsets import LabelSet, confusions_key, decode, exemplar_key
+from service.labelsets import LabelSet, confusions_key, decode, exemplar_field, exemplar_key
 from service.queue.keys import Keys
-from service.queue.schemas import as_text
 
-MAX_CACHED_BYTES = 256 * 1024 * 1024
-"""Decoded exemplars kept per worker (RGB bytes), least recently used label sets dropped first.
-Exemplars are stored at most 512 px on the short side (the API bounds them at intake)."""
+MAX_CACHED_BYTES = 64 * 1024 * 1024
+"""Decoded exemplars kept per worker (RGB bytes). One class (at most 16 exemplars) always
+fits in about 12 MB, so the cache holds at least a few of the classes a request uses."""
+
+ClassKey = tuple[str, str, str, int]
+"""(owner, label set, version, class index)"""
 
 
-def _decoded_bytes(exemplars: dict[int, list[Image.Image]]) -> int:
-    return sum(image.width * image.height * 3 for images in exemplars.values() for image in images)
+def _decoded_bytes(images: Sequence[Image.Image]) -> int:
+    return sum(image.width * image.height * 3 for image in images)
 
 
 class LabelSetChangedError(InvalidInputError):
     code = "label_set_changed"
 
 
+class ClassExemplars(Sequence[Image.Image]):
+    """One class's exemplars; decoded on first access (its length is known without that)."""
+
+    def __init__(self, store: ExemplarStore, key: ClassKey, count: int) -> None:
+        self.store = store
+        self.key = key
+        self.size = count
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> Image.Image: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Image.Image]: ...
+
+    def __getitem__(self, index: int | slice) -> Image.Image | Sequence[Image.Image]:
+        return self.store.decoded_class(self.key, self.size)[index]
+
+
+class LazyExemplars(Mapping[int, Sequence[Image.Image]]):
+    """Class index -> its exemplars, for the classes that have some."""
+
+    def __init__(self, classes: dict[int, ClassExemplars]) -> None:
+        self.classes = classes
+
+    def __getitem__(self, index: int) -> Sequence[Image.Image]:
+        return self.classes[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
 class ExemplarStore:
-    def __init__(self, client: redis.Redis, keys: Keys, max_image_pixels: int) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, max_image_pixels: int,
+                 max_cached_bytes: int = MAX_CACHED_BYTES) -> None:
         self.client: Any = client
         self.keys = keys
         self.max_image_pixels = max_image_pixels
-        self._cache: OrderedDict[tuple[str, str, str], dict[int, list[Image.Image]]] = OrderedDict()
+        self.max_cached_bytes = max_cached_bytes
+        self._cache: OrderedDict[ClassKey, list[Image.Image]] = OrderedDict()
+        self.cached_bytes = 0
 
     def label_set(self, owner: str, name: str) -> LabelSet:
         raw = self.client.hgetall(self.keys.label_set(owner, name))
@@ -42,29 +94,37 @@ class ExemplarStore:
             raise LabelSetChangedError(f"label set {name!r} no longer exists", field="label_set")
         return decode(raw, owner)
 
-    def exemplars(self, owner: str, name: str, version: str | None) -> dict[int, list[Image.Image]]:
-        """Decoded exemplars of the label set as it was when the job was submitted."""
+    def exemplars(self, owner: str, name: str, version: str | None) -> LazyExemplars:
+        """The exemplars of the label set as it was when the job was submitted (each class
+        read and decoded when first used)."""
         current = self.label_set(owner, name)
         if version is not None and current.version != version:
             raise LabelSetChangedError(
                 f"label set {name!r} changed after this job was submitted; submit it again",
                 field="label_set")
-        key = (owner, name, current.version)
+        return LazyExemplars({index: ClassExemplars(self, (owner, name, current.version, index), count)
+                              for index, count in enumerate(current.exemplar_counts) if count})
+
+    def decoded_class(self, key: ClassKey, count: int) -> list[Image.Image]:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        numbered: dict[int, list[tuple[int, Image.Image]]] = {}
-        for field, data in self.client.hgetall(exemplar_key(self.keys, owner, name)).items():
-            text = as_text(field)
-            class_index, _, number = text.partition(":")
-            image = decode_image(bytes(data), field=f"exemplars[{text}]", max_pixels=self.max_image_pixels)
-            numbered.setdefault(int(class_index), []).append((int(number), image))
-        ordered = {index: [image for _, image in sorted(items, key=lambda item: item[0])]
-                   for index, items in numbered.items()}
-        self._cache[key] = ordered
-        while len(self._cache) > 1 and sum(map(_decoded_bytes, self._cache.values())) > MAX_CACHED_BYTES:
-            self._cache.popitem(last=False)
-        return ordered
+        owner, name, _, index = key
+        fields = [exemplar_field(index, number) for number in range(count)]
+        images = []
+        for field, data in zip(fields, self.client.hmget(exemplar_key(self.keys, owner, name), fields),
+                               strict=True):
+            if data is None:  # replaced (or deleted) since the job's check of its version
+                raise LabelSetChangedError(f"label set {name!r} changed while the job ran; submit "
+                                           "it again", field="label_set")
+            images.append(decode_image(bytes(data), field=f"exemplars[{field}]",
+                                       max_pixels=self.max_image_pixels))
+        self._cache[key] = images
+        self.cached_bytes += _decoded_bytes(images)
+        while len(self._cache) > 1 and self.cached_bytes > self.max_cached_bytes:
+            _, evicted = self._cache.popitem(last=False)
+            self.cached_bytes -= _decoded_bytes(evicted)
+        return images
 
     def store_confusions(self, label_set: LabelSet, model: str, pairs: list[dict[str, object]]) -> None:
         key = confusions_key(self.keys, label_set.owner, label_set.name, label_set.version)

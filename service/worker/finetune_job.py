@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from PIL import Image
 
-from adapters.finetune import FinetuneCancelled, FinetuneProgress, finetune_visual
+from adapters.finetune import FinetuneCancelled, FinetuneProgress, FinetuneUnsound, finetune_visual
 from adapters.finetune_params import params_from
 from models.errors import TTAError
 from models.images import decode_image
@@ -49,6 +50,8 @@ class FinetuneJob:
     consumer: Consumer
     versions: ModelVersions
     max_image_pixels: int
+    between_steps: Callable[[], None] = lambda: None
+    """Called before every training step: the worker serves waiting classify jobs there."""
 
     @property
     def client(self) -> Any:
@@ -138,15 +141,19 @@ class FinetuneJob:
                 "value": p.holdout_agreement, "n_images": len(images), "top_k": []})
 
         try:  # from the version the label set pointed at (spec.model), or the base
-            policy = self.versions.engine_for(spec.model).models.policy
+            policy = self.versions.engine_for(spec.model, spec.owner).models.policy
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field="from_model")
         try:
             outcome = finetune_visual(policy, images, targets, spec.labels, resolve_templates(spec.templates),
                                       params, on_progress=on_progress,
-                                      should_stop=lambda: self.cancelled(spec.job_id))
+                                      should_stop=lambda: self.cancelled(spec.job_id),
+                                      between_steps=self.between_steps)
         except FinetuneCancelled as exc:
             self.fail(job, "cancelled", str(exc))
+        except FinetuneUnsound as exc:  # nothing is stored or registered
+            self.fail(job, "finetune_unsound", f"the fine-tune was not published: {exc}",
+                      field="hyperparameters")
         flt = spec.options.get("filter", {})
         manifest = Manifest(
             base=base, version=version, created_ms=now_ms(), source_job=spec.job_id,

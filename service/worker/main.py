@@ -24,7 +24,7 @@ from adapters.catalog import get_spec, method_specs
 from adapters.engine import Engine
 from service.queue.consumer import Consumer, Delivery, StartedJob
 from service.queue.keys import Keys
-from service.queue.routing import route, worker_routes
+from service.queue.routing import ANY_WORKER, route, worker_routes
 from service.settings import Settings
 from service.worker import metrics
 from service.worker.episodes import episode_groups
@@ -45,6 +45,8 @@ FRESH_ENTRY_MS = 3
 runs at once, alone; an older one means the worker was stalled meanwhile, and it looks for
 set-mates queued behind it first (``may_start_unanswered``)."""
 BATCH_POLL_S = 0.001
+BACKGROUND_SLICE_S = 0.05
+"""A background job looks for waiting classify jobs at most this often (between its steps)."""
 BACKOFF_MAX_S = 5.0
 
 
@@ -57,7 +59,9 @@ class Worker:
                  worker_id: str | None = None) -> None:
         self.settings = settings
         self.engine = engine
-        engine.state_store = RedisStateStore(client, settings.redis_prefix)  # TDA: one per group
+        engine.state_store = RedisStateStore(  # TDA: one per tenant and label set
+            client, settings.redis_prefix, ttl_s=settings.method_state_ttl_s,
+            max_groups=settings.max_method_state_groups_per_key)
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         keys = Keys(settings.redis_prefix)
         self.methods = [s.name for s in method_specs()
@@ -66,7 +70,8 @@ class Worker:
         model = engine.models.policy.name
         self.consumer = Consumer(client, keys, self.worker_id, ttl_s=settings.job_ttl_s,
                                  max_attempts=settings.max_attempts,
-                                 routes=worker_routes(self.methods, model))
+                                 routes=worker_routes(self.methods, model),
+                                 log_ttl_s=settings.rectifications_ttl_s)
         self.batch_streams = [keys.jobs(route(m, pin)) for m in self.methods if get_spec(m).batchable
                               for pin in (None, model)]
         """Streams of the jobs that share a zero-shot batch."""
@@ -77,10 +82,18 @@ class Worker:
         # Fine-tuning: model versions on demand, retained training images, the finetune job.
         self.versions = ModelVersions(engine, settings.model_store,
                                       int(settings.max_resident_versions_mb * 1024 * 1024))
-        self.finetunes = FinetuneJob(self.consumer, self.versions, settings.max_image_pixels)
+        # Background jobs (fine-tunes, label-set preparations) serve waiting classify jobs
+        # between their steps (``serve_waiting_requests``).
+        self.finetunes = FinetuneJob(self.consumer, self.versions, settings.max_image_pixels,
+                                     between_steps=self.serve_waiting_requests)
         self.runner = Runner(engine, self.consumer, self.worker_id, settings.max_image_pixels,
                              ExemplarStore(client, keys, settings.max_image_pixels),
-                             versions=self.versions, retention=TrainingRetention(client, keys))
+                             versions=self.versions, retention=TrainingRetention(client, keys),
+                             between_steps=self.serve_waiting_requests)
+        self.interactive_streams = [s for s in self.consumer.streams if s != keys.jobs(ANY_WORKER)]
+        """Every stream but the background jobs' (``routing.ANY_WORKER``)."""
+        self._last_pause = 0.0
+        self._pausing = False
         self.keepalive = KeepAlive(self.consumer, lease_s=settings.lease_s,
                                    heartbeat_s=settings.heartbeat_s, info=self.info)
         self.pending: deque[Delivery] = deque()
@@ -123,15 +136,27 @@ class Worker:
         metrics.WORKER_UP.set(1)
         log.info("worker %s serving %s", self.worker_id, ", ".join(self.methods))
         backoff = 0.1
+        group_missing = False
         while not self.stopping.is_set():
             try:
+                if group_missing:
+                    self.consumer.ensure_group()
+                    group_missing = False
                 self.step()
                 backoff = 0.1
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("consumer group missing (Redis lost its data?); recreating it")
-                self.consumer.ensure_group()
+                # Any reply error: the group lost with Redis's data, a script lost again and
+                # again, a command refused (out of memory, a replica, a bug). The job in hand went
+                # back to ``pending`` (``step``); the worker keeps serving and retries after a
+                # backoff, and a job that keeps failing so uses up its attempts and goes dead.
+                metrics.REDIS_ERRORS.inc()
+                if "NOGROUP" in str(exc) and not group_missing:
+                    log.warning("consumer group missing (Redis lost its data?); recreating it")
+                    group_missing = True
+                    continue
+                log.warning("redis refused a command (%s); retrying in %.1fs", exc, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
             except redis.RedisError as exc:
                 metrics.REDIS_ERRORS.inc()
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
@@ -214,14 +239,49 @@ class Worker:
 
     @contextmanager
     def working(self) -> Iterator[None]:
-        """Busy (in ``info`` and the busy gauge) while jobs run."""
+        """Busy (in ``info`` and the busy gauge) while jobs run (also when a job runs in the
+        pause of a background job, which is still busy after it)."""
+        was_busy = self.busy
         self.busy = True
         metrics.WORKER_BUSY.set(1)
         try:
             yield
         finally:
-            self.busy = False
-            metrics.WORKER_BUSY.set(0)
+            self.busy = was_busy
+            metrics.WORKER_BUSY.set(1 if was_busy else 0)
+
+    def serve_waiting_requests(self) -> None:
+        """Between two steps of a background job (a fine-tune, a label set's preparation): run
+        the classify jobs queued meanwhile, one read's worth (a zero-shot batch, an episode
+        set, or one job), at most once per ``BACKGROUND_SLICE_S``. A classify then waits for
+        at most one step of a long background job, and under any load the background job
+        still advances a step between two such reads. Its own delivery stays held meanwhile
+        (the keep-alive renews it)."""
+        now = time.monotonic()
+        if self._pausing or now - self._last_pause < BACKGROUND_SLICE_S:
+            return
+        self._last_pause = now
+        self._pausing = True
+        outer = self.taken, self.pending, self.take_came_short
+        self.pending = deque()
+        try:
+            mates = self.settings.batch_max_images - 1
+            for delivery in self.consumer.read_new(None, self.interactive_streams,
+                                                   mates=(self.batch_streams, mates)):
+                self.keepalive.hold(delivery)
+                self.pending.append(delivery)
+            while self.pending:
+                self.taken = [self.pending.popleft()]
+                self.process(self.taken[0])
+            self.consumer.flush_acks()  # not left for the next read, which may be a step away
+        except redis.RedisError:
+            # Redis failed in the pause: what it took waits behind the background job, to be
+            # checked and resumed as ``step`` does (the background job meets the failure too).
+            outer[1].extend(replace(d, resumed=True) for d in [*self.taken, *self.pending])
+            raise
+        finally:
+            self.taken, self.pending, self.take_came_short = outer
+            self._pausing = False
 
     def fetch(self, block_ms: int | None) -> list[Delivery]:
         """Reclaimed entries of dead workers first (checked every half lease), then new ones."""

@@ -15,16 +15,22 @@ import time
 
 import redis
 
-from adapters.state_store import Change
-from service.method_state_keys import APPLIED_TTL_MS, applied_key, state_key
+from adapters.state_store import Change, group_owner
+from service.method_state_keys import APPLIED_TTL_MS, applied_key, index_key, state_key
 
 MAX_RETRIES = 50
 
 
 class RedisStateStore:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    """Each group lives ``ttl_s`` after its last update; a tenant keeps at most ``max_groups``
+    (its least recently updated is dropped beyond: the state is a cache of past requests)."""
+
+    def __init__(self, client: redis.Redis, prefix: str, *, ttl_s: int = 7 * 86_400,
+                 max_groups: int = 64) -> None:
         self.client = client
         self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.max_groups = max_groups
 
     def read(self, group: str, field: str) -> bytes | None:
         value = self.client.hget(state_key(self.prefix, group), field)
@@ -33,6 +39,7 @@ class RedisStateStore:
     def update(self, group: str, field: str, update_id: str | None,
                change: Change) -> tuple[bytes | None, bool]:
         key, applied = state_key(self.prefix, group), applied_key(self.prefix, group)
+        index = index_key(self.prefix, group_owner(group))
         marker = f"{field}|{update_id}"
         with self.client.pipeline() as pipe:
             for _ in range(MAX_RETRIES):
@@ -46,14 +53,27 @@ class RedisStateStore:
                     now = int(time.time() * 1000)
                     pipe.multi()
                     pipe.hset(key, field, new)
+                    pipe.expire(key, self.ttl_s)
                     if update_id is not None:
                         pipe.zadd(applied, {marker: now})
                         pipe.zremrangebyscore(applied, 0, now - APPLIED_TTL_MS)
+                        pipe.expire(applied, self.ttl_s)
+                    pipe.zadd(index, {group: now})
+                    pipe.zremrangebyscore(index, 0, now - self.ttl_s * 1000)
+                    pipe.expire(index, self.ttl_s)
                     pipe.execute()
+                    self._evict_beyond_quota(index)
                     return new, True
                 except redis.WatchError:
                     continue
         raise RuntimeError(f"method state {group!r}: {MAX_RETRIES} concurrent updates in a row")
+
+    def _evict_beyond_quota(self, index: str) -> None:
+        oldest = [g.decode() for g in self.client.zrange(index, 0, -(self.max_groups + 1))]  # type: ignore[union-attr]
+        if oldest:
+            self.client.delete(*(k for g in oldest for k in (state_key(self.prefix, g),
+                                                              applied_key(self.prefix, g))))
+            self.client.zrem(index, *oldest)
 
     def reset(self, group: str) -> bool:
         return bool(self.client.delete(state_key(self.prefix, group), applied_key(self.prefix, group)))

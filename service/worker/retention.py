@@ -18,13 +18,14 @@ from service.finetunes import RETAIN, Retention, TrainingKeys
 from service.queue.consumer import StartedJob
 from service.queue.keys import Keys
 from service.queue.schemas import dumps, now_ms
+from service.queue.scripts import PersistentScript
 
 
 class TrainingRetention:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client: Any = client
         self.keys = keys
-        self._retain = client.register_script(RETAIN)
+        self._retain = PersistentScript(client, RETAIN)
 
     def policy(self, owner: str, label_set: str) -> Retention:
         return Retention.decode(self.client.hgetall(TrainingKeys(self.keys, owner, label_set).retention))
@@ -33,8 +34,8 @@ class TrainingRetention:
              model: str) -> bool:
         """Retain this image and its answer if the job's label set opted in; True if kept."""
         spec = job.spec
-        if spec.label_set is None or spec.kind != "classify":
-            return False
+        if spec.label_set is None or spec.kind != "classify" or spec.label_set_owner is not None:
+            return False  # (a bundled label set keeps nothing: it is nobody's to train on)
         retention = self.policy(spec.owner, spec.label_set)
         if not retention.enabled:
             return False

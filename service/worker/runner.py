@@ -14,6 +14,7 @@ import redis
 from PIL import Image
 
 from adapters.catalog import get_spec
+from adapters.dicl import Exemplars
 from adapters.engine import BatchItem, Engine, EpisodeItem
 from adapters.requests import PreparedRequest
 from adapters.state_store import state_key_for
@@ -21,13 +22,17 @@ from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel, score
 from models.errors import TTAError
 from models.images import decode_image
 from service.queue.consumer import Consumer, NamedEvent, StartedJob
-from service.queue.schemas import now_ms
+from service.queue.schemas import JobSpec, now_ms
 from service.worker import metrics
 from service.worker.exemplars import ExemplarStore
 from service.worker.retention import TrainingRetention
 from service.worker.versions import ModelVersions
 
 log = logging.getLogger(__name__)
+
+
+NON_FINITE = "model_unusable"
+"""The error code of a job whose model answers NaN."""
 
 
 class JobFailed(Exception):
@@ -50,6 +55,9 @@ class Runner:
     # and the images a label set retains for training.
     versions: ModelVersions | None = None
     retention: TrainingRetention | None = None
+    between_steps: Callable[[], None] = lambda: None
+    """Called between the steps of a label set's preparation: the worker serves waiting
+    classify jobs there."""
     _confusions_stored: set[tuple[str, str]] = field(default_factory=set)
 
     def hooks(self, job: StartedJob, index: int) -> Hooks:
@@ -88,12 +96,12 @@ class Runner:
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
 
-    def exemplars(self, job: StartedJob) -> dict[int, list[Image.Image]] | None:
+    def exemplars(self, job: StartedJob) -> Exemplars | None:
         spec = job.spec
         if spec.label_set is None or not get_spec(spec.method).needs_exemplars:
             return None
         try:
-            return self.label_sets.exemplars(spec.owner, spec.label_set, spec.label_set_version)
+            return self.label_sets.exemplars(spec.label_set_owned_by, spec.label_set, spec.label_set_version)
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
 
@@ -103,23 +111,24 @@ class Runner:
         assert spec.label_set is not None
         exemplars = self.exemplars(job) or {}
         try:
-            pairs = self.publish_confusions(job, exemplars, force=True)
+            pairs = self.publish_confusions(job, exemplars, force=True, between_classes=self.between_steps)
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
         self.consumer.finish_image(spec, 0, {"label_set": spec.label_set, "confused_pairs": pairs,
                                              "model": self.engine.models.policy.name,
                                              "metrics": {"steps": 0}})
 
-    def publish_confusions(self, job: StartedJob, exemplars: dict[int, list[Image.Image]],
-                           force: bool = False) -> list[dict[str, object]]:
+    def publish_confusions(self, job: StartedJob, exemplars: Exemplars, force: bool = False,
+                           between_classes: Callable[[], None] | None = None) -> list[dict[str, object]]:
         """Store the label set's most confused pairs for this model (once per version)."""
         spec = job.spec
         assert spec.label_set is not None and spec.label_set_version is not None
         model = self.engine.models.policy.name
         if not force and (spec.label_set_version, model) in self._confusions_stored:
             return []
-        pairs = self.engine.confusions(spec.labels, spec.templates, exemplars, spec.label_set_version)
-        label_set = self.label_sets.label_set(spec.owner, spec.label_set)
+        pairs = self.engine.confusions(spec.labels, spec.templates, exemplars, spec.label_set_version,
+                                       between_classes)
+        label_set = self.label_sets.label_set(spec.label_set_owned_by, spec.label_set)
         self.label_sets.store_confusions(label_set, model, pairs)
         self._confusions_stored.add((spec.label_set_version, model))
         return pairs
@@ -148,8 +157,19 @@ class Runner:
 
     def record(self, job: StartedJob, index: int, result: AdaptationResult,
                log_entry: dict[str, Any] | None = None) -> None:
+        if not result.is_finite():
+            self.fail_non_finite(job, index, result)
+            raise JobFailed(NON_FINITE)
         written, _ = self.consumer.finish_image(job.spec, index, self.payload(job, result), log_entry)
         self.count(job, index, result, written)
+
+    def fail_non_finite(self, job: StartedJob, index: int, result: AdaptationResult) -> bool:
+        """Fail a job whose model answered NaN or infinity even zero-shot (broken weights): a
+        clear error, never a result JSON cannot carry. True, for use in a filter."""
+        self.consumer.fail(job.spec, NON_FINITE, f"model {result.metrics.get('model')!r} gave a "
+                           "non-finite answer (its weights are broken); use another model version",
+                           field="model", image=index)
+        return True
 
     def count(self, job: StartedJob, index: int, result: AdaptationResult, written: bool) -> None:
         if not self.consumer.confirmed(job):
@@ -164,18 +184,18 @@ class Runner:
         if not written:
             log.info("job %s image %d: another worker's result stands", job.spec.job_id, index)
 
-    def engine_of(self, model: str | None) -> Engine:
-        """The engine of a model version (a job's ``model``), or the base; TTAError if it
-        cannot be loaded."""
-        if self.versions is None or model is None:
+    def engine_of(self, spec: JobSpec) -> Engine:
+        """The engine of the job's model version (its ``model``), or the base; TTAError if it
+        cannot be loaded, or is not the job's owner's."""
+        if self.versions is None or spec.model is None:
             return self.engine
-        return self.versions.engine_for(model)
+        return self.versions.engine_for(spec.model, spec.owner)
 
     def engine_for(self, job: StartedJob) -> Engine:
         """The engine of the model the job names (e.g. its label set's pointer); fails the job
         if that model cannot be loaded."""
         try:
-            return self.engine_of(job.spec.model)
+            return self.engine_of(job.spec)
         except TTAError as exc:
             self.fail(job, exc.code, exc.message, field=exc.field)
 
@@ -194,7 +214,7 @@ class Runner:
             self.run_image(engine, job, index, data, image, exemplars)
 
     def run_image(self, engine: Engine, job: StartedJob, index: int, data: bytes,
-                  image: Image.Image, exemplars: dict[int, list[Image.Image]] | None = None) -> None:
+                  image: Image.Image, exemplars: Exemplars | None = None) -> None:
         spec = job.spec
         with self.failing_as(job, index):
             result = engine.run(
@@ -240,14 +260,14 @@ class Runner:
         prepared: list[PreparedRequest] = []
 
         def check(job: StartedJob) -> None:  # (kept for the set: the options are validated once)
-            prepared.append(self.engine_of(job.spec.model).prepare(
+            prepared.append(self.engine_of(job.spec).prepare(
                 job.spec.method, job.spec.labels, options=job.spec.options, templates=job.spec.templates,
                 top_k=job.spec.top_k))
 
         items = self.runnable_images(jobs, check)
         if not items:
             return
-        engine = self.engine_of(jobs[0].spec.model)  # one model per set; loaded by the check
+        engine = self.engine_of(jobs[0].spec)  # one model per set; loaded by the check
         size = max(1, min(max_images, max_prompts // max(1, len(jobs[0].spec.labels))))
         for start in range(0, len(items), size):
             # The set's jobs share what was validated (``episode_key``): any one's check serves.
@@ -335,15 +355,19 @@ class Runner:
                 self.run_zeroshot_alone(job, [(j, i, replace(item, hooks=self.hooks(j, i)))
                                               for j, i, item in items if j is job])
             return
+        answered = list(zip(items, results, strict=True))
+        failed = {job.spec.job_id for (job, index, _), result in answered
+                  if not result.is_finite() and self.fail_non_finite(job, index, result)}
+        answered = [entry for entry in answered if entry[0][0].spec.job_id not in failed]
         written = self.consumer.finish_images(
             [(job.spec, index, self.payload(job, result), events.get((job.spec.job_id, index)))
-             for (job, index, _), result in zip(items, results, strict=True)])
-        for (job, index, _), result, (was_written, _) in zip(items, results, written, strict=True):
+             for (job, index, _), result in answered])
+        for ((job, index, _), result), (was_written, _) in zip(answered, written, strict=True):
             self.count(job, index, result, was_written)
 
     def run_zeroshot_alone(self, job: StartedJob, items: list[tuple[StartedJob, int, BatchItem]]) -> None:
         try:
-            engine = self.engine_of(job.spec.model)
+            engine = self.engine_of(job.spec)
             results = engine.run_zeroshot_batch([item for _, _, item in items])
         except redis.RedisError:
             raise
@@ -361,12 +385,12 @@ class Runner:
     def _zeroshot_by_model(self, items: list[tuple[StartedJob, int, BatchItem]]) -> list[AdaptationResult]:
         """One batched pass per model version among the items, results in the items' order.
         A version that cannot be loaded raises: the caller then runs each job alone."""
-        groups: dict[str | None, list[int]] = {}
+        groups: dict[tuple[str | None, str], list[int]] = {}
         for position, (job, _, _) in enumerate(items):
-            groups.setdefault(job.spec.model, []).append(position)
+            groups.setdefault((job.spec.model, job.spec.owner), []).append(position)
         results: list[AdaptationResult | None] = [None] * len(items)
-        for model, positions in groups.items():
-            engine = self.engine_of(model)
+        for positions in groups.values():
+            engine = self.engine_of(items[positions[0]][0].spec)
             batch = engine.run_zeroshot_batch([items[p][2] for p in positions])
             for position, result in zip(positions, batch, strict=True):
                 result.metrics["model"] = engine.models.policy.name

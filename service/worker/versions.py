@@ -17,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from adapters.engine import Engine
 from adapters.types import Models
 from models.classifier import ClipClassifier
@@ -37,7 +39,8 @@ class ModelVersions:
         self.base = base
         self.store = ModelStore(store_dir)
         self.max_bytes = max_bytes
-        self._engines: OrderedDict[str, tuple[Engine, int]] = OrderedDict()
+        self._engines: OrderedDict[str, tuple[Engine, int, str | None]] = OrderedDict()
+        """name -> (engine, visual-encoder bytes, owner of the version)"""
         self._lock = threading.Lock()
         # Read by the heartbeat thread without the lock (which a slow load holds): a tuple
         # replaced whole, never mutated.
@@ -47,9 +50,10 @@ class ModelVersions:
     def base_name(self) -> str:
         return self.base.models.policy.name
 
-    def engine_for(self, model: str | None) -> Engine:
-        """The engine whose policy is ``model`` (None: the base). Raises UnknownModelError for
-        a version of another base model, or one not in the store."""
+    def engine_for(self, model: str | None, owner: str) -> Engine:
+        """The engine whose policy is ``model`` (None: the base), for a job of ``owner``.
+        Raises UnknownModelError for a version of another base model, one not in the store, or
+        another tenant's (the API refuses those at intake; this is the worker's own check)."""
         if model is None or model == self.base_name:
             return self.base
         try:
@@ -60,13 +64,19 @@ class ModelVersions:
             raise UnknownModelError(
                 f"model {model!r} is not served by this worker (it serves {self.base_name} and its "
                 "versions)", field="model")
+        not_yours = UnknownModelError(f"no model version {model!r} for this key", field="model")
         with self._lock:
             if model in self._engines:
+                engine, _, version_owner = self._engines[model]
+                if version_owner != owner:
+                    raise not_yours
                 self._engines.move_to_end(model)
-                return self._engines[model][0]
+                return engine
+            version_owner = self.store.manifest(base, version).owner
+            if version_owner != owner:  # (checked before its weights are read)
+                raise not_yours
             engine = self._load(model, version)
-            size = visual_bytes(engine)
-            self._engines[model] = (engine, size)
+            self._engines[model] = (engine, visual_bytes(engine), version_owner)
             # The newest stays even if it alone exceeds the bound: the job needs it.
             while len(self._engines) > 1 and self.resident_bytes() > self.max_bytes:
                 evicted, _ = self._engines.popitem(last=False)
@@ -78,6 +88,11 @@ class ModelVersions:
         base_models = self.base.models
         base_clip = base_models.policy.clip
         state = self.store.load_visual(self.base_name, version)
+        if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+            # (a version stored before fine-tunes were checked, or a damaged file)
+            raise ModelLoadError(f"version {name!r} has non-finite weights and cannot answer; point "
+                                 "its label set at another version or the base model "
+                                 "(POST /v1/label-sets/{name}/model/rollback)", field="model")
         model: Any = copy.copy(base_clip.model)
         # A fresh module dict: assigning the new visual must not touch the base model.
         model._modules = dict(base_clip.model._modules)
@@ -99,4 +114,4 @@ class ModelVersions:
         return list(self._names)
 
     def resident_bytes(self) -> int:
-        return sum(size for _, size in self._engines.values())
+        return sum(size for _, size, _ in self._engines.values())

@@ -272,3 +272,42 @@ def test_sse_followers_lose_no_event_across_a_backlog_and_an_api_sigkill(redis_s
     finally:
         worker.send_signal(signal.SIGCONT)
         service.stop()
+
+
+def test_the_worker_and_the_api_survive_redis_losing_its_scripts_at_any_rate(redis_server, tmp_path):
+    """SCRIPT FLUSH about a hundred times a second while jobs of every path flow (zero-shot
+    batches, episode sets, single jobs): no 5xx, the worker process never exits, every job ends
+    done (a flushed script is loaded again and its call repeated: nothing ran)."""
+    import threading
+
+    service = make_service(redis_server.url, tmp_path)
+    service.start_api()
+    worker = service.start_worker("w1")
+    flushing = threading.Event()
+    flushes = [0]
+
+    def flush() -> None:
+        with redis.Redis.from_url(redis_server.url) as client:
+            while not flushing.is_set():
+                client.script_flush()
+                flushes[0] += 1
+                time.sleep(0.01)
+
+    flusher = threading.Thread(target=flush, daemon=True)
+    try:
+        service.wait_workers({"w1"})
+        flusher.start()
+        job_ids = []
+        with service.client() as client:
+            for round_ in range(8):
+                for method in ("zeroshot", "zeroshot", "tpt", "tda", "rlcf"):
+                    job_ids.append(submit(client, method=method, seed=round_))
+        states = end_states(service, "alice", job_ids, timeout_s=120)
+        flushing.set()
+        flusher.join()
+        assert flushes[0] > 100
+        assert worker.poll() is None, "the worker exited"
+        assert set(states.values()) == {"done"}, states
+    finally:
+        flushing.set()
+        service.stop()

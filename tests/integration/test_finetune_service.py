@@ -134,6 +134,11 @@ def test_cancel_a_running_finetune(service):
         finetune_url = started.json()["job_url"]
         wait_until(lambda: alice.get(finetune_url).json()["status"] == "running", 30,
                    "the fine-tune to start")
+        # The worker's only: classify jobs run between the fine-tune's steps, and are answered
+        # while it still runs (it would take minutes).
+        for seed, method in ((80, "zeroshot"), (81, "tpt"), (82, "zeroshot")):
+            assert classify(alice, seed, method)["metrics"]["model"] == "tta-tiny:random"
+        assert alice.get(finetune_url).json()["status"] == "running"
         cancel = alice.delete(finetune_url)
         assert cancel.status_code == 202 and cancel.json()["cancel_requested"] is True
         stream = events(alice, started.json()["events_url"])
@@ -164,3 +169,65 @@ def test_cli_finetune_against_the_server(service):
         [sys.executable, "-m", "service.cli.main", "finetune", "point", "shapes", "nope@v1",
          "--server", service.url], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "404 not_found" in failed.stderr
+
+
+def test_a_diverged_finetune_publishes_nothing(redis_server, tmp_path):
+    """lr 1 without distillation drives the world policy's loss to NaN (the tiny random model
+    only wanders): the fine-tune fails with finetune_unsound and registers no version."""
+    world = make_service(redis_server.url, tmp_path, TTA_MODEL="world-policy", TTA_REWARD_MODEL="none",
+                         TTA_MODEL_STORE=str(tmp_path / "store"))
+    world.start_api()
+    world.start_worker("world")
+    try:
+        world.wait_workers({"world"})
+        with world.client("alice") as alice:
+            assert alice.post("/v1/label-sets", json={"name": "shapes", "labels": LABELS}).status_code == 201
+            alice.put("/v1/label-sets/shapes/retention", json={"enabled": True, "max_days": 1})
+            for seed in range(60, 66):
+                classify(alice, seed)
+            started = alice.post("/v1/finetunes", json={
+                "label_set": "shapes", "source": "tpt",
+                "hyperparameters": {"lr": 1.0, "lr_min": 1.0, "distill": 0.0, "epochs": 5, "batch_size": 2,
+                                    "holdout_fraction": 0.2, "crop_scale_min": 1.0}})
+            assert started.status_code == 202, started.text
+            last = events(alice, started.json()["events_url"])[-1]
+            assert last[0] == "error" and last[1]["code"] == "finetune_unsound", last
+            assert "not published" in last[1]["message"] and "nan" in last[1]["message"]
+            assert alice.get("/v1/models").json()["versions"] == []
+            assert not list((tmp_path / "store").glob("*/*/manifest.json"))
+    finally:
+        world.stop()
+
+
+def test_a_broken_version_answers_every_method_with_a_4xx_never_a_5xx(service):
+    """A version with NaN weights, as a release before fine-tunes were checked could have
+    stored it (made here by hand), answers every method with a 4xx naming the model, never a
+    5xx or a reset connection, and the failed jobs read back fine."""
+    import redis
+
+    from models.store import Manifest, ModelStore
+
+    with service.client("alice") as alice:
+        versions = alice.get("/v1/models").json()["versions"]
+        assert versions, "the first test of this module trains a version"
+        store = ModelStore(service.env["TTA_MODEL_STORE"])
+        base, _, good_version = versions[-1]["name"].rpartition("@")
+        weights = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                   for k, v in load_file(store.folder(base, good_version) / "visual.safetensors").items()}
+        manifest = Manifest(base=base, version="ft-broken", created_ms=1, owner="alice")
+        store.save(manifest, weights)
+        registry = f"{service.env['TTA_REDIS_PREFIX']}:versions:alice"
+        redis.Redis.from_url(service.env["TTA_REDIS_URL"]).hset(registry, manifest.name,
+                                                                json.dumps(manifest.to_dict()))
+        assert alice.put("/v1/label-sets/shapes/model", json={"model": manifest.name}).status_code == 200
+        for method in ("zeroshot", "tda", "tpt", "rlcf", "rlcf-tune", "zero"):
+            response = alice.post("/v1/classify", files=[("image", ("a.png", png_bytes(70)))],
+                                  data={"label_set": "shapes", "method": method,
+                                        "options": '{"n_views": 8}' if method != "zeroshot" else "{}"})
+            assert response.status_code == 422, (method, response.status_code, response.text)
+            body = response.json()
+            assert body["code"] == "model_load_failed" and body["field"] == "model", body
+            assert "non-finite weights" in body["message"]
+            job = alice.get(f"/v1/jobs/{body['job_id']}")
+            assert job.status_code == 200 and job.json()["status"] == "failed"
+        assert alice.post("/v1/label-sets/shapes/model/rollback").status_code == 200

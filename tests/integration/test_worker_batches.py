@@ -230,3 +230,47 @@ def test_an_episode_job_that_found_the_worker_stalled_looks_for_set_mates_first(
     assert worker.unanswered == [] and worker.starts == [[s.job_id for s in queued[1:]]]
     for spec in queued:
         assert results(worker, spec)["metrics"]["episode_batch"] == 3
+
+
+def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(worker, redis_server):
+    """A preparation (the transition matrix of 60 classes, a class at a time) pauses between
+    classes to run the classify jobs queued meanwhile: a zero-shot job queued behind it is
+    done before the preparation is, in the same worker step, and the preparation's result is
+    the same as without the pause (its own delivery stays held throughout)."""
+    from service.labelsets import LabelSet, content_version, encode, exemplar_field, exemplar_key
+
+    keys = worker.consumer.keys
+    labels = [f"class {i}" for i in range(60)]
+    exemplars = {i: [png(100 + i)] for i in range(len(labels))}
+    label_set = LabelSet(name="many", owner="alice", labels=labels, templates="single",
+                         version=content_version(labels, "single", exemplars),
+                         exemplar_counts=[1] * len(labels), created_ms=now_ms())
+    client = worker.consumer.client
+    client.hset(keys.label_set("alice", "many"), mapping=encode(label_set))
+    for index, images in exemplars.items():
+        client.hset(exemplar_key(keys, "alice", "many"), exemplar_field(index, 0), images[0])
+
+    async def prepare() -> JobSpec:
+        async with aioredis.Redis.from_url(redis_server.url) as connection:
+            created = now_ms()
+            spec = JobSpec(job_id=new_job_id(), kind="prepare_label_set", owner="alice", method="mllm",
+                           labels=labels, label_set="many", label_set_version=label_set.version,
+                           n_images=1, created_ms=created, deadline_ms=created + 60_000)
+            await Producer(connection, keys, ttl_s=60).enqueue(spec, [], max_depth=100, max_inflight=100)
+            return spec
+
+    preparation = asyncio.run(prepare())
+    (classify,) = enqueue(redis_server.url, keys, [5])
+    worker.step()  # takes the preparation (the first queued): the classify runs in its pause
+    for spec in (preparation, classify):
+        assert client.hget(keys.job(spec.job_id), "status") == b"done"
+    finished = {spec.job_id: int(client.hget(keys.job(spec.job_id), "finished_ms"))
+                for spec in (preparation, classify)}
+    assert finished[classify.job_id] <= finished[preparation.job_id]
+    classify_done = client.xrange(keys.events(classify.job_id))[-1][0]
+    preparation_done = client.xrange(keys.events(preparation.job_id))[-1][0]
+    assert classify_done < preparation_done  # (stream ids: Redis's clock, then a sequence)
+    pairs = json.loads(client.hget(keys.results(preparation.job_id), "0"))["confused_pairs"]
+    assert len(pairs) == 10 and all(p["true"] in labels for p in pairs)
+    worker.consumer.flush_acks()
+    assert pending(worker, "zeroshot") == 0

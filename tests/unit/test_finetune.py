@@ -159,3 +159,30 @@ def test_distillation_keeps_the_original_predictions(models):
         outcome = finetune_visual(policy, images, shuffled, LABELS, TEMPLATES, params)
         kept[distill] = float((predictions(outcome.visual_state) == original).float().mean())
     assert kept[20.0] > kept[0.0] + 0.2, kept
+
+
+def test_a_diverged_or_worse_finetune_is_unsound():
+    """The world policy at lr 1 without distillation: its loss turns NaN within a few steps,
+    and the fine-tune raises instead of returning weights. Weights with a NaN, or held-out
+    agreement fallen past the bound on enough held-out images, are unsound too."""
+    from adapters.engine import load_models
+    from adapters.finetune import FinetuneUnsound, check_sound
+    from adapters.finetune_params import MIN_HOLDOUT_TO_JUDGE
+
+    policy = load_models("world-policy", None, device="cpu").policy
+    images = [Image.new("RGB", (64, 64), (40 * i % 255, 80, 120)) for i in range(10)]
+    with pytest.raises(FinetuneUnsound, match="loss became nan"):
+        finetune_visual(policy, images, [i % 3 for i in range(10)], ["a", "b", "c"], ("a photo of a {}.",),
+                        FinetuneParams(lr=1.0, lr_min=1.0, distill=0.0, epochs=5, batch_size=2,
+                                       crop_scale_min=1.0))
+    fine = {"w": torch.ones(3), "steps": torch.tensor(1)}
+    check_sound(fine, 0.5, 0.45, MIN_HOLDOUT_TO_JUDGE, 0.1)  # within the bound
+    check_sound(fine, 0.5, 0.1, MIN_HOLDOUT_TO_JUDGE - 1, 0.1)  # too few held out to judge
+    with pytest.raises(FinetuneUnsound, match=r"fell from 0\.500 to 0\.300"):
+        check_sound(fine, 0.5, 0.3, MIN_HOLDOUT_TO_JUDGE, 0.1)
+    with pytest.raises(FinetuneUnsound, match="not finite"):
+        check_sound({"w": torch.tensor([1.0, float("nan")])}, None, None, 0, 0.1)
+    with pytest.raises(ValueError, match="seed"):
+        params_from({"seed": -1})
+    with pytest.raises(ValueError, match="seed"):
+        params_from({"seed": 2**70})

@@ -17,7 +17,7 @@ def _store_versions(root, base_engine, names):
     for i, version in enumerate(names):
         state = {k: v + 0.01 * (i + 1) if v.is_floating_point() else v
                  for k, v in visual.state_dict().items()}
-        store.save(Manifest(base=POLICY, version=version, created_ms=i), state)
+        store.save(Manifest(base=POLICY, version=version, created_ms=i, owner="alice"), state)
 
 
 def test_versions_load_on_demand_share_text_and_are_bounded(tmp_path):
@@ -27,18 +27,23 @@ def test_versions_load_on_demand_share_text_and_are_bounded(tmp_path):
     versions = ModelVersions(base, tmp_path, max_bytes=2 * one)
     before = {k: v.clone() for k, v in base.models.policy.clip.model.state_dict().items()}
 
-    assert versions.engine_for(None) is base and versions.engine_for(POLICY) is base
-    v1 = versions.engine_for(f"{POLICY}@v1")
-    assert v1.models.policy.name == f"{POLICY}@v1" and versions.engine_for(f"{POLICY}@v1") is v1
+    assert versions.engine_for(None, "bob") is base and versions.engine_for(POLICY, "bob") is base
+    with pytest.raises(UnknownModelError):  # another tenant's version: not loaded for bob ...
+        versions.engine_for(f"{POLICY}@v1", "bob")
+    assert versions.resident() == []
+    v1 = versions.engine_for(f"{POLICY}@v1", "alice")
+    assert v1.models.policy.name == f"{POLICY}@v1" and versions.engine_for(f"{POLICY}@v1", "alice") is v1
+    with pytest.raises(UnknownModelError):  # ... nor used by bob once alice's job loaded it
+        versions.engine_for(f"{POLICY}@v1", "bob")
     tuned, original = v1.models.policy.clip.model, base.models.policy.clip.model
     assert tuned.token_embedding is original.token_embedding  # the text tower is shared
     assert not torch.equal(tuned.visual.conv1.weight, original.visual.conv1.weight)
     result = v1.run("zeroshot", make_image(0), LABELS)
     assert result.label in LABELS
 
-    versions.engine_for(f"{POLICY}@v2")
-    versions.engine_for(f"{POLICY}@v1")  # v1 used last: v2 is the least recent
-    versions.engine_for(f"{POLICY}@v3")
+    versions.engine_for(f"{POLICY}@v2", "alice")
+    versions.engine_for(f"{POLICY}@v1", "alice")  # v1 used last: v2 is the least recent
+    versions.engine_for(f"{POLICY}@v3", "alice")
     assert versions.resident() == [f"{POLICY}@v1", f"{POLICY}@v3"]
     assert versions.resident_bytes() == 2 * one
     after = base.models.policy.clip.model.state_dict()
@@ -46,4 +51,4 @@ def test_versions_load_on_demand_share_text_and_are_bounded(tmp_path):
 
     for bad in (f"{POLICY}@missing", "tta-tiny-reward:random@v1", f"{POLICY}@bad name"):
         with pytest.raises(UnknownModelError):
-            versions.engine_for(bad)
+            versions.engine_for(bad, "alice")
