@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from service.redis_server import PrivateRedis
 from tests.integration.conftest import LABELS, Service, make_service, png_bytes, sse_events, wait_until
@@ -92,6 +93,9 @@ def test_mllm_rectifies_to_the_supported_candidate_and_logs_it(world):
         assert log[-1]["before"] == zeroshot["label"] and log[-1]["after"] == mllm.supported
         assert log[-1]["label_set"] == "shapes" and len(log[-1]["image_sha256"]) == 64
         assert alice.get("/v1/rectifications", params={"label_set": "other"}).text == ""
+        log_key = f"{service.env['TTA_REDIS_PREFIX']}:rectifications:alice"
+        ttl = redis.Redis.from_url(service.env["TTA_REDIS_URL"]).ttl(log_key)
+        assert 29 * 86_400 < ttl <= 30 * 86_400  # TTA_RECTIFICATIONS_TTL_S after its last decision
     with service.client("bob") as bob:
         assert bob.get("/v1/rectifications").text == ""
 
