@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
 
-from service.api import errors, playground
+from service.api import docs_page, errors, playground
 from service.api.auth import Authenticator, load_key_file
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.event_hub import EventHub
@@ -23,6 +23,7 @@ from service.api.routes_info import router as info_router
 from service.api.routes_jobs import router as jobs_router
 from service.api.routes_method_state import router as method_state_router
 from service.api.routes_rectifications import router as rectifications_router
+from service.api.security_headers import SecurityHeadersMiddleware
 from service.api.state import AppState
 from service.queue.keys import Keys
 from service.queue.producer import Producer
@@ -79,10 +80,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await client.aclose()
 
     app = FastAPI(title="CLIP test-time adaptation service", version="0.2.0",
-                  description=DESCRIPTION, lifespan=lifespan)
+                  description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(HTTPMetricsMiddleware)
+    docs_page.install(app)  # /docs from installed files: it works offline
     for router in (jobs_router, label_sets_router, rectifications_router, method_state_router,
                    finetunes_router, info_router, playground.router):
         add_routes(app, router)

@@ -13,12 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from adapters.requests import PreparedRequest, prepare_request
-from models.errors import InvalidInputError
+from models.errors import InvalidInputError, InvalidLabelsError, TTAError
 from models.images import ImageTooLargeError, header_pixels, normalize_image, probe
 from models.labels import parse_label_text
 from models.text_safety import unsafe_character
 from service.api.json_body import parse_json, read_json_body
-from service.api.multipart import read_form
+from service.api.multipart import TooManyFieldsError, read_form
 from service.api.schemas import ClassifyBody
 from service.errors import MalformedRequestError, TooManyImagesError
 from service.settings import Settings
@@ -83,8 +83,11 @@ def templates_field(value: Any) -> str | list[str] | None:
 
 async def _from_multipart(request: Request, settings: Settings) -> Submission:
     limit = settings.max_images_per_request
-    form = await read_form(request, max_files=limit, max_fields=settings.max_labels + len(FORM_FIELDS),
-                           too_many_files=f"more than {limit} images in images; at most {limit}")
+    try:
+        form = await read_form(request, max_files=limit, max_fields=settings.max_labels + len(FORM_FIELDS),
+                               too_many_files=f"more than {limit} images in images; at most {limit}")
+    except TooManyFieldsError as exc:
+        raise too_many_labels(exc, settings.max_labels) from exc
     unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
     if unknown:
         raise InvalidInputError(f"unknown form field {unknown[0]!r}; allowed: {', '.join(FORM_FIELDS)}",
@@ -105,6 +108,15 @@ async def _from_multipart(request: Request, settings: Settings) -> Submission:
         templates=templates_field(form_text(form.get("templates"), "templates")),
         seed=_int_field(form_text(form.get("seed"), "seed"), "seed", 0),
     )
+
+
+def too_many_labels(exc: TooManyFieldsError, max_labels: int) -> TTAError:
+    """Repeated ``labels`` parts past the form's field limit: the same error as a list of too
+    many labels (whatever the count), not a malformed body."""
+    if exc.name != "labels":
+        return exc
+    return InvalidLabelsError(f"too many labels: more than {max_labels} (at most {max_labels} allowed)",
+                              field="labels")
 
 
 def form_text(value: str | UploadFile | None, field: str) -> str | None:

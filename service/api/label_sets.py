@@ -21,10 +21,11 @@ from service.api.intake import (
     decode_base64,
     form_text,
     templates_field,
+    too_many_labels,
 )
 from service.api.json_body import read_json_body
-from service.api.multipart import read_form
-from service.api.schemas import MULTIPART_TEXT
+from service.api.multipart import TooManyFieldsError, read_form
+from service.api.schemas import LABEL_SET_NAME, MULTIPART_TEXT
 from service.api.state import AppState
 from service.api.tenancy import Caller, caller
 from service.errors import RequestTooLargeError, RetryLaterError, TooManyImagesError
@@ -48,13 +49,15 @@ LABEL_SET_MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["name", "labels"],
     "properties": {
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        "name": {"type": "string", "pattern": LABEL_SET_NAME},
         "labels": {"type": "array", "items": MULTIPART_TEXT,
                    "description": "repeated, or one comma-separated value"},
         "templates": {"type": "string", "description": "set name, or a JSON list of templates"},
     },
-    "additionalProperties": {"type": "string", "format": "binary",
-                             "description": "exemplar:<label>: exemplar image files of that class"},
+    "patternProperties": {"^exemplar:": {
+        "type": "array", "items": {"type": "string", "format": "binary"},
+        "description": "exemplar:<label>: exemplar image files of that class"}},
+    "additionalProperties": False,
 }
 
 
@@ -64,7 +67,7 @@ class LabelSetBody(BaseModel):
         "exemplars": {"kettle": ["<base64 PNG>"]},
     }]})
 
-    name: str = Field(description="1-64 letters, digits, '.', '_' or '-'")
+    name: str = Field(pattern=LABEL_SET_NAME, description="1-64 letters, digits, '.', '_' or '-'")
     labels: list[str]
     templates: str | list[str] | None = None
     exemplars: dict[str, list[str]] = Field(
@@ -143,6 +146,8 @@ async def _read_body(request: Request, max_exemplars: int, max_labels: int) -> L
                                max_fields=max_labels + len(LABEL_SET_TEXT_FIELDS))
     except TooManyImagesError as exc:
         raise too_many_exemplars(max_exemplars) from exc
+    except TooManyFieldsError as exc:
+        raise too_many_labels(exc, max_labels) from exc
     files: dict[str, list[bytes]] = {}
     for key, value in form.multi_items():
         if key.startswith("exemplar:") and isinstance(value, UploadFile):

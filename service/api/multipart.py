@@ -20,6 +20,15 @@ from starlette.datastructures import FormData, Headers, UploadFile
 from service.errors import MalformedRequestError, TooManyImagesError
 
 MAX_TEXT_PART_BYTES = 1024 * 1024
+
+
+class TooManyFieldsError(MalformedRequestError):
+    """More text fields than the form allows; ``name`` is the field that passed the count (a
+    caller may know that one field, e.g. repeated labels, has a limit of its own to name)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message, field="body")
+        self.name = name
 MAX_PART_HEADER_BYTES = 16 * 1024
 
 
@@ -77,7 +86,7 @@ def parse_form(body: bytes, boundary: bytes, *, max_files: int, max_fields: int,
         else:
             fields += 1
             if fields > max_fields:
-                raise _malformed(f"more than {max_fields} fields")
+                raise TooManyFieldsError(f"malformed multipart body: more than {max_fields} fields", name)
         items.append((name, value))
         position = end + len(separator)
     else:

@@ -43,6 +43,8 @@ def complete(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
 def _bounded(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The classify body with this deployment's limits as schema bounds."""
     properties = body["properties"]
+    for name in ("labels", "label_set"):  # null is the same as leaving it out: one of them is required
+        properties[name]["anyOf"] = [s for s in properties[name]["anyOf"] if s.get("type") != "null"]
     properties["images"].update(minItems=1, maxItems=settings.max_images_per_request)
     properties["images"]["items"].update(minLength=1, contentEncoding="base64")
     for option in properties["labels"].get("anyOf", []):

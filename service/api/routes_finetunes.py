@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from adapters.finetune_params import params_from
 from models.errors import InvalidInputError
 from service.api.errors import ERROR_RESPONSES, IN_USE, QUOTA_EXCEEDED
 from service.api.model_pointers import move_pointer, pinned_model, pointer_view
 from service.api.routes_jobs import job_out
+from service.api.schemas import LABEL_SET_NAME, json_integer
 from service.api.state import AppState
 from service.api.tenancy import Caller, caller
 from service.errors import InUseError
@@ -38,6 +39,9 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}}
 WITH_BODY = {**NOT_FOUND, 400: ERROR_RESPONSES[400]}
 """Routes that read a JSON body: a broken one is a 400."""
+EpochMs = Annotated[int, Field(ge=0, le=2**53), BeforeValidator(json_integer)]
+TrainingImages = Annotated[int, Field(ge=2, le=MAX_TRAINING_IMAGES), BeforeValidator(json_integer)]
+RetainedBytes = Annotated[int, Field(ge=1024, le=2**50), BeforeValidator(json_integer)]
 FINETUNE_DEADLINE_S = 24 * 3600
 """A fine-tune may wait behind classify jobs for long; it is not a request someone waits on."""
 
@@ -47,16 +51,16 @@ class FinetuneBody(BaseModel):
         "label_set": "world-25", "source": "rlcf-tune", "changed_only": False, "min_score": 0.5,
         "hyperparameters": {"lr": 1e-4, "epochs": 3}}]})
 
-    label_set: str
+    label_set: str = Field(pattern=LABEL_SET_NAME)
     source: Literal["mllm", "rlcf", "rlcf-tune", "tpt", "any"] = Field(
         "any", description="whose answers to train on: the mllm rectification decisions, or the "
                            "corrected results of rlcf / rlcf-tune / tpt jobs on the label set")
     changed_only: bool = Field(False, description="only answers that changed the zero-shot label")
     min_score: float | None = Field(None, ge=0, le=1,
                                     description="minimum answer confidence (mllm: gate score)")
-    since_ms: int | None = Field(None, ge=0, le=2**53, description="only answers at or after (epoch ms)")
-    until_ms: int | None = Field(None, ge=0, le=2**53, description="only answers at or before (epoch ms)")
-    max_images: int = Field(MAX_TRAINING_IMAGES, ge=2, le=MAX_TRAINING_IMAGES,
+    since_ms: EpochMs | None = Field(None, description="only answers at or after (epoch ms)")
+    until_ms: EpochMs | None = Field(None, description="only answers at or before (epoch ms)")
+    max_images: TrainingImages = Field(MAX_TRAINING_IMAGES,
                             description="newest matching answers first, up to this many")
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="adapters.finetune_params.FinetuneParams fields "
@@ -70,7 +74,8 @@ class FinetuneBody(BaseModel):
 class RetentionBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     enabled: bool
-    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=2**50, description="oldest images go first beyond")
+    max_bytes: RetainedBytes = Field(DEFAULT_MAX_BYTES,
+                               description="oldest images go first beyond")
     max_days: float = Field(DEFAULT_MAX_DAYS, gt=0, le=36500, description="images older than this go")
 
 

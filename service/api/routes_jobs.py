@@ -17,6 +17,8 @@ from service.api.json_response import FastJSONResponse
 from service.api.label_sets import require_exemplars, resolve_labels
 from service.api.model_pointers import pinned_model
 from service.api.schemas import (
+    LABEL_SET_NAME,
+    LABELS_XOR_LABEL_SET,
     MULTIPART_TEXT,
     ClassifyBody,
     ImageResult,
@@ -33,8 +35,10 @@ from service.queue.routing import serves
 from service.queue.schemas import FINISHED, JobSpec, QueueEvent, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["classification"])
-STREAM_ID = re.compile(r"^\d{1,19}-\d{1,19}$|^0$")
-"""A Redis stream id (19 digits keep each part below 2**64, which Redis refuses past)."""
+STREAM_ID = re.compile(r"^(\d{1,19}-\d{1,19}|0)?$")
+"""A Redis stream id (19 digits keep each part below 2**64, which Redis refuses past); empty:
+none given (a plain string with a default, not a nullable one: a client that sends a header
+it does not have sends nothing, not "null")."""
 NO_WORKER_RETRY_AFTER_S = 5
 ADMISSION_WORKERS_MAX_AGE_S = 0.5
 """How old the list of live workers that admits a request may be (a refusal re-reads it)."""
@@ -43,12 +47,14 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["image"],
+    **LABELS_XOR_LABEL_SET,
     "properties": {
         "image": {"type": "array", "items": {"type": "string", "format": "binary"},
                   "description": "one or more image files (JPEG, PNG, WebP)"},
         "labels": {"type": "array", "items": MULTIPART_TEXT,
                    "description": "repeated, or one comma-separated value"},
-        "label_set": {"type": "string"}, "method": {"type": "string", "default": "zeroshot"},
+        "label_set": {"type": "string", "pattern": LABEL_SET_NAME},
+        "method": {"type": "string", "default": "zeroshot"},
         "top_k": {"type": "integer", "default": 5},
         "options": {"type": "string", "description": "a JSON object of method options"},
         "templates": {"type": "string", "description": "set name, or a JSON list of templates"},
@@ -107,11 +113,12 @@ async def require_capable_worker(state: AppState, method: str, model: str | None
                                        ("an MLLM (TTA_MLLM)", spec.needs_mllm)) if needed]
     wanted = f"method {method!r}" + (f" on model {model!r}" if model else "")
     if not workers:
-        reason = "no worker is live (starting, or all stopped)"
+        reason = "no worker is live (starting, or all stopped: GET /readyz says when one is)"
     else:
         offered = sorted({f"{m} on {w.get('model')}" for w in workers for m in w.get("methods", ())})
         reason = "live workers serve: " + ", ".join(offered)
-    hint = f"; it needs a worker with {' and '.join(needs)}" if needs else ""
+    # (what the method needs is a hint only when live workers lack it)
+    hint = f"; it needs a worker with {' and '.join(needs)}" if needs and workers else ""
     raise NoCapableWorkerError(f"no live worker can run {wanted}: {reason}{hint}",
                                retry_after_s=NO_WORKER_RETRY_AFTER_S)
 
@@ -236,12 +243,12 @@ async def get_job(request: Request, job_id: str) -> Response:
 })
 async def job_events(
     request: Request, job_id: str,
-    last_event_id: Annotated[str | None, Header(
+    last_event_id: Annotated[str, Header(
         alias="Last-Event-ID", pattern=STREAM_ID.pattern,
         description="resume after this event id: the `id:` of an event already seen, "
-                    "like 1700000000000-0 (`0`: from the start)")] = None,
-    after: Annotated[str | None, Query(pattern=STREAM_ID.pattern,
-                                       description="the same as Last-Event-ID, as a query parameter")] = None,
+                    "like 1700000000000-0 (`0`: from the start)")] = "",
+    after: Annotated[str, Query(pattern=STREAM_ID.pattern,
+                                description="the same as Last-Event-ID, as a query parameter")] = "",
 ) -> Response:
     """The job's events from the start, or after ``Last-Event-ID`` (any API replica resumes).
     A finished job with nothing after the given id answers 204, which also tells a browser's

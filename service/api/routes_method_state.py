@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
-from adapters.catalog import get_spec
+from adapters.catalog import get_spec, method_specs
 from adapters.state_store import state_key_for
 from models.errors import InvalidInputError, UnknownMethodError
 from models.labels import validate_labels
 from service.api.errors import ERROR_RESPONSES
+from service.api.schemas import LABEL_SET_NAME
 from service.api.tenancy import caller
 from service.labelsets import NAME_PATTERN
 from service.method_state_keys import applied_key, state_key
 
 router = APIRouter(prefix="/v1", tags=["method state"])
+STATEFUL = [spec.name for spec in method_specs() if spec.stateful]
 
 
 class ResetBody(BaseModel):
@@ -29,8 +31,11 @@ class ResetBody(BaseModel):
 @router.delete("/method-state/{method}", response_model=ResetBody,
                responses={status: ERROR_RESPONSES[status] for status in (401, 422, 503)})
 async def reset_method_state(
-    request: Request, method: str,
-    label_set: Annotated[str | None, Query(description="the named label set whose state to drop")] = None,
+    request: Request,
+    method: Annotated[str, Path(description="a method that keeps state across requests",
+                                json_schema_extra={"enum": STATEFUL})],
+    label_set: Annotated[str | None, Query(pattern=LABEL_SET_NAME,
+                                           description="the named label set whose state to drop")] = None,
     labels: Annotated[list[str] | None, Query(description="or the inline labels (repeated)")] = None,
 ) -> ResetBody:
     """Drop what an online method (``tda``) learned from this key's requests on one label set

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC")
 
 
+def json_integer(value: Any) -> Any:
+    """An integer as JSON Schema means it: 3 or 3.0, never true or "3" (pydantic's lax mode
+    takes those, its strict mode refuses 3.0, which schema-valid clients send)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(json_integer)]
+"""With bounds, they go before the validator (``Seed``), or the schema loses their names."""
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(json_integer)]
+LABEL_SET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+LABELS_XOR_LABEL_SET: dict[str, Any] = {"oneOf": [{"required": ["labels"]}, {"required": ["label_set"]}]}
+"""A classify request names its labels one way: a list, or a stored label set."""
 MULTIPART_TEXT: dict[str, str] = {"description": "text (multipart fields carry no type)"}
 """Schema of a repeated multipart text field's items: any text, a number's digits included."""
 
@@ -19,20 +37,21 @@ class ClassifyBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "images": [EXAMPLE_PNG], "labels": ["kettle", "cup", "house"], "method": "rlcf",
         "top_k": 3, "options": {"steps": 3},
-    }]})
+    }], **LABELS_XOR_LABEL_SET})
 
     images: list[str] = Field(description="base64 image bytes (JPEG, PNG, WebP); data: URLs accepted")
     labels: list[str] | str | None = Field(
         default=None, description="candidate labels, a list or one comma-separated string")
-    label_set: str | None = Field(default=None, description="name of a stored label set (instead of labels)")
+    label_set: str | None = Field(default=None, pattern=LABEL_SET_NAME,
+                                  description="name of a stored label set (instead of labels)")
     method: str = Field(default="zeroshot", description="see GET /v1/methods")
     model: str | None = Field(default=None, max_length=200, description=(
         "policy model to run on (a name from GET /v1/models); default: any worker's"))
-    top_k: int = 5
+    top_k: JsonInt = 5
     options: dict[str, Any] = Field(default_factory=dict, description="method options (GET /v1/methods)")
     templates: str | list[str] | None = Field(
         default=None, description="template set name (single, imagenet80) or format strings with {}")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="seed of the augmented views")
+    seed: Seed = Field(default=0, description="seed of the augmented views")
 
 
 class ScoredLabelOut(BaseModel):

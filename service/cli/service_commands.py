@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import subprocess
@@ -10,9 +11,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 from service.cli.supervisor import Child, Supervisor
-from service.redis_server import PrivateRedis
+from service.redis_server import PrivateRedis, free_port
 from service.settings import Settings, get_settings
 
 log = logging.getLogger("tta")
@@ -37,7 +39,13 @@ def run_worker(args: argparse.Namespace) -> int:
         torch.set_num_threads(settings.torch_threads)
     port = args.metrics_port if args.metrics_port is not None else settings.worker_metrics_port
     if port:
-        start_http_server(port)
+        try:
+            start_http_server(port)
+        except OSError as exc:
+            print(f"error: the worker's metrics port {port} cannot be used ({exc.strerror}); set "
+                  "TTA_WORKER_METRICS_PORT (or --metrics-port) to a free port, or 0 for none",
+                  file=sys.stderr)
+            return 2
         log.info("worker metrics on :%d/metrics", port)
     policy, reward, device = model_names(args)
     mllm = load_scorer(settings.mllm, model=settings.mllm_model, api_key=settings.mllm_api_key,
@@ -79,7 +87,14 @@ def run_serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     children: list[Child] = []
     if not settings.redis_url:
-        private = PrivateRedis(Path(settings.data_dir) / "redis")
+        # One folder per API port: two `tta serve` on one machine keep apart (a second one on
+        # the same port could not bind it anyway; the lock says so before Redis starts).
+        data_dir = Path(settings.data_dir) / f"serve-{args.port}"
+        if not hold_data_dir(data_dir):
+            print(f"error: {data_dir} is in use by another tta serve; give this one another "
+                  "--port or TTA_DATA_DIR", file=sys.stderr)
+            return 2
+        private = PrivateRedis(data_dir / "redis")
         env["TTA_REDIS_URL"] = private.url
         children.append(Child("redis", lambda: _started(private), stop_last=True))
         print(f"private Redis on {private.url} (data in {private.data_dir})", flush=True)
@@ -93,10 +108,11 @@ def run_serve(args: argparse.Namespace) -> int:
     # between the workers (torch's default, all cores per worker, makes its threads spin
     # against the API's: 2x-10x slower on 2 cores, measured by `tta bench peers`).
     threads = str(settings.torch_threads or max(1, ((os.cpu_count() or 2) - 1) // args.workers))
-    for index in range(args.workers):
-        metrics_port = settings.worker_metrics_port + index if settings.worker_metrics_port else 0
+    for index, metrics_port in enumerate(worker_metrics_ports(settings, args.workers)):
         children.append(Child(f"worker {index + 1}", spawn(
             ["worker"], {"TTA_TORCH_THREADS": threads, "TTA_WORKER_METRICS_PORT": str(metrics_port)})))
+        if metrics_port:
+            print(f"worker {index + 1} metrics on http://127.0.0.1:{metrics_port}/metrics", flush=True)
     children.append(Child("api", spawn(["api", "--host", args.host, "--port", str(args.port)])))
     auth = "API keys from " + str(settings.api_keys_file) if settings.api_keys_file else "no auth (loopback)"
     print(f"API on http://{args.host}:{args.port} ({auth}); docs at /docs; {args.workers} worker(s) "
@@ -105,6 +121,33 @@ def run_serve(args: argparse.Namespace) -> int:
     supervisor.install_signal_handlers()
     supervisor.run()
     return 0
+
+
+def worker_metrics_ports(settings: Settings, workers: int) -> list[int]:
+    """Each worker's metrics port: from TTA_WORKER_METRICS_PORT when it is set (the next ones
+    for more workers; 0: none), else free ports, so a second `tta serve` on this machine does
+    not collide with the first on a fixed port."""
+    if "TTA_WORKER_METRICS_PORT" in os.environ:
+        first = settings.worker_metrics_port
+        return [first + index if first else 0 for index in range(workers)]
+    return [free_port() for _ in range(workers)]
+
+
+_held_locks: list[Any] = []
+"""Lock files held for the life of this process."""
+
+
+def hold_data_dir(folder: Path) -> bool:
+    """Lock ``folder`` for this process (False if another process holds it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / ".lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return False
+    _held_locks.append(lock)
+    return True
 
 
 def _started(private: PrivateRedis) -> Popen[bytes]:

@@ -133,6 +133,9 @@ def test_json_body_errors(api):
         refused = client.post("/v1/jobs", json={"images": [data_url], "labels": LABELS})
         assert error(refused) == (503, "no_capable_worker", None)
         assert "no worker is live" in refused.json()["message"] and refused.headers["Retry-After"]
+        rlcf = client.post("/v1/jobs", json={"images": [data_url], "labels": LABELS, "method": "rlcf"})
+        assert error(rlcf) == (503, "no_capable_worker", None)
+        assert "reward model" not in rlcf.json()["message"]  # no worker at all: not what it lacks
 
 
 def test_readyz_without_workers(api):
@@ -247,3 +250,53 @@ def encode_png_with(image: Image.Image, **params) -> bytes:  # type: ignore[no-u
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", **params)
     return buffer.getvalue()
+
+
+def test_inputs_a_hostile_tester_found_answer_as_the_rest(api):
+    """Labels repeated past the form's field limit are the same 422 as too many labels at any
+    count; a JSON body declared Latin-1 is read as Latin-1; ``true`` is not an integer."""
+    for count in (51, 2_001, 5_000):  # TTA_MAX_LABELS is 50 here
+        labels = [text_part("labels", f"l{i}".encode()) for i in range(count)]
+        parts = [file_part("image", png_bytes()), *labels]
+        body, content_type = raw_multipart(parts)
+        with api.client() as client:
+            response = client.post("/v1/jobs", content=body, headers={"Content-Type": content_type})
+        assert error(response) == (422, "invalid_labels", "labels"), count
+    image = base64.b64encode(png_bytes()).decode()
+    latin = json.dumps({"images": [image], "labels": ["caf\u00e9", "th\u00e9", "b\u00e9b\u00e9"],
+                        "top_k": 2}, ensure_ascii=False).encode("latin-1")
+    with api.client() as client:
+        declared = client.post("/v1/jobs", content=latin,
+                               headers={"Content-Type": "application/json; charset=latin-1"})
+        # valid: refused only by admission (no worker, or the queue this module filled)
+        assert declared.status_code in (202, 503), declared.text
+        undeclared = client.post("/v1/jobs", content=latin, headers={"Content-Type": "application/json"})
+        assert error(undeclared) == (400, "malformed_request", "body")  # not UTF-8
+        unknown = client.post("/v1/jobs", content=latin,
+                              headers={"Content-Type": "application/json; charset=klingon"})
+        assert error(unknown) == (400, "malformed_request", "Content-Type")
+        for field in ("top_k", "seed"):
+            boolean = client.post("/v1/jobs", json={"images": [image], "labels": LABELS, field: True})
+            assert error(boolean) == (422, "invalid_input", field)
+
+
+def test_every_response_says_nosniff_and_the_page_has_a_content_security_policy(api):
+    with api.client() as client:
+        page = client.get("/")
+        policy = page.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy
+        for response in (page, client.get("/healthz"), client.get("/v1/nope"), post(api, labels=["x"])):
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_api_reference_needs_no_internet(api):
+    """/docs loads Swagger UI from the API itself, not from a CDN."""
+    with api.client() as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assert "cdn" not in page.text.lower() and "https://" not in page.text
+        for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
+            response = client.get(asset)
+            assert response.status_code == 200 and len(response.content) > 100_000
+        assert client.get("/docs/assets/nope.js").status_code == 404

@@ -51,7 +51,7 @@ def test_serve_runs_private_redis_worker_and_api_then_stops_cleanly(tmp_path):
         report = json.loads(result.stdout)  # ... and the other was classified by the server
         assert [r["image"] for r in report["results"]] == [str(image), str(broken)]
         assert report["results"][0]["label"] in LABELS and report["results"][0]["metrics"]["steps"] == 3
-        assert (tmp_path / "data" / "redis").is_dir()  # the private Redis persists there
+        assert (tmp_path / "data" / f"serve-{port}" / "redis").is_dir()  # the private Redis persists there
 
         # A worker that dies is restarted by tta serve, which keeps serving.
         first = httpx.get(f"{url}/v1/models", timeout=5).json()["workers"][0]["id"]
@@ -76,6 +76,44 @@ def test_serve_runs_private_redis_worker_and_api_then_stops_cleanly(tmp_path):
         raise AssertionError("the private redis-server outlived tta serve")
     except redis.ConnectionError:
         pass
+
+
+def test_two_serves_on_one_machine_both_become_ready(tmp_path):
+    """Different ports, the default data directory and worker metrics ports: each keeps its own
+    Redis data (a folder per port) and its workers' metrics on free ports, so both serve. A
+    third on a port in use is refused at once, before its Redis writes anything."""
+    env = {**os.environ, **TINY_MODELS, "TTA_DATA_DIR": str(tmp_path / "data"), "TTA_HEARTBEAT_S": "0.5"}
+    for name in ("TTA_REDIS_URL", "TTA_WORKER_METRICS_PORT", "TTA_API_KEYS_FILE"):
+        env.pop(name, None)
+    ports = [free_port(), free_port()]
+    serves = [subprocess.Popen([sys.executable, "-m", "service.cli.main", "serve", "--port", str(port)],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for port in ports]
+    try:
+        for serve, port in zip(serves, ports, strict=True):
+            def ready(serve=serve, port=port) -> bool:  # type: ignore[no-untyped-def]
+                assert serve.poll() is None, serve.stdout.read() if serve.stdout else ""
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_until(ready, 120, f"tta serve on {port} to be ready")
+        for port in ports:
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/classify", timeout=60,
+                                  files=[("image", ("a.png", png_bytes(1)))], data={"labels": LABELS})
+            assert response.status_code == 200, response.text
+            assert (tmp_path / "data" / f"serve-{port}" / "redis").is_dir()
+        taken = tta("serve", "--port", str(ports[0]), env=env, timeout=60)
+        assert taken.returncode == 2 and "in use by another tta serve" in taken.stderr
+    finally:
+        for serve in serves:
+            serve.send_signal(signal.SIGTERM)
+        for serve in serves:
+            assert serve.wait(timeout=60) == 0
+    outputs = [serve.stdout.read() if serve.stdout else "" for serve in serves]
+    metrics_ports = [int(out.split("metrics on http://127.0.0.1:")[1].split("/")[0]) for out in outputs]
+    assert len(set(metrics_ports)) == 2 and 9100 not in metrics_ports
 
 
 def test_api_process_never_imports_torch():
