@@ -18,12 +18,15 @@ for i in "${!ARGS[@]}"; do
     esac
 done
 URL="http://$HOST:$PORT"
+# Every method, mllm included: the bundled world MLLM, with the bundled label set world-25.
+export TTA_MLLM="${TTA_MLLM:-world-mllm}"
 LABELS="$(.venv/bin/python -c "from world.glyphs import CLASS_NAMES; print(','.join(CLASS_NAMES))")"
 cat <<EOT
 Playground: open $URL/ in a browser (once /readyz answers 200).
 Or try (from another shell):
   curl -s -F image=@out/demo.png -F labels="$LABELS" -F method=rlcf $URL/v1/classify
   curl -N -H 'Accept: text/event-stream' -F image=@out/demo.png -F labels="$LABELS" -F method=rlcf $URL/v1/classify
+  curl -s -F image=@out/demo.png -F label_set=world-25 -F method=mllm $URL/v1/classify
   .venv/bin/tta classify out/demo.png --labels "$LABELS" --method rlcf --server $URL
 EOT
 exec .venv/bin/tta serve "$@"

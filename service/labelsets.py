@@ -65,6 +65,22 @@ def confusions_key(keys: Keys, owner: str, name: str, version: str) -> str:
     return keys.label_set(owner, name) + f":transition:{version}"
 
 
+def write_label_set(pipe: Any, keys: Keys, label_set: LabelSet, exemplars: dict[int, list[bytes]],
+                    previous_version: str | None) -> None:
+    """Queue on ``pipe`` (a transaction) the writes that create or replace a label set: its
+    fields, its exemplars (the old ones go), its name in the owner's index; a replaced
+    version's confused pairs go too."""
+    owner, name = label_set.owner, label_set.name
+    if previous_version is not None and previous_version != label_set.version:
+        pipe.delete(confusions_key(keys, owner, name, previous_version))
+    pipe.delete(exemplar_key(keys, owner, name))
+    for class_index, class_images in exemplars.items():
+        for number, data in enumerate(class_images):
+            pipe.hset(exemplar_key(keys, owner, name), exemplar_field(class_index, number), data)
+    pipe.hset(keys.label_set(owner, name), mapping=encode(label_set))
+    pipe.sadd(keys.label_set_index(owner), name)
+
+
 def decode(raw: dict[Any, Any], owner: str) -> LabelSet:
     fields = {as_text(k): as_text(v) for k, v in raw.items()}
     return LabelSet(name=fields["name"], owner=owner, labels=json.loads(fields["labels"]),

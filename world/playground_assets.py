@@ -13,6 +13,8 @@ bundled models. Every sample's measured zero-shot and rlcf answers are written t
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from world.glyphs import CLASS_NAMES
 from world.render import SHIFTED_DOMAINS, TEST_DOMAINS, render
 
 STATIC = Path(__file__).resolve().parents[1] / "service" / "api" / "static"
+SHARED_LABEL_SETS = STATIC.parent / "shared_label_sets"
 TEST_SEED_BASE = 1_000_000  # the benchmark's test seeds (see README, "The offline world")
 SAMPLES_PER_DOMAIN = 4
 SIZE = 64
@@ -76,6 +79,25 @@ def write_presets(out: Path) -> None:
         (out / f"{name}.json").write_text(json.dumps({"name": name, "title": title, "labels": labels}) + "\n")
 
 
+def write_shared_label_sets(out: Path) -> None:
+    """The bundled label set every tenant may use (``service.api.shared_label_sets``): the
+    world's 25 classes with the benchmark's exemplars (``world.bench_mllm.bench_exemplars``:
+    train scenes no model was trained or tested on), as a POST /v1/label-sets JSON body."""
+    from world.bench_mllm import bench_exemplars
+
+    out.mkdir(parents=True, exist_ok=True)
+    exemplars = {}
+    for index, images in bench_exemplars().items():
+        encoded = []
+        for image in images:
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="PNG", optimize=True)
+            encoded.append(base64.b64encode(buffer.getvalue()).decode())
+        exemplars[CLASS_NAMES[index]] = encoded
+    body = {"name": "world-25", "labels": list(CLASS_NAMES), "templates": "single", "exemplars": exemplars}
+    (out / "world-25.json").write_text(json.dumps(body) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=STATIC)
@@ -83,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--presets-only", action="store_true", help="rewrite only the label presets")
     args = parser.parse_args(argv)
     write_presets(args.out / "presets")
+    write_shared_label_sets(SHARED_LABEL_SETS)
     if args.presets_only:
         return
     from adapters.engine import Engine, load_models

@@ -15,13 +15,14 @@ def load_scorer(spec: str | None, *, model: str | None = None, api_key: str | No
                 concurrency: int = 8, batch_size: int = 16) -> MLLMScorer | None:
     if not spec or spec.strip().lower() == "none":
         return None
+    name = None
     if spec.strip() in BUNDLED_MLLMS:
-        spec = f"transformers:{BUNDLED_MLLMS[spec.strip()]}"
+        name, spec = spec.strip(), f"transformers:{BUNDLED_MLLMS[spec.strip()]}"
     kind, _, source = spec.partition(":")
     if kind == "transformers" and source:
         from models.mllm.transformers_backend import TransformersScorer
 
-        return TransformersScorer(source, device=device, batch_size=batch_size)
+        return TransformersScorer(source, device=device, batch_size=batch_size, name=name)
     if kind == "openai" and source:
         from models.mllm.openai_backend import OpenAIChatScorer
 

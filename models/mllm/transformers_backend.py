@@ -31,10 +31,11 @@ def answer_token_ids(tokenizer: Any, answer: bool) -> list[int]:
 
 class TransformersScorer:
     def __init__(self, source: str, *, device: str | None = None, dtype: str = "auto",
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, name: str | None = None) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.name = f"transformers:{source}"
+        self.name = name or f"transformers:{source}"
+        """What results name it by (a bundled model by its name, not its path on this host)."""
         self.device = resolve_device(device)
         torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
         if self.device.type == "cpu" and dtype == "auto":

@@ -3,6 +3,7 @@ auth, limits, metrics and routes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
 
-from service.api import docs_page, errors, playground
+from service.api import docs_page, errors, playground, seed_label_sets
 from service.api.auth import Authenticator, load_key_file
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.event_hub import EventHub
@@ -75,7 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hub.start()
         app.state.tta = AppState(settings=settings, auth=auth, keys=prefix, hub=hub,
                                  producer=Producer(client, prefix, ttl_s=settings.job_ttl_s))
+        seeding = asyncio.create_task(seed_label_sets.store_until_done(client, prefix))
         yield
+        seeding.cancel()
         await hub.close()
         await client.aclose()
 

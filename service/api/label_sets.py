@@ -36,9 +36,7 @@ from service.labelsets import (
     LabelSet,
     confusions_key,
     content_version,
-    encode,
-    exemplar_field,
-    exemplar_key,
+    write_label_set,
 )
 from service.queue.schemas import JobSpec, as_text, new_job_id, now_ms
 
@@ -205,15 +203,7 @@ async def create_label_set(request: Request) -> dict[str, Any]:
     client = state.producer.client
     previous = await client.hget(state.keys.label_set(owner, body.name), "version")
     pipe = client.pipeline(transaction=True)
-    if previous is not None and previous.decode() != label_set.version:
-        pipe.delete(confusions_key(state.keys, owner, body.name, previous.decode()))
-    ex_key = exemplar_key(state.keys, owner, body.name)
-    pipe.delete(ex_key)
-    for class_index, class_images in exemplars.items():
-        for number, data in enumerate(class_images):
-            pipe.hset(ex_key, exemplar_field(class_index, number), data)
-    pipe.hset(state.keys.label_set(owner, body.name), mapping=encode(label_set))
-    pipe.sadd(state.keys.label_set_index(owner), body.name)
+    write_label_set(pipe, state.keys, label_set, exemplars, as_text(previous) if previous else None)
     await pipe.execute()
     return {**label_set.summary(), "prepare_job_id": await enqueue_preparation(state, label_set)}
 

@@ -53,12 +53,13 @@ class Server(NamedTuple):
 
 
 @contextmanager
-def spawned_server(workers: int) -> Iterator[Server]:
+def spawned_server(workers: int, **settings: str) -> Iterator[Server]:
+    """``tta serve`` on a free port with a data folder of its own (and these TTA_ settings)."""
     from service.redis_server import free_port
 
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "TTA_DATA_DIR": data, "TTA_WORKER_METRICS_PORT": "0"}
+        env = {**os.environ, "TTA_DATA_DIR": data, "TTA_WORKER_METRICS_PORT": "0", **settings}
         env.pop("TTA_REDIS_URL", None)
         process = subprocess.Popen(
             [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port),

@@ -127,9 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     episodes.add_argument("--precision", default="fp32")
     episodes.add_argument("--json", help="write the figures here")
     _add_model_args(episodes)
-    hostile = bench_sub.add_parser("hostile", help="memory and latency under oversized images")
+    hostile = bench_sub.add_parser(
+        "hostile", help="memory and a neighbour's latency under the largest requests, label sets and "
+                        "fine-tunes the limits allow")
     hostile.add_argument("--requests", type=int, default=5, help="requests of 16 6000x6000 JPEGs")
-    hostile.add_argument("--label-sets", type=int, default=3, help="label sets of 16 such exemplars")
+    hostile.add_argument("--mllm-requests", type=int, default=3, help="mllm requests on the largest set")
+    hostile.add_argument("--calm-s", type=float, default=5.0, help="seconds of the calm baseline")
+    hostile.add_argument("--finetune-s", type=float, default=15.0, help="seconds measured during a fine-tune")
     hostile.add_argument("--json", action="store_true")
     accuracy = bench_sub.add_parser(
         "accuracy", help="top-1, ECE and ms/image per method and domain on the offline world")

@@ -26,9 +26,12 @@ from service.labelsets import LabelSet, confusions_key, decode, exemplar_field, 
 from service.queue.keys import Keys
 
 MAX_CACHED_BYTES = 64 * 1024 * 1024
-"""Decoded exemplars kept per worker (RGB bytes). One class (at most 16 exemplars) always
-fits in about 12 MB, so the cache holds at least a few of the classes a request uses."""
+"""Decoded exemplars kept per worker (RGB bytes). One class (at most 16 exemplars) takes at
+most about 12 MB, so the cache holds at least five of the classes a request uses."""
 
+EXEMPLAR_SIDE = 512
+"""Exemplars are used within a 512 px square (0.8 MB decoded at most): as large as the images
+an MLLM or a CLIP takes (224-448 px), however long the stored image (up to 2048 px)."""
 ClassKey = tuple[str, str, str, int]
 """(owner, label set, version, class index)"""
 
@@ -117,8 +120,9 @@ class ExemplarStore:
             if data is None:  # replaced (or deleted) since the job's check of its version
                 raise LabelSetChangedError(f"label set {name!r} changed while the job ran; submit "
                                            "it again", field="label_set")
-            images.append(decode_image(bytes(data), field=f"exemplars[{field}]",
-                                       max_pixels=self.max_image_pixels))
+            image = decode_image(bytes(data), field=f"exemplars[{field}]", max_pixels=self.max_image_pixels)
+            image.thumbnail((EXEMPLAR_SIDE, EXEMPLAR_SIDE))  # (a long one is kept up to 2048 px)
+            images.append(image)
         self._cache[key] = images
         self.cached_bytes += _decoded_bytes(images)
         while len(self._cache) > 1 and self.cached_bytes > self.max_cached_bytes:

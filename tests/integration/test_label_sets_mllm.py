@@ -55,13 +55,14 @@ def test_create_show_and_keep_label_sets_private(world):
         shown = alice.get("/v1/label-sets/shapes").json()
         assert shown["confused_pairs"] == {"tta-tiny:random": pairs}
         assert len(pairs) == 10 and all(p["true"] in LABELS and p["taken_for"] in LABELS for p in pairs)
-        assert [s["name"] for s in alice.get("/v1/label-sets").json()["label_sets"]] == ["shapes"]
+        listed = alice.get("/v1/label-sets").json()["label_sets"]
+        assert [(s["name"], s["shared"]) for s in listed] == [("shapes", False), ("world-25", True)]
         by_set = alice.post("/v1/classify", files=[("image", ("a.png", png_bytes(1)))],
                             data={"label_set": "shapes"})
         assert by_set.status_code == 200 and by_set.json()["labels"] == LABELS
     with service.client("bob") as bob:
         assert bob.get("/v1/label-sets/shapes").status_code == 404
-        assert bob.get("/v1/label-sets").json() == {"label_sets": []}
+        assert [s["name"] for s in bob.get("/v1/label-sets").json()["label_sets"]] == ["world-25"]  # shared
         refused = bob.post("/v1/classify", files=[("image", ("a.png", png_bytes(1)))],
                            data={"label_set": "shapes"})
         assert refused.status_code == 404 and refused.json()["field"] == "label_set"
@@ -134,3 +135,32 @@ def test_label_sets_survive_a_restart_of_everything(world):
         assert again.status_code == 200, again.text
     with service.client("bob") as bob:
         assert bob.get("/v1/label-sets/shapes").status_code == 404
+
+
+def test_the_bundled_label_set_serves_mllm_out_of_the_box_read_only(world):
+    """world-25 (the world's classes with exemplars) is stored by the API for every tenant:
+    mllm runs on it without anyone creating a label set; nobody can change it, and each
+    tenant's own set of the same name takes its place for that tenant alone."""
+    service, _, mllm = world
+    with service.client("bob") as bob:
+        shown = wait_until(lambda: (r := bob.get("/v1/label-sets/world-25")).status_code == 200 and r.json(),
+                           30, "the bundled label set")
+        assert shown["shared"] is True and shown["n_labels"] == 25 and set(shown["exemplars"].values()) == {3}
+        mllm.supported = "sun"
+        answer = bob.post("/v1/classify", files=[("image", ("q.png", png_bytes(3)))],
+                          data={"label_set": "world-25", "method": "mllm"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["labels"] == shown["labels"]
+        assert answer.json()["results"][0]["metrics"]["mllm_calls"] >= 1
+        for change in (lambda: bob.put("/v1/label-sets/world-25/retention", json={"enabled": True}),
+                       lambda: bob.put("/v1/label-sets/world-25/model", json={"model": None}),
+                       lambda: bob.delete("/v1/label-sets/world-25"),
+                       lambda: bob.post("/v1/finetunes", json={"label_set": "world-25"})):
+            refused = change()
+            assert refused.status_code == 404, refused.text
+        own = bob.post("/v1/label-sets", json={"name": "world-25", "labels": LABELS})
+        assert own.status_code == 201 and own.json()["shared"] is False
+        assert bob.get("/v1/label-sets/world-25").json()["labels"] == LABELS
+        assert bob.delete("/v1/label-sets/world-25").status_code == 200
+    with service.client("alice") as alice:
+        assert alice.get("/v1/label-sets/world-25").json()["shared"] is True  # untouched by bob's
