@@ -17,7 +17,7 @@ class Method(ABC):
     model parameter bit-for-bit as it found it (also when it raises)."""
 
     name: ClassVar[str]
-    """The catalog entry (``adapters.catalog``) holds its description and options type."""
+    """The catalog entry (``contract.catalog``) holds its description and options type."""
 
     episodes_batch: ClassVar[bool] = False
     """``run_batch`` really runs several images as one episode set (not one after another)."""

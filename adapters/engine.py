@@ -17,10 +17,10 @@ from adapters.base import Method
 from adapters.dicl import Exemplars
 from adapters.mllm import MLLMRectify
 from adapters.registry import create_method
-from adapters.requests import PreparedRequest, prepare_request
 from adapters.state_store import InMemoryStateStore, StateStore
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
 from adapters.zeroshot import ZeroShot
+from contract.request import PreparedRequest, prepare_request
 from models.mllm.prompts import MLLMScorer
 from models.templates import resolve_templates
 
@@ -142,8 +142,8 @@ def load_models(
     ``reward`` is one model name or a weighted ensemble ``A*0.56+B*0.17+C*0.28``
     (``models.reward_spec``). The policy gets its learned contexts (``models.learned_context``).
     """
+    from contract.errors import UnknownModelError
     from models.classifier import ClipClassifier
-    from models.errors import UnknownModelError
     from models.learned_context import configured_contexts
     from models.loading import load_clip
     from models.reward import Reward, RewardEnsemble, RewardModel

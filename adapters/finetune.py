@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from adapters.finetune_params import MIN_HOLDOUT_TO_JUDGE, FinetuneParams
 from adapters.views import clean_view, random_resized_crops
 from adapters.weights import tunable_parameters
+from contract.finetune_params import MIN_HOLDOUT_TO_JUDGE, FinetuneParams
 from models.classifier import ClipClassifier
 
 

@@ -16,10 +16,10 @@ import torch
 
 from adapters.base import Method, Stopwatch, ranked, zeroshot_guess
 from adapters.dicl import Exemplars, confused_pairs, rectify, transition_matrix
-from adapters.method_options import MLLMOptions
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress, ScoredLabel
 from adapters.views import clean_view
-from models.errors import InvalidInputError, MissingMLLMError
+from contract.errors import InvalidInputError, MissingMLLMError
+from contract.method_options import MLLMOptions
 from models.text_cache import LRUCache
 
 

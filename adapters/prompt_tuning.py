@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from adapters.base import encode_views, ranked
-from adapters.options import ViewOptions
 from adapters.selection import select_confident
 from adapters.types import Hooks, MethodInput, Models, Progress, ScoredLabel
+from contract.options import ViewOptions
 from models.prompt_learner import PromptLearner
 
 Objective = Callable[[int, torch.Tensor], tuple[torch.Tensor, float]]

@@ -1,4 +1,4 @@
-"""Method implementations by name (the worker side of ``adapters.catalog``).
+"""Method implementations by name (the worker side of ``contract.catalog``).
 
 Built-in methods are imported lazily from the import path in their spec; ``register`` adds a
 new method (its spec goes into the catalog, so the API validates its options too).
@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 
 from adapters.base import Method
-from adapters.catalog import MethodSpec, get_spec, register_spec
+from contract.catalog import MethodSpec, get_spec, register_spec
 
 _FACTORIES: dict[str, Callable[[], Method]] = {}
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import torch
 
 from adapters.base import Method, Stopwatch, build_result
-from adapters.method_options import RLCFOptions
 from adapters.policy_gradient import expected_reward, reinforce_loss, top_k_actions
 from adapters.prompt_tuning import start_episodes
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
+from contract.method_options import RLCFOptions
 
 
 class RLCFPrompt(Method):

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, encode_views, ranked
-from adapters.method_options import RLCFTuneOptions
 from adapters.momentum import MomentumBank
 from adapters.policy_gradient import RewardContext, expected_reward, reinforce_loss, top_k_actions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress
 from adapters.weight_copies import tune_copies
 from adapters.weights import load_into, snapshot, tunable_parameters, tuning
+from contract.method_options import RLCFTuneOptions
 
 
 class RLCFTune(Method):

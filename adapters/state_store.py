@@ -8,33 +8,17 @@ model or the labels never reads another's cache. A reset drops a whole group.
 redelivered job finds its id applied and gets the state as it is, unchanged. Changes are pure
 functions of the current bytes, so an implementation may retry them (optimistic concurrency).
 
-Torch-free: the API resets groups through the Redis implementation's key names.
+A group's scope (tenant and label set) is ``contract.state_scope``: the API resets groups by it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 Change = Callable[[bytes | None], bytes]
-
-
-def state_key_for(owner: str, label_set: str | None, labels: Sequence[str]) -> str:
-    """Scope of cross-request method state: the tenant and its label set (by name, or by the
-    hash of the labels for requests with inline labels)."""
-    return f"{owner}|{label_set or labels_digest(labels)}"
-
-
-def group_owner(group: str) -> str:
-    """The tenant whose state a group (``method + ":" + state_key_for(...)``) is."""
-    return group.partition(":")[2].partition("|")[0]
-
-
-def labels_digest(labels: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(labels).encode()).hexdigest()[:16]
 
 
 class StateStore(Protocol):

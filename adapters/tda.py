@@ -14,11 +14,12 @@ from __future__ import annotations
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, score_views
-from adapters.method_options import TDAOptions
 from adapters.selection import marginal_entropy, select_confident
-from adapters.state_store import InMemoryStateStore, StateStore, labels_digest
+from adapters.state_store import InMemoryStateStore, StateStore
 from adapters.tda_cache import Entry, TDACache, add_entry, cache_logits, normalised_entropy
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
+from contract.method_options import TDAOptions
+from contract.state_scope import labels_digest
 
 
 def summarise(logits: torch.Tensor, features: torch.Tensor,

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import torch
 
 from adapters.base import Method, Stopwatch, build_result
-from adapters.method_options import TPTOptions
 from adapters.prompt_tuning import start_episodes
 from adapters.selection import marginal_entropy
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
+from contract.method_options import TPTOptions
 
 
 def _entropy_objective(_: int, logits: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.ops import roi_align
 
 from adapters.augmix import AugMixSpec, augmix
-from adapters.options import ViewOptions
+from contract.options import ViewOptions
 
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)

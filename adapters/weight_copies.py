@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from adapters.base import Stopwatch, build_result, encode_views, ranked
-from adapters.method_options import RLCFTuneOptions
 from adapters.policy_gradient import expected_reward, reinforce_loss, top_k_actions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress
 from adapters.weights import tunable_parameters
+from contract.method_options import RLCFTuneOptions
 
 
 @contextmanager

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, score_views
-from adapters.method_options import ZeroOptions
 from adapters.selection import select_confident
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
+from contract.method_options import ZeroOptions
 
 TIE_BREAK = 1e-7
 """Added to the winner's vote share so that ranking puts it first among equal shares."""

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from adapters.base import Method, Stopwatch, build_result, zeroshot_guess
-from adapters.method_options import ZeroShotOptions
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
 from adapters.views import clean_view
+from contract.method_options import ZeroShotOptions
 
 
 class ZeroShot(Method):

@@ -1,6 +1,6 @@
 """The CLIP model layer: loading, text features, prompt learner, reward model.
 
 Submodules are imported explicitly (``from models.loading import load_clip``) so that
-torch-free parts (``models.errors``, ``models.labels``, ``models.names``) stay importable
+torch-free parts (``contract.errors``, ``contract.labels``, ``contract.names``) stay importable
 by the API process, which never imports torch.
 """

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.bundled import BUNDLED_MODELS
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
 WEIGHTS_DIR = PACKAGE_DIR / "weights"
@@ -42,11 +44,6 @@ def list_bundled() -> list[BundledModel]:
     return sorted(_BUNDLED.values(), key=lambda m: m.name)
 
 
-register_bundled(BundledModel(
-    name="world-policy", arch="tta-world-policy", checkpoint=WEIGHTS_DIR / "world-policy.safetensors",
-    description="policy CLIP trained on the offline world (ModifiedResNet w16, 32 px; world/train.py)",
-))
-register_bundled(BundledModel(
-    name="world-reward", arch="tta-world-reward", checkpoint=WEIGHTS_DIR / "world-reward.safetensors",
-    description="reward CLIP trained on the offline world (ModifiedResNet w32, 64 px, broad augmentation)",
-))
+for _info in BUNDLED_MODELS:
+    register_bundled(BundledModel(name=_info.name, arch=_info.arch, checkpoint=WEIGHTS_DIR / _info.checkpoint,
+                                  description=_info.description))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from models.errors import InvalidOptionsError
+from contract.errors import InvalidOptionsError
 from models.learned_context import load_context_file
 from models.loading import LoadedClip
 from models.prompt_learner import PromptLearner, PromptParts, build_prompt_parts

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from contract.errors import ModelLoadError
 from models.bundled import WEIGHTS_DIR, bundled_names
-from models.errors import ModelLoadError
 
 ENV = "TTA_LEARNED_CONTEXTS"
 CTX_KEYS = ("ctx", "prompt_learner.ctx")

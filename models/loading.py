@@ -1,4 +1,4 @@
-"""Load a CLIP by name (see ``models.names``) onto a device, frozen and in eval mode."""
+"""Load a CLIP by name (see ``contract.names``) onto a device, frozen and in eval mode."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from contract.errors import ModelLoadError, UnknownModelError
+from contract.names import ModelSpec, parse_model_name
 from models.bundled import CONFIG_DIR, bundled_names, get_bundled, list_bundled
 from models.device import autocast, resolve_device, resolve_precision
-from models.errors import ModelLoadError, UnknownModelError
-from models.names import ModelSpec, parse_model_name
 
 log = logging.getLogger(__name__)
 

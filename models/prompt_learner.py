@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.errors import InvalidOptionsError
+from contract.errors import InvalidOptionsError
 from models.length_buckets import LengthBucket, length_buckets
 from models.text import TextTower
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from contract.templates import SINGLE_TEMPLATE
 from models.classifier import ClipClassifier
-from models.templates import SINGLE_TEMPLATE
 
 
 class RewardModel:

@@ -5,7 +5,7 @@
                                                        RLCF's published ensemble
 
 Each member is ``NAME*WEIGHT`` and members are joined by ``+``; NAME is any model name
-(``models.names``). ``*`` appears in no model name and ``@`` stays free for NAME@VERSION.
+(``contract.names``). ``*`` appears in no model name and ``@`` stays free for NAME@VERSION.
 A ``+`` inside a NAME is fine as long as it is not directly preceded by ``*WEIGHT``.
 """
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.errors import ModelLoadError, UnknownModelError
-from models.names import VERSION_PATTERN
+from contract.errors import ModelLoadError, UnknownModelError
+from contract.names import VERSION_PATTERN
 
 log = logging.getLogger(__name__)
 ENV_VAR = "TTA_MODEL_STORE"

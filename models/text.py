@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import InvalidLabelsError, ModelLoadError
+from contract.errors import InvalidLabelsError, ModelLoadError
 from models.loading import LoadedClip
 
 TEXT_BATCH = 256

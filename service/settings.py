@@ -21,7 +21,7 @@ class Settings(BaseSettings):
 
     # Models (worker)
     model: str = DEFAULT_MODEL
-    """Policy CLIP (the one adapted), in the syntax of ``models.names``."""
+    """Policy CLIP (the one adapted), in the syntax of ``contract.names``."""
     reward_model: str | None = DEFAULT_REWARD_MODEL
     """Reward CLIP for RLCF; empty or "none" disables the reward methods."""
     device: str = "auto"

@@ -128,8 +128,8 @@ def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, tit
 
 
 def run_accuracy(args: argparse.Namespace) -> int:
-    from adapters.catalog import method_specs
     from adapters.engine import Engine, load_models
+    from contract.catalog import method_specs
     from service.cli.common import model_names
 
     policy, reward, device = model_names(args)

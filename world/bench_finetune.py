@@ -128,9 +128,9 @@ def summarise(acc: dict[str, float], base: dict[str, float]) -> dict[str, Any]:
 def run_one(policy_name: str, policy: Any, store: Any, images: list[Image.Image], labels: list[int],
             params: Any, evals: dict[str, Any], base: dict[str, float], device: str) -> dict[str, Any]:
     from adapters.finetune import finetune_visual
+    from contract.names import split_version
     from models.classifier import ClipClassifier
     from models.loading import load_clip
-    from models.names import split_version
     from models.store import Manifest, new_version_id
 
     outcome = finetune_visual(policy, images, labels, CLASS_NAMES, TEMPLATES, params)
@@ -154,7 +154,7 @@ def print_rows(title: str, rows: list[dict[str, Any]], base: dict[str, float]) -
     from service.cli.common import print_table
 
     print(title)
-    from adapters.finetune_params import FinetuneParams
+    from contract.finetune_params import FinetuneParams
 
     defaults = FinetuneParams().to_dict()
     headers = ["N", "hyperparameters (not default)", *TEST_DOMAINS, "shifted avg", "gain", "clean delta",
@@ -173,8 +173,8 @@ def print_rows(title: str, rows: list[dict[str, Any]], base: dict[str, float]) -
 
 def run_finetune_bench(args: argparse.Namespace) -> int:
     from adapters.engine import Engine, load_models
-    from adapters.finetune_params import params_from
-    from models.errors import InvalidOptionsError
+    from contract.errors import InvalidOptionsError
+    from contract.finetune_params import params_from
     from models.store import ModelStore
     from service.cli.common import model_names, parse_option_flags
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from models.errors import TTAError
+from contract.errors import TTAError
 
 QUESTION = "Is this a photo of a {}? Answer True or False."
 ANSWERS = {True: "True", False: "False"}

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from pathlib import Path
 
-from service.errors import UnauthorizedError
+from contract.errors import UnauthorizedError
 
 ANONYMOUS = "anonymous"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")

@@ -12,25 +12,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.errors import (
+from contract.errors import (
+    BackendUnavailableError,
+    ImageTooLargeError,
+    InUseError,
     InvalidInputError,
+    MalformedRequestError,
     MissingMLLMError,
     MissingRewardModelError,
-    TTAError,
-    UnknownMethodError,
-)
-from models.images import ImageTooLargeError, UnsupportedImageFormatError
-from service.errors import (
-    BackendUnavailableError,
-    InUseError,
-    MalformedRequestError,
     NoCapableWorkerError,
     NotFoundError,
     QueueFullError,
     QuotaExceededError,
     RequestTooLargeError,
     TooManyInflightError,
+    TTAError,
     UnauthorizedError,
+    UnknownMethodError,
+    UnsupportedImageFormatError,
 )
 
 log = logging.getLogger(__name__)

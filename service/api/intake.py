@@ -12,15 +12,21 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from adapters.requests import PreparedRequest, prepare_request
-from models.errors import InvalidInputError, InvalidLabelsError, TTAError
-from models.images import ImageTooLargeError, header_pixels, normalize_image, probe
-from models.labels import parse_label_text
-from models.text_safety import unsafe_character
+from contract.errors import (
+    ImageTooLargeError,
+    InvalidInputError,
+    InvalidLabelsError,
+    MalformedRequestError,
+    TooManyImagesError,
+    TTAError,
+)
+from contract.images import header_pixels, normalize_image, probe
+from contract.labels import parse_label_text
+from contract.request import PreparedRequest, prepare_request
+from contract.text_safety import unsafe_character
 from service.api.json_body import parse_json, read_json_body
 from service.api.multipart import TooManyFieldsError, read_form
 from service.api.schemas import ClassifyBody
-from service.errors import MalformedRequestError, TooManyImagesError
 from service.settings import Settings
 
 MAX_MODEL_NAME_CHARS = 200

@@ -14,8 +14,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from models.errors import InvalidInputError
-from service.errors import MalformedRequestError
+from contract.errors import InvalidInputError, MalformedRequestError
 
 MAX_JSON_DEPTH = 32
 Model = TypeVar("Model", bound=BaseModel)

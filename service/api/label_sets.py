@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from models.errors import InvalidInputError
-from models.labels import parse_label_text, validate_labels
-from models.templates import validate_templates
+from contract.errors import InvalidInputError, RequestTooLargeError, RetryLaterError, TooManyImagesError
+from contract.labels import parse_label_text, validate_labels
+from contract.templates import validate_templates
 from service.api.errors import ERROR_RESPONSES
 from service.api.intake import (
     Submission,
@@ -28,7 +28,6 @@ from service.api.multipart import TooManyFieldsError, read_form
 from service.api.schemas import LABEL_SET_NAME, MULTIPART_TEXT
 from service.api.state import AppState
 from service.api.tenancy import Caller, caller
-from service.errors import RequestTooLargeError, RetryLaterError, TooManyImagesError
 from service.labelsets import (
     LABEL_SET_TEXT_FIELDS,
     MAX_EXEMPLARS_PER_CLASS,

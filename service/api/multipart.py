@@ -17,7 +17,7 @@ from fastapi import Request
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, Headers, UploadFile
 
-from service.errors import MalformedRequestError, TooManyImagesError
+from contract.errors import MalformedRequestError, TooManyImagesError
 
 MAX_TEXT_PART_BYTES = 1024 * 1024
 

@@ -10,15 +10,14 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from adapters.finetune_params import params_from
-from models.errors import InvalidInputError
+from contract.errors import InUseError, InvalidInputError
+from contract.finetune_params import params_from
 from service.api.errors import ERROR_RESPONSES, IN_USE, QUOTA_EXCEEDED
 from service.api.model_pointers import move_pointer, pinned_model, pointer_view
 from service.api.routes_jobs import job_out
 from service.api.schemas import LABEL_SET_NAME, json_integer
 from service.api.state import AppState
 from service.api.tenancy import Caller, caller
-from service.errors import InUseError
 from service.finetunes import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DAYS,
@@ -63,7 +62,7 @@ class FinetuneBody(BaseModel):
     max_images: TrainingImages = Field(MAX_TRAINING_IMAGES,
                             description="newest matching answers first, up to this many")
     hyperparameters: dict[str, Any] = Field(
-        default_factory=dict, description="adapters.finetune_params.FinetuneParams fields "
+        default_factory=dict, description="contract.finetune_params.FinetuneParams fields "
                                           "(lr, lr_min, weight_decay, epochs, batch_size, params, ...)")
     from_model: str | None = Field(
         None, description="the model to start from: a version (NAME@VERSION) from /v1/models, or "

@@ -8,8 +8,8 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from adapters.catalog import method_specs
-from models.bundled import list_bundled
+from contract.bundled import BUNDLED_MODELS
+from contract.catalog import method_specs
 from service.api import metrics
 from service.api.state import app_state
 from service.api.tenancy import caller
@@ -41,7 +41,7 @@ async def models(request: Request) -> dict[str, Any]:
                                             "label_set", "label_source", "n_images", "metrics")}
                      for m in sorted(versions.values(), key=lambda m: m["created_ms"])],
         "bundled": [{"name": m.name, "arch": m.arch, "description": m.description}
-                    for m in list_bundled()],
+                    for m in BUNDLED_MODELS],
     }
 
 

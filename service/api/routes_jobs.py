@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from adapters.catalog import get_spec
+from contract.catalog import get_spec
+from contract.errors import NoCapableWorkerError
 from service.api import metrics
 from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
 from service.api.intake import check_images, read_submission, validate_request
@@ -29,7 +30,6 @@ from service.api.schemas import (
 from service.api.sse import follow, stream_events
 from service.api.state import AppState, app_state
 from service.api.tenancy import Caller, caller
-from service.errors import NoCapableWorkerError
 from service.queue.producer import JobView
 from service.queue.routing import serves
 from service.queue.schemas import FINISHED, JobSpec, QueueEvent, new_job_id, now_ms

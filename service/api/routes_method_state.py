@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
-from adapters.catalog import get_spec, method_specs
-from adapters.state_store import state_key_for
-from models.errors import InvalidInputError, UnknownMethodError
-from models.labels import validate_labels
+from contract.catalog import get_spec, method_specs
+from contract.errors import InvalidInputError, UnknownMethodError
+from contract.labels import validate_labels
+from contract.state_scope import state_key_for
 from service.api.errors import ERROR_RESPONSES
 from service.api.schemas import LABEL_SET_NAME
 from service.api.tenancy import caller

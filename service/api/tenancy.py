@@ -18,11 +18,11 @@ from typing import Any
 
 from fastapi import Request
 
-from adapters.catalog import method_specs
-from adapters.state_store import state_key_for
-from models.names import split_version
+from contract.catalog import method_specs
+from contract.errors import NotFoundError, QuotaExceededError
+from contract.names import split_version
+from contract.state_scope import state_key_for
 from service.api.state import AppState, app_state, owner_of
-from service.errors import NotFoundError, QuotaExceededError
 from service.finetunes import TrainingKeys, versions_key
 from service.labelsets import NAME_PATTERN, SHARED_OWNER, LabelSet, confusions_key, decode, exemplar_key
 from service.method_state_keys import applied_key, index_key, state_key

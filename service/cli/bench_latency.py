@@ -41,7 +41,7 @@ def _median_ms(fn: Any, repeats: int) -> float:
 def _truncation_figures(engine: Any, labels: list[str], repeats: int) -> dict[str, float]:
     import torch
 
-    from models.templates import SINGLE_TEMPLATE
+    from contract.templates import SINGLE_TEMPLATE
 
     tower = engine.models.policy.tower
     prompts = [SINGLE_TEMPLATE.format(label) for label in labels]

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.errors import InvalidImageError
-from models.images import decode_image
+from contract.errors import InvalidImageError
+from contract.images import decode_image
 from service.cli.common import (
     model_names,
     parse_option_flags,
@@ -49,7 +49,7 @@ def run_classify(args: argparse.Namespace) -> int:
         print("error: --label-set needs --server (label sets live in the service)", file=sys.stderr)
         return EXIT_BAD_INPUT
     from adapters.engine import Engine, load_models
-    from adapters.requests import prepare_request
+    from contract.request import prepare_request
 
     labels = read_labels(args)
     options = parse_option_flags(args.option)

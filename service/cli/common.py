@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from models.errors import InvalidLabelsError, InvalidOptionsError
-from models.labels import parse_label_text
+from contract.errors import InvalidLabelsError, InvalidOptionsError
+from contract.labels import parse_label_text
 from service.settings import get_settings
 
 

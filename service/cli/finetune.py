@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.errors import InvalidInputError, InvalidOptionsError
+from contract.errors import InvalidInputError, InvalidOptionsError
 from service.cli.common import parse_option_flags
 
 EXIT_FAILED = 1
@@ -95,9 +95,9 @@ def start_remote(args: argparse.Namespace) -> dict[str, Any]:
 def start_local(args: argparse.Namespace) -> dict[str, Any]:
     from adapters.engine import load_models
     from adapters.finetune import finetune_visual
-    from adapters.finetune_params import params_from
-    from models.images import decode_image
-    from models.names import split_version
+    from contract.finetune_params import params_from
+    from contract.images import decode_image
+    from contract.names import split_version
     from models.store import Manifest, ModelStore, new_version_id
     from service.cli.common import model_names
 

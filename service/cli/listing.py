@@ -31,7 +31,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_methods(args: argparse.Namespace) -> int:
-    from adapters.catalog import method_specs
+    from contract.catalog import method_specs
 
     infos = [spec.describe() for spec in method_specs()]
     if args.json:

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from models.errors import TTAError
+from contract.errors import TTAError
 
 EXIT_USAGE = 2
 

@@ -21,7 +21,7 @@ import litserve as ls
 from PIL import Image
 
 from adapters.engine import BatchItem, Engine, load_models
-from models.images import decode_image
+from contract.images import decode_image
 from service.settings import get_settings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from service.errors import QueueFullError, TooManyInflightError
+from contract.errors import QueueFullError, TooManyInflightError
 from service.queue import scripts
 from service.queue.keys import Keys
 from service.queue.routing import route_of

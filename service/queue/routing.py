@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from models.names import split_version
+from contract.names import split_version
 from service.queue.schemas import JobSpec
 
 ANY_WORKER = "any"

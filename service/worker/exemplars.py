@@ -20,8 +20,8 @@ from typing import Any, overload
 import redis
 from PIL import Image
 
-from models.errors import InvalidInputError
-from models.images import decode_image
+from contract.errors import InvalidInputError
+from contract.images import decode_image
 from service.labelsets import LabelSet, confusions_key, decode, exemplar_field, exemplar_key
 from service.queue.keys import Keys
 

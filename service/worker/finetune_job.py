@@ -19,9 +19,9 @@ from typing import Any, NoReturn
 from PIL import Image
 
 from adapters.finetune import FinetuneCancelled, FinetuneProgress, FinetuneUnsound, finetune_visual
-from adapters.finetune_params import params_from
-from models.errors import TTAError
-from models.images import decode_image
+from contract.errors import TTAError
+from contract.finetune_params import params_from
+from contract.images import decode_image
 from models.store import Manifest
 from models.templates import resolve_templates
 from service.finetunes import (

@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
-from adapters.catalog import get_spec, method_specs
 from adapters.engine import Engine
+from contract.catalog import get_spec, method_specs
 from service.queue.consumer import Consumer, Delivery, StartedJob
 from service.queue.keys import Keys
 from service.queue.routing import ANY_WORKER, route, worker_routes

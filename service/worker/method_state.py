@@ -15,7 +15,8 @@ import time
 
 import redis
 
-from adapters.state_store import Change, group_owner
+from adapters.state_store import Change
+from contract.state_scope import group_owner
 from service.method_state_keys import APPLIED_TTL_MS, applied_key, index_key, state_key
 
 MAX_RETRIES = 50

@@ -13,14 +13,14 @@ from typing import Any, NoReturn
 import redis
 from PIL import Image
 
-from adapters.catalog import get_spec
 from adapters.dicl import Exemplars
 from adapters.engine import BatchItem, Engine, EpisodeItem
-from adapters.requests import PreparedRequest
-from adapters.state_store import state_key_for
 from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel, scored_dicts
-from models.errors import TTAError
-from models.images import decode_image
+from contract.catalog import get_spec
+from contract.errors import TTAError
+from contract.images import decode_image
+from contract.request import PreparedRequest
+from contract.state_scope import state_key_for
 from service.queue.consumer import Consumer, NamedEvent, StartedJob
 from service.queue.schemas import JobSpec, now_ms
 from service.worker import metrics

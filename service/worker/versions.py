@@ -21,9 +21,9 @@ import torch
 
 from adapters.engine import Engine
 from adapters.types import Models
+from contract.errors import ModelLoadError, UnknownModelError
+from contract.names import split_version
 from models.classifier import ClipClassifier
-from models.errors import ModelLoadError, UnknownModelError
-from models.names import split_version
 from models.store import ModelStore
 
 log = logging.getLogger(__name__)

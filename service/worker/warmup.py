@@ -9,8 +9,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from adapters.catalog import get_spec
 from adapters.engine import Engine
+from contract.catalog import get_spec
 
 log = logging.getLogger(__name__)
 

@@ -113,7 +113,7 @@ def test_world_mllm_on_cuda_scores_as_on_the_cpu():
 
 def test_finetune_on_cuda_learns_on_a_copy(cuda_models, labels):
     from adapters.finetune import finetune_visual
-    from adapters.finetune_params import FinetuneParams
+    from contract.finetune_params import FinetuneParams
 
     images = [make_image(200 + i, size=(160, 120)) for i in range(12)]
     targets = [i % 3 for i in range(12)]

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from adapters.engine import Engine
-from adapters.state_store import state_key_for
+from contract.state_scope import state_key_for
 from service.worker.method_state import RedisStateStore
 from tests.conftest import LABELS, make_image
 from tests.integration.conftest import Service, make_service, png_bytes

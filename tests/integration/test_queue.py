@@ -14,7 +14,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from service.errors import QueueFullError, TooManyInflightError
+from contract.errors import QueueFullError, TooManyInflightError
 from service.queue import producer as producer_module
 from service.queue import scripts
 from service.queue.consumer import Consumer, Delivery

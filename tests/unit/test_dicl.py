@@ -9,7 +9,7 @@ import torch
 from adapters.dicl import confusable_class, confused_pairs, rectify, transition_matrix
 from adapters.engine import Engine
 from adapters.types import Hooks, Models
-from models.errors import InvalidInputError, MissingMLLMError
+from contract.errors import InvalidInputError, MissingMLLMError
 from tests.conftest import LABELS, ScriptedScorer, make_exemplars, make_image
 
 N = len(LABELS)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from adapters.finetune import FinetuneCancelled, finetune_visual
-from adapters.finetune_params import PAPER, FinetuneParams, params_from
+from contract.finetune_params import PAPER, FinetuneParams, params_from
 
 LABELS = ("red ball", "blue car", "green tree")
 COLOURS = ((230, 30, 30), (30, 30, 230), (30, 200, 30))
@@ -167,7 +167,7 @@ def test_a_diverged_or_worse_finetune_is_unsound():
     agreement fallen past the bound on enough held-out images, are unsound too."""
     from adapters.engine import load_models
     from adapters.finetune import FinetuneUnsound, check_sound
-    from adapters.finetune_params import MIN_HOLDOUT_TO_JUDGE
+    from contract.finetune_params import MIN_HOLDOUT_TO_JUDGE
 
     policy = load_models("world-policy", None, device="cpu").policy
     images = [Image.new("RGB", (64, 64), (40 * i % 255, 80, 120)) for i in range(10)]

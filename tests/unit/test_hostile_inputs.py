@@ -10,11 +10,10 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
-from models.errors import InvalidImageError
-from models.images import STORED_SHORT_SIDE, ImageTooLargeError, decode_image, normalize_image
-from models.templates import validate_templates
+from contract.errors import ImageTooLargeError, InvalidImageError, MalformedRequestError
+from contract.images import STORED_SHORT_SIDE, decode_image, normalize_image
+from contract.templates import validate_templates
 from service.api.json_body import MAX_JSON_DEPTH, json_depth, parse_json
-from service.errors import MalformedRequestError
 
 
 def _png(image: Image.Image, **params) -> bytes:

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from models.errors import ModelLoadError, UnknownModelError
+from contract.errors import ModelLoadError, UnknownModelError
+from contract.names import parse_model_name, split_version
 from models.loading import load_clip
-from models.names import parse_model_name, split_version
 from models.store import Manifest, ModelStore, new_version_id
 
 

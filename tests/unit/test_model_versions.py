@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from adapters.engine import Engine, load_models
-from models.errors import UnknownModelError
+from contract.errors import UnknownModelError
 from models.store import Manifest, ModelStore
 from service.worker.versions import ModelVersions, visual_bytes
 from tests.conftest import LABELS, POLICY, make_image

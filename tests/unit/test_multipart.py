@@ -10,8 +10,8 @@ import pytest
 from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartParser
 
+from contract.errors import MalformedRequestError, TooManyImagesError
 from service.api.multipart import parse_form
-from service.errors import MalformedRequestError, TooManyImagesError
 
 FILES = [("image", ("a.png", b"\x89PNG\r\n--not-a-boundary\r\n\r\nbytes")), ("image", ("b.jpg", b""))]
 DATA = {"labels": ["cat", "chien \u00e9t\u00e9", "\u732b"], "method": "zeroshot", "options": '{"steps": 2}'}

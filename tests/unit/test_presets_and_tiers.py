@@ -9,14 +9,14 @@ import torch
 
 from adapters.augmix import AugMixSpec, augmix
 from adapters.engine import Engine, load_models
-from adapters.method_options import COOP, REFERENCE_TUNE_TEMPLATE
 from adapters.policy_gradient import RewardContext
-from adapters.requests import prepare_request
 from adapters.tda_cache import Entry, TDACache, add_entry, cache_logits
 from adapters.views import make_views
 from adapters.zero import zero_vote
+from contract.errors import InvalidOptionsError, ModelLoadError
+from contract.method_options import COOP, REFERENCE_TUNE_TEMPLATE
+from contract.request import prepare_request
 from models.classifier import ClipClassifier
-from models.errors import InvalidOptionsError, ModelLoadError
 from models.learned_context import configured_contexts, load_context_file, save_context
 from models.reward import RewardEnsemble, RewardModel
 from models.reward_spec import parse_reward_spec

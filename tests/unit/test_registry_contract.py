@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from adapters.catalog import get_spec, method_names, method_specs
-from adapters.options import options_schema
 from adapters.registry import create_method
 from adapters.types import Hooks
+from contract.catalog import get_spec, method_names, method_specs
+from contract.options import options_schema
 from tests.conftest import LABELS, make_exemplars
 
 
@@ -60,7 +60,7 @@ def test_list_methods_describes_options():
 
 
 def test_rlcf_tune_learning_rate_follows_the_tuned_parameters():
-    from adapters.method_options import RLCFTuneOptions
+    from contract.method_options import RLCFTuneOptions
 
     assert RLCFTuneOptions(params="all").effective_lr == 1e-5  # RLCF's published rate
     assert RLCFTuneOptions().effective_lr == 1e-3  # norm layers: TENT's rate

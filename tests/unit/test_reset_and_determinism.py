@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from adapters.catalog import get_spec, method_names
 from adapters.engine import Engine
 from adapters.types import Hooks
+from contract.catalog import get_spec, method_names
 from tests.conftest import LABELS, make_exemplars, self_reward_models
 
 

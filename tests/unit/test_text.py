@@ -2,8 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.errors import InvalidLabelsError
-from models.templates import SINGLE_TEMPLATE, resolve_templates
+from contract.errors import InvalidLabelsError
+from contract.templates import SINGLE_TEMPLATE
+from models.templates import resolve_templates
 from tests.conftest import LABELS
 
 

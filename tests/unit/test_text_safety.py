@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from models.errors import InvalidLabelsError
-from models.labels import validate_labels
-from models.text_safety import unsafe_character
+from contract.errors import InvalidLabelsError
+from contract.labels import validate_labels
+from contract.text_safety import unsafe_character
 
 
 @pytest.mark.parametrize("code", [*range(0x20), 0x7F])

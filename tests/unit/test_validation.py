@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from adapters.engine import Engine
-from adapters.requests import prepare_request
 from adapters.types import Models
-from models.errors import (
+from contract.errors import (
+    ImageTooLargeError,
     InvalidImageError,
     InvalidLabelsError,
     InvalidOptionsError,
@@ -16,11 +16,13 @@ from models.errors import (
     ModelLoadError,
     UnknownMethodError,
     UnknownModelError,
+    UnsupportedImageFormatError,
 )
-from models.images import ImageTooLargeError, UnsupportedImageFormatError, decode_image
-from models.labels import MAX_LABELS, validate_labels
+from contract.images import decode_image
+from contract.labels import MAX_LABELS, validate_labels
+from contract.names import parse_model_name
+from contract.request import prepare_request
 from models.loading import load_clip
-from models.names import parse_model_name
 from tests.conftest import LABELS
 
 

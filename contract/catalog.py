@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.method_options import (
+from contract.errors import UnknownMethodError
+from contract.method_options import (
     MLLMOptions,
     RLCFOptions,
     RLCFTuneOptions,
@@ -19,8 +20,7 @@ from adapters.method_options import (
     ZeroOptions,
     ZeroShotOptions,
 )
-from adapters.options import options_schema
-from models.errors import UnknownMethodError
+from contract.options import options_schema
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.errors import InvalidImageError
+from contract.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 FORMAT_ALIASES = {"MPO": "JPEG"}
@@ -29,14 +29,6 @@ so the random-resized-crop views keep their detail, and small enough that a work
 a decoded 36-megapixel frame."""
 
 _EXIF_ORIENTATION = 0x0112
-
-
-class UnsupportedImageFormatError(InvalidImageError):
-    code = "unsupported_image_format"
-
-
-class ImageTooLargeError(InvalidImageError):
-    code = "image_too_large"
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from models.errors import InvalidOptionsError
-from models.templates import validate_templates
+from contract.errors import InvalidOptionsError
+from contract.templates import validate_templates
 
 T = TypeVar("T")
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from adapters.options import PolicyGradientOptions, ViewOptions, check_range, check_template
-from models.errors import InvalidOptionsError
+from contract.errors import InvalidOptionsError
+from contract.options import PolicyGradientOptions, ViewOptions, check_range, check_template
 
 Preset = Literal["default", "reference", "reference-fine-grained"]
 PresetTable = Mapping[str, Mapping[str, Any]]

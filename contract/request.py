@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.catalog import get_spec, method_specs
-from adapters.options import parse_options
-from models.errors import InvalidOptionsError, MissingMLLMError, MissingRewardModelError
-from models.labels import MAX_LABELS, validate_labels
-from models.templates import TemplateSpec, validate_templates
+from contract.catalog import get_spec, method_specs
+from contract.errors import InvalidOptionsError, MissingMLLMError, MissingRewardModelError
+from contract.labels import MAX_LABELS, validate_labels
+from contract.options import parse_options
+from contract.templates import TemplateSpec, validate_templates
 
 MAX_TOP_K = 100
 

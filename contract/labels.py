@@ -5,8 +5,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-from models.errors import InvalidLabelsError
-from models.text_safety import unsafe_character
+from contract.errors import InvalidLabelsError
+from contract.text_safety import unsafe_character
 
 MAX_LABELS = 2000
 MAX_LABEL_CHARS = 100
