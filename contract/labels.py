@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 
 from contract.errors import InvalidLabelsError
 from contract.text_safety import unsafe_character
 
+LABEL_SET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A label set's name: 1-64 letters, digits, '.', '_' or '-', not starting with a sign."""
+LABEL_SET_NAME_PATTERN = re.compile(LABEL_SET_NAME)
 MAX_LABELS = 2000
 MAX_LABEL_CHARS = 100
 

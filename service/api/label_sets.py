@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from contract.errors import InvalidInputError, RequestTooLargeError, RetryLaterError, TooManyImagesError
-from contract.labels import parse_label_text, validate_labels
+from contract.labels import LABEL_SET_NAME_PATTERN, parse_label_text, validate_labels
 from contract.templates import validate_templates
 from service.api.errors import ERROR_RESPONSES
 from service.api.intake import (
@@ -28,12 +28,10 @@ from service.api.multipart import TooManyFieldsError, read_form
 from service.api.schemas import LABEL_SET_NAME, MULTIPART_TEXT
 from service.api.state import AppState
 from service.api.tenancy import Caller, caller
-from service.labelsets import (
+from service.queue.labelsets import (
     LABEL_SET_TEXT_FIELDS,
     MAX_EXEMPLARS_PER_CLASS,
-    NAME_PATTERN,
     LabelSet,
-    confusions_key,
     content_version,
     write_label_set,
 )
@@ -169,7 +167,7 @@ async def create_label_set(request: Request) -> dict[str, Any]:
     who = caller(request)
     state, owner, settings = who.state, who.owner, who.state.settings
     body = await _read_body(request, settings.max_exemplars_per_label_set, settings.max_labels)
-    if not NAME_PATTERN.match(body.name):
+    if not LABEL_SET_NAME_PATTERN.match(body.name):
         raise InvalidInputError("name must be 1-64 letters, digits, '.', '_' or '-'", field="name")
     await who.require_room_for_label_set(body.name)
     labels = list(validate_labels(body.labels, max_labels=state.settings.max_labels))
@@ -233,7 +231,7 @@ async def show_label_set(request: Request, name: str) -> dict[str, Any]:
     who = caller(request)
     label_set = await who.label_set(name, field="name")
     stored = await who.client.hgetall(
-        confusions_key(who.state.keys, label_set.owner, name, label_set.version))
+        who.state.keys.label_set_transition(label_set.owner, name, label_set.version))
     confusions = {as_text(model): json.loads(raw)["top_pairs"]
                   for model, raw in stored.items()}
     return {**label_set.summary(), "confused_pairs": confusions}

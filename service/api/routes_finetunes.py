@@ -18,19 +18,17 @@ from service.api.routes_jobs import job_out
 from service.api.schemas import LABEL_SET_NAME, json_integer
 from service.api.state import AppState
 from service.api.tenancy import Caller, caller
-from service.finetunes import (
+from service.queue.keys import TrainingKeys
+from service.queue.labelsets import LabelSet
+from service.queue.schemas import FINISHED, JobSpec, as_text, new_job_id, now_ms
+from service.queue.training import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_DAYS,
     MAX_TRAINING_IMAGES,
     Retention,
     TrainingFilter,
-    TrainingKeys,
-    cancel_key,
     parse_record,
-    versions_key,
 )
-from service.labelsets import LabelSet
-from service.queue.schemas import FINISHED, JobSpec, as_text, new_job_id, now_ms
 
 router = APIRouter(prefix="/v1", tags=["fine-tuning"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
@@ -176,7 +174,7 @@ async def cancel_finetune(request: Request, finetune_id: str) -> dict[str, Any]:
     current = await owned_finetune(who, finetune_id)
     if current["status"] in FINISHED:
         return {**current, "cancel_requested": False}
-    await who.client.set(cancel_key(who.state.keys, finetune_id), 1, ex=who.state.settings.job_ttl_s)
+    await who.client.set(who.state.keys.finetune_cancel(finetune_id), 1, ex=who.state.settings.job_ttl_s)
     return {**current, "cancel_requested": True}
 
 
@@ -188,26 +186,28 @@ async def _retention_view(state: AppState, tk: TrainingKeys) -> dict[str, Any]:
             "images": await client.zcard(tk.order), "bytes": int(stored or 0)}
 
 
-async def _label_set_keys(request: Request, name: str) -> tuple[AppState, TrainingKeys]:
-    """The caller's own label set ``name`` (404 if it has none), as its fine-tuning keys."""
+async def own_label_set(request: Request, name: str) -> tuple[Caller, TrainingKeys]:
+    """The caller, and the fine-tuning keys of its own label set ``name`` (404 if it has none;
+    a bundled set is not its to change)."""
     who = caller(request)
-    return who.state, who.training_keys(await who.label_set(name, shared=False, field="name"))
+    return who, who.training_keys(await who.label_set(name, shared=False, field="name"))
 
 
 @router.put("/label-sets/{name}/retention", responses={**WITH_BODY, **QUOTA_EXCEEDED})
 async def set_retention(request: Request, name: str, body: RetentionBody) -> dict[str, Any]:
     """Opt a label set in (or out) of keeping its requests' images and answers for fine-tuning.
     Turning it off keeps what is stored until it ages out; nothing new is kept."""
-    state, tk = await _label_set_keys(request, name)
-    await Caller(tk.owner, state).require_room_for_retention(name, body.max_bytes)
-    await state.producer.client.hset(tk.retention, mapping=Retention(
-        body.enabled, body.max_bytes, body.max_days).encode())
-    return await _retention_view(state, tk)
+    who, tk = await own_label_set(request, name)
+    await who.require_room_for_retention(name, body.max_bytes)
+    await who.client.hset(tk.retention, mapping=Retention(body.enabled, body.max_bytes,
+                                                          body.max_days).encode())
+    return await _retention_view(who.state, tk)
 
 
 @router.get("/label-sets/{name}/retention", responses=NOT_FOUND)
 async def get_retention(request: Request, name: str) -> dict[str, Any]:
-    return await _retention_view(*await _label_set_keys(request, name))
+    who, tk = await own_label_set(request, name)
+    return await _retention_view(who.state, tk)
 
 
 @router.put("/label-sets/{name}/model", responses=WITH_BODY)
@@ -215,31 +215,31 @@ async def point_label_set(request: Request, name: str,
                           body: Annotated[ModelPointerBody, Body()]) -> dict[str, Any]:
     """Answer this label set's requests with a fine-tuned version (null: the base model again).
     The previous pointer is kept in ``history``; ``POST .../model/rollback`` returns to it."""
-    state, tk = await _label_set_keys(request, name)
+    who, tk = await own_label_set(request, name)
     if body.model is not None:
-        await Caller(tk.owner, state).version(body.model)
-    await move_pointer(state, tk, body.model)
-    return await pointer_view(state, tk)
+        await who.version(body.model)
+    await move_pointer(who.state, tk, body.model)
+    return await pointer_view(who.state, tk, name)
 
 
 @router.post("/label-sets/{name}/model/rollback", responses=NOT_FOUND)
 async def rollback_label_set(request: Request, name: str) -> dict[str, Any]:
     """Point the label set back at the model it used before the last change."""
-    state, tk = await _label_set_keys(request, name)
-    previous = await state.producer.client.lpop(tk.model_history)
+    who, tk = await own_label_set(request, name)
+    previous = await who.client.lpop(tk.model_history)
     if previous is None:
         raise InvalidInputError(f"label set {name!r} has no earlier model to roll back to", field="name")
-    client = state.producer.client
     if as_text(previous):
-        await client.set(tk.model, previous)
+        await who.client.set(tk.model, previous)
     else:
-        await client.delete(tk.model)
-    return await pointer_view(state, tk)
+        await who.client.delete(tk.model)
+    return await pointer_view(who.state, tk, name)
 
 
 @router.get("/label-sets/{name}/model", responses=NOT_FOUND)
 async def get_label_set_model(request: Request, name: str) -> dict[str, Any]:
-    return await pointer_view(*await _label_set_keys(request, name))
+    who, tk = await own_label_set(request, name)
+    return await pointer_view(who.state, tk, name)
 
 
 @router.delete("/models/{name:path}", responses={**NOT_FOUND, **IN_USE})
@@ -252,5 +252,5 @@ async def delete_version(request: Request, name: str) -> dict[str, Any]:
         if label_set.owner == who.owner and await pinned_model(who.state, label_set) == name:
             raise InUseError(f"label set {label_set.name!r} points at {name!r}; point it elsewhere "
                              f"first (PUT /v1/label-sets/{label_set.name}/model)", field="name")
-    await who.client.hdel(versions_key(who.state.keys, who.owner), name)
+    await who.client.hdel(who.state.keys.versions(who.owner), name)
     return {"model": name, "deleted": True}

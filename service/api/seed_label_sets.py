@@ -19,8 +19,8 @@ from typing import Any
 
 import redis
 
-from service.labelsets import SHARED_OWNER, LabelSet, content_version, write_label_set
 from service.queue.keys import Keys
+from service.queue.labelsets import SHARED_OWNER, LabelSet, content_version, write_label_set
 from service.queue.schemas import as_text, now_ms
 
 log = logging.getLogger(__name__)

@@ -20,13 +20,12 @@ from fastapi import Request
 
 from contract.catalog import method_specs
 from contract.errors import NotFoundError, QuotaExceededError
+from contract.labels import LABEL_SET_NAME_PATTERN
 from contract.names import split_version
 from contract.state_scope import state_key_for
 from service.api.state import AppState, app_state, owner_of
-from service.finetunes import TrainingKeys, versions_key
-from service.labelsets import NAME_PATTERN, SHARED_OWNER, LabelSet, confusions_key, decode, exemplar_key
-from service.method_state_keys import applied_key, index_key, state_key
-from service.queue.keys import RECTIFICATION_LOG_MAXLEN
+from service.queue.keys import RECTIFICATION_LOG_MAXLEN, TrainingKeys
+from service.queue.labelsets import SHARED_OWNER, LabelSet, decode
 from service.queue.producer import JobView
 from service.queue.schemas import FINISHED, JOB_ID_PATTERN, as_text, now_ms
 
@@ -86,7 +85,7 @@ class Caller:
     async def label_set(self, name: str, *, shared: bool = True, field: str = "label_set") -> LabelSet:
         """The caller's label set ``name``, else (``shared``) a bundled one of that name, which
         every tenant may use but not change; NotFoundError otherwise."""
-        if NAME_PATTERN.match(name):
+        if LABEL_SET_NAME_PATTERN.match(name):
             for owner in (self.owner, SHARED_OWNER) if shared else (self.owner,):
                 raw = await self.client.hgetall(self.state.keys.label_set(owner, name))
                 if raw:
@@ -123,15 +122,11 @@ class Caller:
     async def delete_label_set(self, label_set: LabelSet) -> None:
         """One of the caller's label sets and everything kept for it."""
         keys, name = self.state.keys, label_set.name
-        training = self.training_keys(label_set)
         groups = [f"{spec.name}:{state_key_for(self.owner, name, ())}" for spec in method_specs()
                   if spec.stateful]
-        doomed = [keys.label_set(self.owner, name), exemplar_key(keys, self.owner, name),
-                  confusions_key(keys, self.owner, name, label_set.version),
-                  training.retention, training.meta, training.images, training.order, training.bytes,
-                  training.model, training.model_history,
-                  *(key for group in groups for key in (state_key(keys.prefix, group),
-                                                        applied_key(keys.prefix, group)))]
+        doomed = [*keys.label_set_keys(self.owner, name, label_set.version),
+                  *(key for group in groups for key in (keys.method_state(group),
+                                                        keys.method_state_applied(group)))]
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(*doomed)
         pipe.srem(keys.label_set_index(self.owner), name)
@@ -145,7 +140,7 @@ class Caller:
         others = 0
         for other in await self.label_set_names():
             if other != name:
-                raw = await self.client.hget(TrainingKeys(self.state.keys, self.owner, other).retention,
+                raw = await self.client.hget(self.state.keys.training(self.owner, other).retention,
                                              "max_bytes")
                 others += int(raw or 0)
         if others + max_bytes > budget:
@@ -156,17 +151,17 @@ class Caller:
     def training_keys(self, label_set: LabelSet) -> TrainingKeys:
         """Fine-tuning keys of one of the caller's own label sets."""
         assert label_set.owner == self.owner, "a shared label set has no training state"
-        return TrainingKeys(self.state.keys, self.owner, label_set.name)
+        return self.state.keys.training(self.owner, label_set.name)
 
     # Model versions ---------------------------------------------------------------------------
 
     async def versions(self) -> dict[str, dict[str, Any]]:
         """The caller's fine-tuned model versions: name -> manifest."""
-        raw = await self.client.hgetall(versions_key(self.state.keys, self.owner))
+        raw = await self.client.hgetall(self.state.keys.versions(self.owner))
         return {as_text(name): json.loads(manifest) for name, manifest in raw.items()}
 
     async def version(self, name: str, field: str = "model") -> dict[str, Any]:
-        manifest = await self.client.hget(versions_key(self.state.keys, self.owner), name)
+        manifest = await self.client.hget(self.state.keys.versions(self.owner), name)
         if manifest is None:
             raise NotFoundError(f"no model version {name!r} for this key (GET /v1/models lists "
                                 "yours)", field=field)
@@ -194,7 +189,7 @@ class Caller:
             raise QuotaExceededError(
                 f"this key has {len(unfinished)} unfinished fine-tunes, its quota; wait for one to "
                 "finish or cancel it (DELETE /v1/finetunes/{id})", field="label_set")
-        versions = await self.client.hlen(versions_key(self.state.keys, self.owner))
+        versions = await self.client.hlen(self.state.keys.versions(self.owner))
         if versions + len(unfinished) >= settings.max_versions_per_key:
             raise QuotaExceededError(
                 f"this key has {versions} model versions and {len(unfinished)} fine-tunes under way; "
@@ -206,11 +201,11 @@ class Caller:
         """Each kind of resource: how much the caller holds, its quota, and its lifetime."""
         settings, keys = self.state.settings, self.state.keys
         names = await self.label_set_names()
-        retained = [TrainingKeys(keys, self.owner, name) for name in names]
+        retained = [keys.training(self.owner, name) for name in names]
         pipe = self.client.pipeline(transaction=False)
         pipe.zcard(keys.inflight(self.owner))
-        pipe.hlen(versions_key(keys, self.owner))
-        pipe.zcard(index_key(keys.prefix, self.owner))
+        pipe.hlen(keys.versions(self.owner))
+        pipe.zcard(keys.method_state_index(self.owner))
         pipe.xlen(keys.rectifications(self.owner))
         for training in retained:
             pipe.get(training.bytes)

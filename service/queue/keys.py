@@ -1,18 +1,72 @@
-"""Redis key names. Every key starts with the deployment's prefix (``TTA_REDIS_PREFIX``)."""
+"""Every Redis key the service uses, built in one place. Every key starts with the deployment's
+prefix (``TTA_REDIS_PREFIX``); a tenant's keys hold its name, so one tenant's keys never
+address another's. What each key holds, who writes it and who reads it: docs/architecture.md.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 GROUP = "workers"
-"""The consumer group every worker reads the jobs stream through."""
+"""The consumer group every worker reads the jobs streams through."""
 RECTIFICATION_LOG_MAXLEN = 100_000
 """Decisions kept per key in the rectification log (older ones are trimmed)."""
+APPLIED_TTL_MS = 7 * 24 * 3600 * 1000
+"""How long a method-state update id is remembered: a job redelivered later than this after
+its update could apply it again (jobs expire much sooner)."""
+
+
+@dataclass(frozen=True)
+class TrainingKeys:
+    """One label set's fine-tuning state (all under the label set's key, so its owner's)."""
+
+    base: str
+
+    @property
+    def retention(self) -> str:
+        """Hash: enabled, max_bytes, max_days (opt-in image retention)."""
+        return self.base + ":retention"
+
+    @property
+    def meta(self) -> str:
+        """Hash: record id (``<job id>:<image>``) -> JSON (time, job, method, before, after, ...)."""
+        return self.base + ":training:meta"
+
+    @property
+    def images(self) -> str:
+        """Hash: record id -> image bytes."""
+        return self.base + ":training:images"
+
+    @property
+    def order(self) -> str:
+        """Sorted set: record id by time (eviction, date ranges)."""
+        return self.base + ":training:order"
+
+    @property
+    def bytes(self) -> str:
+        """Total image bytes kept."""
+        return self.base + ":training:bytes"
+
+    @property
+    def model(self) -> str:
+        """The model version the label set is pointed at (absent: the base model)."""
+        return self.base + ":model"
+
+    @property
+    def model_history(self) -> str:
+        """List of earlier pointers, newest first (rollback)."""
+        return self.base + ":model:history"
+
+    def all(self) -> list[str]:
+        return [self.retention, self.meta, self.images, self.order, self.bytes, self.model,
+                self.model_history]
 
 
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "tta"
+
+    # The queue ----------------------------------------------------------------------------
 
     def jobs(self, route: str) -> str:
         """Stream of the job ids of one route (``service.queue.routing``); an entry is acked
@@ -38,8 +92,10 @@ class Keys:
         """Sorted set of one key's unfinished job ids."""
         return f"{self.prefix}:inflight:{owner}"
 
+    # A job ----------------------------------------------------------------------------------
+
     def job(self, job_id: str) -> str:
-        """Hash: spec, owner, status, attempts, times, error."""
+        """Hash: the job's fields (``service.queue.fields.JobField``)."""
         return f"{self.prefix}:job:{job_id}"
 
     def images(self, job_id: str) -> str:
@@ -55,6 +111,10 @@ class Keys:
         published on the pub/sub channel of the same name (``service.queue.scripts``)."""
         return f"{self.prefix}:job:{job_id}:events"
 
+    def finetune_cancel(self, job_id: str) -> str:
+        """Set by DELETE /v1/finetunes/{id}; the fine-tune checks it before every step."""
+        return self.job(job_id) + ":cancel"
+
     @property
     def events_pattern(self) -> str:
         """The pub/sub pattern of every job's events channel (the API's event hub)."""
@@ -69,16 +129,54 @@ class Keys:
             return name[len(head):-len(tail)]
         return None
 
+    # What a tenant stores ------------------------------------------------------------------------
+
+    def label_set(self, owner: str, name: str) -> str:
+        """Hash: name, labels, templates, version, exemplar counts, created."""
+        return f"{self.prefix}:labelset:{owner}:{name}"
+
+    def label_set_index(self, owner: str) -> str:
+        """Set of one owner's label-set names."""
+        return f"{self.prefix}:labelsets:{owner}"
+
+    def label_set_exemplars(self, owner: str, name: str) -> str:
+        """Hash ``<class index>:<number>`` -> exemplar image bytes."""
+        return self.label_set(owner, name) + ":exemplars"
+
+    def label_set_transition(self, owner: str, name: str, version: str) -> str:
+        """Hash model name -> the most confused class pairs a worker estimated for this
+        label-set version (deleted when the set changes)."""
+        return self.label_set(owner, name) + f":transition:{version}"
+
+    def training(self, owner: str, name: str) -> TrainingKeys:
+        return TrainingKeys(self.label_set(owner, name))
+
+    def versions(self, owner: str) -> str:
+        """Hash version name (NAME@VERSION) -> manifest JSON: the owner's model versions."""
+        return f"{self.prefix}:versions:{owner}"
+
     def finetunes(self, owner: str) -> str:
         """Sorted set of one key's fine-tune job ids (pruned of finished ones when counted)."""
         return f"{self.prefix}:finetunes:{owner}"
 
-    def label_set(self, owner: str, name: str) -> str:
-        return f"{self.prefix}:labelset:{owner}:{name}"
-
-    def label_set_index(self, owner: str) -> str:
-        return f"{self.prefix}:labelsets:{owner}"
-
     def rectifications(self, owner: str) -> str:
         """Stream of one key's MLLM decisions (before, after, candidate scores), for export."""
         return f"{self.prefix}:rectifications:{owner}"
+
+    def method_state(self, group: str) -> str:
+        """Hash: one method's state for one tenant and label set (``contract.state_scope``),
+        a field per model and label list."""
+        return f"{self.prefix}:method-state:{group}"
+
+    def method_state_applied(self, group: str) -> str:
+        """Sorted set of the update ids applied to a group (job id / image), by time."""
+        return f"{self.prefix}:method-state:{group}:applied"
+
+    def method_state_index(self, owner: str) -> str:
+        """Sorted set of one key's groups by their last update (its quota: the oldest go)."""
+        return f"{self.prefix}:method-state-index:{owner}"
+
+    def label_set_keys(self, owner: str, name: str, version: str) -> list[str]:
+        """Every key kept for one label set (what deleting it deletes, with its method state)."""
+        return [self.label_set(owner, name), self.label_set_exemplars(owner, name),
+                self.label_set_transition(owner, name, version), *self.training(owner, name).all()]

@@ -250,3 +250,27 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
 """
+
+RETAIN = """
+-- KEYS: meta, images, order, bytes.  ARGV: id, meta JSON, image, ts_ms, max_bytes, cutoff_ms
+-- Keep one record (first writer wins), then evict the oldest until within both bounds.
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  redis.call('INCRBY', KEYS[4], string.len(ARGV[3]))
+end
+local evicted = 0
+while true do
+  local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if #oldest == 0 then break end
+  local total = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if total <= tonumber(ARGV[5]) and tonumber(oldest[2]) >= tonumber(ARGV[6]) then break end
+  local size = redis.call('HSTRLEN', KEYS[2], oldest[1])
+  redis.call('DECRBY', KEYS[4], size)
+  redis.call('HDEL', KEYS[1], oldest[1])
+  redis.call('HDEL', KEYS[2], oldest[1])
+  redis.call('ZREM', KEYS[3], oldest[1])
+  evicted = evicted + 1
+end
+return evicted
+"""

@@ -22,8 +22,8 @@ from PIL import Image
 
 from contract.errors import InvalidInputError
 from contract.images import decode_image
-from service.labelsets import LabelSet, confusions_key, decode, exemplar_field, exemplar_key
 from service.queue.keys import Keys
+from service.queue.labelsets import LabelSet, decode, exemplar_field
 
 MAX_CACHED_BYTES = 64 * 1024 * 1024
 """Decoded exemplars kept per worker (RGB bytes). One class (at most 16 exemplars) takes at
@@ -115,7 +115,7 @@ class ExemplarStore:
         owner, name, _, index = key
         fields = [exemplar_field(index, number) for number in range(count)]
         images = []
-        for field, data in zip(fields, self.client.hmget(exemplar_key(self.keys, owner, name), fields),
+        for field, data in zip(fields, self.client.hmget(self.keys.label_set_exemplars(owner, name), fields),
                                strict=True):
             if data is None:  # replaced (or deleted) since the job's check of its version
                 raise LabelSetChangedError(f"label set {name!r} changed while the job ran; submit "
@@ -131,5 +131,5 @@ class ExemplarStore:
         return images
 
     def store_confusions(self, label_set: LabelSet, model: str, pairs: list[dict[str, object]]) -> None:
-        key = confusions_key(self.keys, label_set.owner, label_set.name, label_set.version)
+        key = self.keys.label_set_transition(label_set.owner, label_set.name, label_set.version)
         self.client.hset(key, model, json.dumps({"top_pairs": pairs}))

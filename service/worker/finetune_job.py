@@ -24,16 +24,13 @@ from contract.finetune_params import params_from
 from contract.images import decode_image
 from models.store import Manifest
 from models.templates import resolve_templates
-from service.finetunes import (
-    MAX_TRAINING_IMAGES,
-    TrainingFilter,
-    TrainingKeys,
-    cancel_key,
-    parse_record,
-    versions_key,
-)
 from service.queue.consumer import Consumer, StartedJob
 from service.queue.schemas import as_text, now_ms
+from service.queue.training import (
+    MAX_TRAINING_IMAGES,
+    TrainingFilter,
+    parse_record,
+)
 from service.worker.runner import JobFailed
 from service.worker.versions import ModelVersions
 
@@ -62,14 +59,14 @@ class FinetuneJob:
         raise JobFailed(code)
 
     def cancelled(self, job_id: str) -> bool:
-        return bool(self.client.exists(cancel_key(self.consumer.keys, job_id)))
+        return bool(self.client.exists(self.consumer.keys.finetune_cancel(job_id)))
 
     def training_set(self, job: StartedJob) -> tuple[list[Image.Image], list[int], int]:
         """Images and label indices of the retained records the job's filter accepts (newest
         first up to ``max_images``), and how many records were read."""
         spec = job.spec
         assert spec.label_set is not None
-        tk = TrainingKeys(self.consumer.keys, spec.owner, spec.label_set)
+        tk = self.consumer.keys.training(spec.owner, spec.label_set)
         flt = TrainingFilter(**spec.options.get("filter", {}))
         limit = int(spec.options.get("max_images", MAX_TRAINING_IMAGES))
         index = {label: i for i, label in enumerate(spec.labels)}
@@ -107,7 +104,7 @@ class FinetuneJob:
             manifest = store.manifest(base, version)  # an earlier attempt finished training
         else:
             manifest = self.train(job, base, version)
-        self.client.hset(versions_key(self.consumer.keys, spec.owner), name, json.dumps(manifest.to_dict()))
+        self.client.hset(self.consumer.keys.versions(spec.owner), name, json.dumps(manifest.to_dict()))
         self.consumer.finish_image(spec, 0, {
             "model": name, "version": version, "base_model": base, "parent": manifest.parent,
             "label_set": spec.label_set,

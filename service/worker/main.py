@@ -60,7 +60,7 @@ class Worker:
         self.settings = settings
         self.engine = engine
         engine.state_store = RedisStateStore(  # TDA: one per tenant and label set
-            client, settings.redis_prefix, ttl_s=settings.method_state_ttl_s,
+            client, Keys(settings.redis_prefix), ttl_s=settings.method_state_ttl_s,
             max_groups=settings.max_method_state_groups_per_key)
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         keys = Keys(settings.redis_prefix)

@@ -17,7 +17,7 @@ import redis
 
 from adapters.state_store import Change
 from contract.state_scope import group_owner
-from service.method_state_keys import APPLIED_TTL_MS, applied_key, index_key, state_key
+from service.queue.keys import APPLIED_TTL_MS, Keys
 
 MAX_RETRIES = 50
 
@@ -26,21 +26,21 @@ class RedisStateStore:
     """Each group lives ``ttl_s`` after its last update; a tenant keeps at most ``max_groups``
     (its least recently updated is dropped beyond: the state is a cache of past requests)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, *, ttl_s: int = 7 * 86_400,
+    def __init__(self, client: redis.Redis, keys: Keys, *, ttl_s: int = 7 * 86_400,
                  max_groups: int = 64) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.ttl_s = ttl_s
         self.max_groups = max_groups
 
     def read(self, group: str, field: str) -> bytes | None:
-        value = self.client.hget(state_key(self.prefix, group), field)
+        value = self.client.hget(self.keys.method_state(group), field)
         return bytes(value) if value is not None else None  # type: ignore[arg-type]
 
     def update(self, group: str, field: str, update_id: str | None,
                change: Change) -> tuple[bytes | None, bool]:
-        key, applied = state_key(self.prefix, group), applied_key(self.prefix, group)
-        index = index_key(self.prefix, group_owner(group))
+        key, applied = self.keys.method_state(group), self.keys.method_state_applied(group)
+        index = self.keys.method_state_index(group_owner(group))
         marker = f"{field}|{update_id}"
         with self.client.pipeline() as pipe:
             for _ in range(MAX_RETRIES):
@@ -72,9 +72,9 @@ class RedisStateStore:
     def _evict_beyond_quota(self, index: str) -> None:
         oldest = [g.decode() for g in self.client.zrange(index, 0, -(self.max_groups + 1))]  # type: ignore[union-attr]
         if oldest:
-            self.client.delete(*(k for g in oldest for k in (state_key(self.prefix, g),
-                                                              applied_key(self.prefix, g))))
+            self.client.delete(*(k for g in oldest for k in (self.keys.method_state(g),
+                                                              self.keys.method_state_applied(g))))
             self.client.zrem(index, *oldest)
 
     def reset(self, group: str) -> bool:
-        return bool(self.client.delete(state_key(self.prefix, group), applied_key(self.prefix, group)))
+        return bool(self.client.delete(self.keys.method_state(group), self.keys.method_state_applied(group)))

@@ -14,11 +14,11 @@ from typing import Any
 import redis
 
 from adapters.types import AdaptationResult
-from service.finetunes import RETAIN, Retention, TrainingKeys
 from service.queue.consumer import StartedJob
 from service.queue.keys import Keys
 from service.queue.schemas import dumps, now_ms
-from service.queue.scripts import PersistentScript
+from service.queue.scripts import RETAIN, PersistentScript
+from service.queue.training import Retention
 
 
 class TrainingRetention:
@@ -28,7 +28,7 @@ class TrainingRetention:
         self._retain = PersistentScript(client, RETAIN)
 
     def policy(self, owner: str, label_set: str) -> Retention:
-        return Retention.decode(self.client.hgetall(TrainingKeys(self.keys, owner, label_set).retention))
+        return Retention.decode(self.client.hgetall(self.keys.training(owner, label_set).retention))
 
     def keep(self, job: StartedJob, index: int, data: bytes, result: AdaptationResult,
              model: str) -> bool:
@@ -39,7 +39,7 @@ class TrainingRetention:
         retention = self.policy(spec.owner, spec.label_set)
         if not retention.enabled:
             return False
-        tk = TrainingKeys(self.keys, spec.owner, spec.label_set)
+        tk = self.keys.training(spec.owner, spec.label_set)
         ts = now_ms()
         record = {
             "ts_ms": ts, "job_id": spec.job_id, "image": index, "method": spec.method, "model": model,

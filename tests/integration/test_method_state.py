@@ -13,6 +13,7 @@ import redis
 
 from adapters.engine import Engine
 from contract.state_scope import state_key_for
+from service.queue.keys import Keys
 from service.worker.method_state import RedisStateStore
 from tests.conftest import LABELS, make_image
 from tests.integration.conftest import Service, make_service, png_bytes
@@ -20,7 +21,7 @@ from tests.integration.conftest import Service, make_service, png_bytes
 
 @pytest.fixture
 def store(redis_server) -> RedisStateStore:
-    return RedisStateStore(redis.Redis.from_url(redis_server.url), f"test-{uuid.uuid4().hex[:8]}")
+    return RedisStateStore(redis.Redis.from_url(redis_server.url), Keys(f"test-{uuid.uuid4().hex[:8]}"))
 
 
 def _append(item: bytes):  # type: ignore[no-untyped-def]
@@ -40,7 +41,7 @@ def test_an_update_id_is_applied_once(store):
 def test_racing_workers_lose_no_update_and_apply_none_twice(redis_server, store):
     """Two clients (as two workers) each apply the same 30 update ids: every id lands once."""
     def work() -> None:
-        mine = RedisStateStore(redis.Redis.from_url(redis_server.url), store.prefix)
+        mine = RedisStateStore(redis.Redis.from_url(redis_server.url), store.keys)
         for i in range(30):
             mine.update("tda:alice|race", "m", f"job{i}/0", _append(b"%d," % i))
 

@@ -119,7 +119,7 @@ def test_two_serves_on_one_machine_both_become_ready(tmp_path):
 def test_api_process_never_imports_torch():
     code = ("import sys\nfrom service.settings import Settings\nfrom service.api.app import create_app\n"
             "app = create_app(Settings(redis_url='redis://127.0.0.1:1/0'))\n"
-            "import service.client, service.queue.producer, service.labelsets\n"
+            "import service.client, service.queue.producer, service.queue.labelsets\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'open_clip')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             timeout=60)

@@ -237,7 +237,7 @@ def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(work
     classes to run the classify jobs queued meanwhile: a zero-shot job queued behind it is
     done before the preparation is, in the same worker step, and the preparation's result is
     the same as without the pause (its own delivery stays held throughout)."""
-    from service.labelsets import LabelSet, content_version, encode, exemplar_field, exemplar_key
+    from service.queue.labelsets import LabelSet, content_version, encode, exemplar_field
 
     keys = worker.consumer.keys
     labels = [f"class {i}" for i in range(60)]
@@ -248,7 +248,7 @@ def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(work
     client = worker.consumer.client
     client.hset(keys.label_set("alice", "many"), mapping=encode(label_set))
     for index, images in exemplars.items():
-        client.hset(exemplar_key(keys, "alice", "many"), exemplar_field(index, 0), images[0])
+        client.hset(keys.label_set_exemplars("alice", "many"), exemplar_field(index, 0), images[0])
 
     async def prepare() -> JobSpec:
         async with aioredis.Redis.from_url(redis_server.url) as connection:

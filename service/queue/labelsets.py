@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,6 @@ from service.queue.schemas import as_text
 SHARED_OWNER = "*"
 """The owner of the bundled label sets every tenant may use read-only (no tenant name contains
 '*': ``service.api.auth.check_tenant``)."""
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_EXEMPLARS_PER_CLASS = 16
 LABEL_SET_TEXT_FIELDS = ("name", "labels", "templates")
 
@@ -53,16 +51,8 @@ def content_version(labels: list[str], templates: str | list[str],
 
 
 def exemplar_field(class_index: int, number: int) -> str:
+    """The field of one exemplar in ``Keys.label_set_exemplars``."""
     return f"{class_index}:{number}"
-
-
-def exemplar_key(keys: Keys, owner: str, name: str) -> str:
-    return keys.label_set(owner, name) + ":exemplars"
-
-
-def confusions_key(keys: Keys, owner: str, name: str, version: str) -> str:
-    """Hash model name -> the transition matrix a worker estimated for this label-set version."""
-    return keys.label_set(owner, name) + f":transition:{version}"
 
 
 def write_label_set(pipe: Any, keys: Keys, label_set: LabelSet, exemplars: dict[int, list[bytes]],
@@ -72,11 +62,11 @@ def write_label_set(pipe: Any, keys: Keys, label_set: LabelSet, exemplars: dict[
     version's confused pairs go too."""
     owner, name = label_set.owner, label_set.name
     if previous_version is not None and previous_version != label_set.version:
-        pipe.delete(confusions_key(keys, owner, name, previous_version))
-    pipe.delete(exemplar_key(keys, owner, name))
+        pipe.delete(keys.label_set_transition(owner, name, previous_version))
+    pipe.delete(keys.label_set_exemplars(owner, name))
     for class_index, class_images in exemplars.items():
         for number, data in enumerate(class_images):
-            pipe.hset(exemplar_key(keys, owner, name), exemplar_field(class_index, number), data)
+            pipe.hset(keys.label_set_exemplars(owner, name), exemplar_field(class_index, number), data)
     pipe.hset(keys.label_set(owner, name), mapping=encode(label_set))
     pipe.sadd(keys.label_set_index(owner), name)
 
