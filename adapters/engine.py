@@ -1,6 +1,7 @@
-"""One entry point for running any method on one image: validation, options, locking.
+"""One entry point for running any method: a normalised request (``contract.request``) and an
+image in, a result out; capabilities checked, the method found, runs serialised.
 
-Used by the CLI and the worker. Methods run one at a time per engine because rlcf-tune edits
+Used by the worker and the CLI. Methods run one at a time per engine because rlcf-tune edits
 the shared policy weights in place (and restores them) while it runs.
 """
 
@@ -20,26 +21,38 @@ from adapters.registry import create_method
 from adapters.state_store import InMemoryStateStore, StateStore
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models
 from adapters.zeroshot import ZeroShot
-from contract.request import PreparedRequest, prepare_request
+from contract.catalog import require_capable
+from contract.request import MethodRequest, normalize
 from models.mllm.prompts import MLLMScorer
 from models.templates import resolve_templates
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What a run may need besides its request and image."""
+
+    state_key: str = "default"
+    """Scope of the state a method keeps across requests (TDA: tenant and label set)."""
+    update_id: str | None = None
+    """Identity of this image's job (job id / image): online state is updated once per id."""
+    exemplars: Exemplars | None = None
+    """A label set's exemplar images per class (mllm)."""
+    label_set_version: str | None = None
+    """Content hash of the label set the labels and exemplars came from (a cache key)."""
+
+
+@dataclass(frozen=True)
 class BatchItem:
+    """One image of a zero-shot batch, with its own request (labels, templates, top_k)."""
+
+    request: MethodRequest
     image: Image.Image
-    labels: Sequence[str]
-    templates: str | Sequence[str] | None = None
-    top_k: int = 5
     hooks: Hooks | None = None
-    prepared: PreparedRequest | None = None
-    """The item's request as ``Engine.prepare`` validated it already (a worker checks each job
-    before its batch); None: validated here."""
 
 
 @dataclass(frozen=True)
 class EpisodeItem:
-    """One image of an episode set; the set shares labels, templates, options and top_k."""
+    """One image of an episode set; the set shares one request (seeds differ)."""
 
     image: Image.Image
     seed: int = 0
@@ -59,50 +72,49 @@ class Engine:
             self._methods[name] = create_method(name)
         return self._methods[name]
 
-    def prepare(
-        self, method: str, labels: Sequence[str], *, options: Mapping[str, Any] | None = None,
-        templates: str | Sequence[str] | None = None, top_k: int = 5,
-    ) -> PreparedRequest:
-        return prepare_request(method, labels, options=options, templates=templates,
-                               top_k=top_k, has_reward_model=self.models.reward is not None,
-                               has_mllm=self.models.mllm is not None)
+    def check(self, request: MethodRequest) -> None:
+        """Whether these models can run the request's method (a reward model, an MLLM)."""
+        require_capable(request.method, has_reward_model=self.models.reward is not None,
+                        has_mllm=self.models.mllm is not None)
 
-    def run(
-        self, method: str, image: Image.Image, labels: Sequence[str], *,
-        options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
-        top_k: int = 5, seed: int = 0, state_key: str = "default", hooks: Hooks | None = None,
-        exemplars: Exemplars | None = None, label_set_version: str | None = None,
-        update_id: str | None = None,
-    ) -> AdaptationResult:
-        req = self.prepare(method, labels, options=options, templates=templates, top_k=top_k)
-        inp = MethodInput(image=image, labels=req.labels, templates=resolve_templates(req.templates),
-                          top_k=req.top_k, seed=seed, state_key=state_key, exemplars=exemplars,
-                          label_set_version=label_set_version, update_id=update_id,
+    def run(self, request: MethodRequest, image: Image.Image, *, seed: int | None = None,
+            hooks: Hooks | None = None, context: RunContext | None = None) -> AdaptationResult:
+        """One image; ``seed`` defaults to the request's."""
+        self.check(request)
+        context = context or RunContext()
+        inp = MethodInput(image=image, labels=request.labels, templates=resolve_templates(request.templates),
+                          top_k=request.top_k, seed=request.seed if seed is None else seed,
+                          state_key=context.state_key, exemplars=context.exemplars,
+                          label_set_version=context.label_set_version, update_id=context.update_id,
                           state_store=self.state_store)
-        impl = self.method(req.method)
+        impl = self.method(request.method)
         with self._lock:
-            result = impl.run(inp, self.models, req.options, hooks or Hooks())
+            result = impl.run(inp, self.models, request.options, hooks or Hooks())
         # A diverged adaptation (e.g. a huge learning rate) must not answer NaN; zero-shot
         # scores come from the untouched model, so they are the safe answer.
         return result if result.is_finite() else result.zeroshot_fallback()
 
-    def run_episodes(
-        self, method: str, items: Sequence[EpisodeItem], labels: Sequence[str], *,
-        options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
-        top_k: int = 5, prepared: PreparedRequest | None = None,
-    ) -> list[AdaptationResult]:
-        """Several images with one method, labels and options as one episode set (one pass of
-        their views through the image tower, one text pass per step; ``adapters.prompt_tuning``)
-        for methods that support it; others run the images one after another. ``prepared``:
-        these arguments as a caller already validated them (validating options costs ~0.15 ms)."""
-        req = prepared or self.prepare(method, labels, options=options, templates=templates, top_k=top_k)
-        templates_used = resolve_templates(req.templates)
-        inputs = [MethodInput(image=item.image, labels=req.labels, templates=templates_used,
-                              top_k=req.top_k, seed=item.seed, state_store=self.state_store)
+    def classify(self, method: str, image: Image.Image, labels: Sequence[str], *,
+                 options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
+                 top_k: int = 5, seed: int = 0, hooks: Hooks | None = None,
+                 context: RunContext | None = None) -> AdaptationResult:
+        """``run`` for a caller in this process that has the request's parts, not the request
+        (the CLI, benchmarks, tests): normalised first, as the API does."""
+        request = normalize(method, labels, options=options, templates=templates, top_k=top_k, seed=seed)
+        return self.run(request, image, hooks=hooks, context=context)
+
+    def run_episodes(self, request: MethodRequest, items: Sequence[EpisodeItem]) -> list[AdaptationResult]:
+        """Several images with one request as one episode set (one pass of their views through
+        the image tower, one text pass per step; ``adapters.prompt_tuning``) for methods that
+        support it; others run the images one after another."""
+        self.check(request)
+        templates = resolve_templates(request.templates)
+        inputs = [MethodInput(image=item.image, labels=request.labels, templates=templates,
+                              top_k=request.top_k, seed=item.seed, state_store=self.state_store)
                   for item in items]
         with self._lock:
-            results = self.method(req.method).run_batch(
-                inputs, self.models, req.options, [item.hooks or Hooks() for item in items])
+            results = self.method(request.method).run_batch(
+                inputs, self.models, request.options, [item.hooks or Hooks() for item in items])
         return [r if r.is_finite() else r.zeroshot_fallback() for r in results]
 
     def confusions(self, labels: Sequence[str], templates: str | Sequence[str] | None,
@@ -120,17 +132,13 @@ class Engine:
 
     def run_zeroshot_batch(self, items: list[BatchItem]) -> list[AdaptationResult]:
         """Zero-shot for several images in one forward pass (the worker's batching)."""
-        inputs, hooks = [], []
-        for item in items:
-            req = item.prepared or self.prepare("zeroshot", item.labels, templates=item.templates,
-                                                top_k=item.top_k)
-            inputs.append(MethodInput(image=item.image, labels=req.labels,
-                                      templates=resolve_templates(req.templates), top_k=req.top_k))
-            hooks.append(item.hooks or Hooks())
+        inputs = [MethodInput(image=item.image, labels=item.request.labels,
+                              templates=resolve_templates(item.request.templates), top_k=item.request.top_k)
+                  for item in items]
         impl = self.method("zeroshot")
         assert isinstance(impl, ZeroShot)
         with self._lock:
-            return impl.run_batch(inputs, self.models, None, hooks)
+            return impl.run_batch(inputs, self.models, None, [item.hooks or Hooks() for item in items])
 
 
 def load_models(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contract.errors import UnknownMethodError
+from contract.errors import MissingMLLMError, MissingRewardModelError, UnknownMethodError
 from contract.method_options import (
     MLLMOptions,
     RLCFOptions,
@@ -65,6 +65,19 @@ def get_spec(name: str) -> MethodSpec:
             f"unknown method {name!r}; allowed: {', '.join(_SPECS)}", field="method"
         )
     return _SPECS[name]
+
+
+def require_capable(method: str, *, has_reward_model: bool, has_mllm: bool) -> None:
+    """Whether models with (or without) a reward model and an MLLM can run ``method``."""
+    spec = get_spec(method)
+    if spec.needs_reward_model and not has_reward_model:
+        free = [s.name for s in method_specs() if not s.needs_reward_model]
+        raise MissingRewardModelError(
+            f"method {spec.name!r} needs a reward model and none is configured (set --reward-model / "
+            "TTA_REWARD_MODEL); methods available without one: " + ", ".join(free), field="method")
+    if spec.needs_mllm and not has_mllm:
+        raise MissingMLLMError(f"method {spec.name!r} needs an MLLM and none is configured (set TTA_MLLM)",
+                               field="method")
 
 
 def method_names() -> list[str]:

@@ -1,61 +1,83 @@
-"""Validating a classification request before any image is decoded or model loaded.
+"""The one form of a classification request from intake to the method: ``MethodRequest``.
 
-Torch-free, so the API rejects a bad request with the same rules and messages as the worker
-and the CLI, before anything is queued.
+``normalize`` builds it once, where the request arrives (the API, the CLI): the method
+resolved, options typed with their preset expanded, labels and templates checked, top_k bounded.
+A job carries its wire form (``wire()``: every option spelled out, so equivalent requests are
+equal, whatever defaults or presets they named); the worker reads it back (``from_wire``) and
+hands it to the method as it is, with no second parse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from contract.catalog import get_spec, method_specs
-from contract.errors import InvalidOptionsError, MissingMLLMError, MissingRewardModelError
+from contract.catalog import get_spec
+from contract.errors import InvalidInputError, InvalidOptionsError
 from contract.labels import MAX_LABELS, validate_labels
 from contract.options import parse_options
 from contract.templates import TemplateSpec, validate_templates
 
 MAX_TOP_K = 100
+SEED_LIMIT = 2**31
+"""Seeds are 0 .. 2**31 - 1 (numpy's and torch's generators take them all)."""
 
 
 @dataclass(frozen=True)
-class PreparedRequest:
+class MethodRequest:
     method: str
     options: Any
+    """An instance of the method's options type (``contract.catalog.MethodSpec.options_type``)."""
     labels: tuple[str, ...]
     templates: TemplateSpec
     top_k: int
+    """At most the number of labels."""
+    seed: int = 0
+    """Seed of the first image's augmented views (image i uses seed + i)."""
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON form a job carries: every option spelled out."""
+        return {"method": self.method, "options": dataclasses.asdict(self.options),
+                "labels": list(self.labels),
+                "templates": self.templates if isinstance(self.templates, str) else list(self.templates),
+                "top_k": self.top_k, "seed": self.seed}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> MethodRequest:
+        """The request a job carries, as ``wire`` wrote it. It was validated at intake; what
+        runs again is only what guards the worker if the job was written otherwise (an older
+        or buggy API, a hand-edited record): the options type's own invariants (its
+        constructor) and the templates, which the worker formats with ``str.format``."""
+        spec = get_spec(data["method"])
+        return cls(method=spec.name, options=spec.options_type(**data["options"]),
+                   labels=tuple(data["labels"]), templates=checked_templates(data["templates"]),
+                   top_k=int(data["top_k"]), seed=int(data["seed"]))
 
 
-def prepare_request(
+def checked_templates(templates: str | Sequence[str] | None) -> TemplateSpec:
+    try:
+        return validate_templates(templates)
+    except ValueError as exc:
+        raise InvalidOptionsError(str(exc), field="templates") from exc
+
+
+def normalize(
     method: str, labels: Sequence[str], *, options: Mapping[str, Any] | None = None,
-    templates: str | Sequence[str] | None = None, top_k: int = 5, has_reward_model: bool = True,
-    has_mllm: bool = True, max_labels: int = MAX_LABELS,
-) -> PreparedRequest:
-    """Validate everything about a request that needs neither the image nor loaded models;
-    raises an ``InvalidInputError`` (or ``UnknownMethodError`` ...) naming the field."""
+    templates: str | Sequence[str] | None = None, top_k: int = 5, seed: int = 0,
+    max_labels: int = MAX_LABELS,
+) -> MethodRequest:
+    """Validate everything about a request that needs neither the image nor a model; raises
+    an ``InvalidInputError`` (or ``UnknownMethodError`` ...) naming the field."""
     spec = get_spec(method)
-    if spec.needs_reward_model and not has_reward_model:
-        free = [s.name for s in method_specs() if not s.needs_reward_model]
-        raise MissingRewardModelError(
-            f"method {method!r} needs a reward model and none is configured "
-            "(set --reward-model / TTA_REWARD_MODEL); methods available without one: "
-            + ", ".join(free),
-            field="method",
-        )
-    if spec.needs_mllm and not has_mllm:
-        raise MissingMLLMError(
-            f"method {method!r} needs an MLLM and none is configured (set TTA_MLLM)", field="method")
     clean_labels = validate_labels(labels, max_labels=max_labels)
     if options is not None and not isinstance(options, Mapping):
         raise InvalidOptionsError("options must be a JSON object", field="options")
-    opts: Any = parse_options(spec.options_type, options, method)
-    try:
-        template_spec = validate_templates(templates)
-    except ValueError as exc:
-        raise InvalidOptionsError(str(exc), field="templates") from exc
+    typed: Any = parse_options(spec.options_type, options, method)
+    template_spec = checked_templates(templates)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
-        raise InvalidOptionsError(f"top_k must be an integer between 1 and {MAX_TOP_K}",
-                                  field="top_k")
-    return PreparedRequest(method, opts, clean_labels, template_spec, min(top_k, len(clean_labels)))
+        raise InvalidOptionsError(f"top_k must be an integer between 1 and {MAX_TOP_K}", field="top_k")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise InvalidInputError("seed must be between 0 and 2**31 - 1", field="seed")
+    return MethodRequest(spec.name, typed, clean_labels, template_spec, min(top_k, len(clean_labels)), seed)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from adapters.engine import RunContext
+from contract.request import normalize
 from world.data import TEST_SEEDS, sample_arrays
 from world.ece import expected_calibration_error
 from world.glyphs import CLASS_NAMES
@@ -47,8 +49,8 @@ def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress:
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         start = time.perf_counter()
         # Online methods (TDA) see each domain as one fresh test stream, as in their papers.
-        result = engine.run(method, Image.fromarray(pixels), CLASS_NAMES, options=options, top_k=1,
-                            seed=index, state_key=f"bench|{variant}|{domain}")
+        result = engine.classify(method, Image.fromarray(pixels), CLASS_NAMES, options=options, top_k=1,
+                            seed=index, context=RunContext(state_key=f"bench|{variant}|{domain}"))
         times.append((time.perf_counter() - start) * 1000.0)
         confidences.append(result.score)
         correct.append(result.label == CLASS_NAMES[label])
@@ -146,7 +148,7 @@ def run_accuracy(args: argparse.Namespace) -> int:
     exemplars = bench_exemplars() if wants_mllm else {}
     for variant in methods:  # a typo should fail now, not after minutes of other methods
         method, options = parse_variant(variant)
-        engine.prepare(method, CLASS_NAMES, options=options)
+        engine.check(normalize(method, CLASS_NAMES, options=options))
     n_per_domain = n_per_class * len(CLASS_NAMES)
     bar = ProgressBar(len(methods) * len(domains) * n_per_domain, enabled=not args.no_progress)
     rows, mllm_stats = [], []

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.request import normalize
 from world.bench_accuracy import ProgressBar, parse_variant
 from world.data import TEST_SEEDS, sample_arrays
 from world.glyphs import CLASS_NAMES
@@ -61,7 +62,7 @@ def label_images(engine: Any, source: str, images: list[Image.Image], truth: lis
     bar = ProgressBar(len(images) - first, enabled=show_progress)
     labels, scores, started = [], [], time.perf_counter()
     for index, image in enumerate(images[first:], start=first):
-        result = engine.run(method, image, CLASS_NAMES, options=options, top_k=1, seed=index)
+        result = engine.classify(method, image, CLASS_NAMES, options=options, top_k=1, seed=index)
         labels.append(CLASS_NAMES.index(result.label))
         scores.append(result.score)
         bar()
@@ -189,7 +190,7 @@ def run_finetune_bench(args: argparse.Namespace) -> int:
     engine = Engine(load_models(policy_name, reward if args.source != "truth" else None, device=device))
     if args.source != "truth":
         method, options = parse_variant(args.source)
-        engine.prepare(method, CLASS_NAMES, options=options)
+        engine.check(normalize(method, CLASS_NAMES, options=options))
     store = ModelStore(args.store or tempfile.mkdtemp(prefix="tta-finetune-bench-"))
     torch.manual_seed(0)
 

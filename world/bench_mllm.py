@@ -1,3 +1,4 @@
+
 """The ``mllm`` method in ``tta bench accuracy``: DICL with the bundled world MLLM (or
 ``--mllm``/``TTA_MLLM``) on the world's test samples, with a label set of ``EXEMPLARS_PER_CLASS``
 exemplars per class drawn from ``train`` scenes (seeds from ``EXEMPLAR_SEEDS``: neither the
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from adapters.engine import RunContext
 from world.data import TEST_SEEDS, sample_arrays
 from world.ece import expected_calibration_error
 from world.glyphs import CLASS_NAMES
@@ -75,9 +77,10 @@ def evaluate_mllm(engine: Any, variant: str, domain: str, n_per_class: int, prog
     calls, kept, right, wrong, broke = [], [], 0, 0, 0
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         start = time.perf_counter()
-        result = engine.run(method, Image.fromarray(pixels), CLASS_NAMES, options=options, top_k=1,
-                            seed=index, exemplars=exemplars, label_set_version="world-bench",
-                            state_key=f"bench|{variant}|{domain}")
+        context = RunContext(exemplars=exemplars, label_set_version="world-bench",
+                             state_key=f"bench|{variant}|{domain}")
+        result = engine.classify(method, Image.fromarray(pixels), CLASS_NAMES, options=options, top_k=1,
+                                 seed=index, context=context)
         times.append((time.perf_counter() - start) * 1000.0)
         truth = CLASS_NAMES[label]
         confidences.append(result.score)

@@ -32,8 +32,8 @@ SIZE = 64
 def measure(engine: Any, domain: str, label: int, seed: int) -> dict[str, Any]:
     """The scene's true class and what zeroshot and rlcf (defaults, seed 0) answer."""
     image = render(domain, label, seed, SIZE).image
-    zeroshot = engine.run("zeroshot", image, CLASS_NAMES, top_k=1).label
-    rlcf = engine.run("rlcf", image, CLASS_NAMES, top_k=1, seed=0).label
+    zeroshot = engine.classify("zeroshot", image, CLASS_NAMES, top_k=1).label
+    rlcf = engine.classify("rlcf", image, CLASS_NAMES, top_k=1, seed=0).label
     return {"domain": domain, "seed": seed, "truth": CLASS_NAMES[label],
             "zeroshot": zeroshot, "rlcf": rlcf}
 
@@ -46,7 +46,7 @@ def pick_demo(engine: Any, max_seeds: int) -> dict[str, Any]:
             for label in range(len(CLASS_NAMES)):
                 tried += 1
                 image = render(domain, label, TEST_SEED_BASE + offset, SIZE).image
-                if engine.run("zeroshot", image, CLASS_NAMES, top_k=1).label == CLASS_NAMES[label]:
+                if engine.classify("zeroshot", image, CLASS_NAMES, top_k=1).label == CLASS_NAMES[label]:
                     continue
                 found = measure(engine, domain, label, TEST_SEED_BASE + offset)
                 if found["rlcf"] == found["truth"]:

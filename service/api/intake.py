@@ -22,15 +22,23 @@ from contract.errors import (
 )
 from contract.images import header_pixels, normalize_image, probe
 from contract.labels import parse_label_text
-from contract.request import PreparedRequest, prepare_request
+from contract.request import MethodRequest, normalize
 from contract.text_safety import unsafe_character
-from service.api.json_body import parse_json, read_json_body
+from service.api.json_body import parse_json, read_json_body, validate_as
 from service.api.multipart import TooManyFieldsError, read_form
-from service.api.schemas import ClassifyBody
+from service.api.schemas import (
+    ClassifyBody,
+    ClassifyFields,
+    FormDecoding,
+    form_decoding,
+    multipart_schema,
+)
 from service.settings import Settings
 
 MAX_MODEL_NAME_CHARS = 200
-FORM_FIELDS = ("image", "labels", "label_set", "method", "model", "top_k", "options", "templates", "seed")
+FORM_DECODING = form_decoding(ClassifyFields)
+FORM_FIELDS = ("image", *FORM_DECODING)
+MULTIPART_SCHEMA = multipart_schema(ClassifyFields, {"image": "one or more image files (JPEG, PNG, WebP)"})
 
 INLINE_DECODE_PIXELS = 128 * 1024
 """Images up to this size (about 360x360) are decoded on the event loop: well under a
@@ -39,15 +47,11 @@ millisecond, less than handing them to a thread costs."""
 
 @dataclass(frozen=True)
 class Submission:
+    """A classify request as it arrived, JSON or multipart: its fields (checked as the schema
+    says) and its image bytes (not decoded yet)."""
+
+    fields: ClassifyFields
     images: list[bytes]
-    labels: list[str] | None
-    label_set: str | None
-    method: str
-    model: str | None
-    top_k: int
-    options: dict[str, Any]
-    templates: str | list[str] | None
-    seed: int
 
 
 async def read_submission(request: Request, settings: Settings) -> Submission:
@@ -64,9 +68,7 @@ async def read_submission(request: Request, settings: Settings) -> Submission:
 async def _from_json(request: Request) -> Submission:
     body = await read_json_body(request, ClassifyBody)
     images = [decode_base64(value, f"images[{index}]") for index, value in enumerate(body.images)]
-    labels = parse_label_text(body.labels) if isinstance(body.labels, str) else body.labels
-    return Submission(images, labels, body.label_set, body.method, body.model, body.top_k, body.options,
-                      body.templates, body.seed)
+    return Submission(body, images)
 
 
 def decode_base64(value: str, field: str) -> bytes:
@@ -103,17 +105,31 @@ async def _from_multipart(request: Request, settings: Settings) -> Submission:
         if not isinstance(item, UploadFile):
             raise InvalidInputError(f"images[{index}] must be a file part", field=f"images[{index}]")
         images.append(await item.read(settings.max_image_bytes + 1))
-    labels_values = [form_text(v, "labels") or "" for v in form.getlist("labels")]
-    labels = parse_label_text(labels_values[0]) if len(labels_values) == 1 else labels_values or None
-    options = json_field(form_text(form.get("options"), "options") or None, "options", dict) or {}
-    return Submission(
-        images=images, labels=labels, label_set=form_text(form.get("label_set"), "label_set"),
-        method=form_text(form.get("method"), "method") or "zeroshot",
-        model=form_text(form.get("model"), "model") or None,
-        top_k=_int_field(form_text(form.get("top_k"), "top_k"), "top_k", 5), options=options,
-        templates=templates_field(form_text(form.get("templates"), "templates")),
-        seed=_int_field(form_text(form.get("seed"), "seed"), "seed", 0),
-    )
+    values: dict[str, Any] = {}
+    for name, decoding in FORM_DECODING.items():
+        texts = [text for text in (form_text(v, name) for v in form.getlist(name)) if text]
+        if texts:  # (an empty field is one not given)
+            values[name] = form_value(name, decoding, texts)
+    return Submission(validate_as(ClassifyFields, values), images)
+
+
+def form_value(name: str, decoding: FormDecoding, texts: list[str]) -> Any:
+    """A multipart field's value, decoded as its declaration says (``schemas.FormAs``)."""
+    if decoding == "comma-separated":
+        return parse_label_text(texts[0]) if len(texts) == 1 else texts
+    if len(texts) > 1:
+        raise InvalidInputError(f"{name} is given {len(texts)} times; give it once", field=name)
+    text = texts[0]
+    if decoding == "integer":
+        try:
+            return int(text)
+        except ValueError as exc:
+            raise InvalidInputError(f"{name} must be an integer, got {text[:40]!r}", field=name) from exc
+    if decoding == "json-object":
+        return json_field(text, name, dict)
+    if decoding == "json-list-or-name":
+        return templates_field(text)
+    return text
 
 
 def too_many_labels(exc: TooManyFieldsError, max_labels: int) -> TTAError:
@@ -133,15 +149,6 @@ def form_text(value: str | UploadFile | None, field: str) -> str | None:
     return value
 
 
-def _int_field(value: Any, field: str, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        return int(str(value))
-    except ValueError as exc:
-        raise InvalidInputError(f"{field} must be an integer, got {str(value)[:40]!r}", field=field) from exc
-
-
 def json_field(value: Any, field: str, kind: type) -> Any:
     if value is None:
         return None
@@ -154,17 +161,16 @@ def json_field(value: Any, field: str, kind: type) -> Any:
     return parsed
 
 
-def validate_request(submission: Submission, labels: list[str], settings: Settings) -> PreparedRequest:
-    """Everything about the request itself (workers' capabilities are checked separately)."""
-    if not 0 <= submission.seed < 2**31:
-        raise InvalidInputError("seed must be between 0 and 2**31 - 1", field="seed")
-    if submission.model is not None and (len(submission.model) > MAX_MODEL_NAME_CHARS
-                                         or unsafe_character(submission.model)):
+def method_request(submission: Submission, labels: list[str], settings: Settings) -> MethodRequest:
+    """The request in the one form a job carries (``contract.request``), every field checked
+    (workers' capabilities are checked separately)."""
+    fields = submission.fields
+    model = fields.model
+    if model is not None and (len(model) > MAX_MODEL_NAME_CHARS or unsafe_character(model)):
         raise InvalidInputError(f"model must be a model name of at most {MAX_MODEL_NAME_CHARS} "
                                 "printable characters (see GET /v1/models)", field="model")
-    return prepare_request(submission.method, labels, options=submission.options,
-                           templates=submission.templates, top_k=submission.top_k,
-                           max_labels=settings.max_labels)
+    return normalize(fields.method, labels, options=fields.options, templates=fields.templates,
+                     top_k=fields.top_k, seed=fields.seed, max_labels=settings.max_labels)
 
 
 async def check_images(images: list[bytes], settings: Settings, *, max_count: int | None = None,

@@ -71,14 +71,15 @@ class LabelSetBody(BaseModel):
 
 async def resolve_labels(who: Caller, submission: Submission) -> tuple[list[str], LabelSet | None]:
     """The labels of a classify request, and the label set they came from (if any)."""
-    if submission.label_set is not None:
-        if submission.labels:
+    fields = submission.fields
+    if fields.label_set is not None:
+        if fields.labels:
             raise InvalidInputError("give either labels or label_set, not both", field="label_set")
-        label_set = await who.label_set(submission.label_set)
+        label_set = await who.label_set(fields.label_set)
         return label_set.labels, label_set
-    if not submission.labels:
+    if not fields.labels:
         raise InvalidInputError("labels (or label_set) is required", field="labels")
-    return submission.labels, None
+    return parse_label_text(fields.labels) if isinstance(fields.labels, str) else fields.labels, None
 
 
 def require_exemplars(method: str, label_set: LabelSet | None) -> None:
@@ -101,10 +102,10 @@ async def enqueue_preparation(state: AppState, label_set: LabelSet) -> str | Non
     if not any(label_set.exemplar_counts):
         return None
     created = now_ms()
-    spec = JobSpec(job_id=new_job_id(), kind="prepare_label_set", owner=label_set.owner, method="mllm",
-                   labels=label_set.labels, label_set=label_set.name, label_set_version=label_set.version,
-                   templates=label_set.templates, n_images=1, created_ms=created,
-                   deadline_ms=created + state.settings.job_deadline_s * 1000)
+    spec = JobSpec(job_id=new_job_id(), kind="prepare_label_set", owner=label_set.owner,
+                   label_set=label_set.name, label_set_version=label_set.version,
+                   request={"method": "mllm", "labels": label_set.labels, "templates": label_set.templates},
+                   n_images=1, created_ms=created, deadline_ms=created + state.settings.job_deadline_s * 1000)
     try:
         await state.producer.enqueue(spec, [], max_depth=state.settings.max_queue_depth,
                                      max_inflight=state.settings.max_inflight_per_key)

@@ -81,6 +81,14 @@ class ModelPointerBody(BaseModel):
     model: str | None = Field(description="a version from /v1/models (NAME@VERSION); null: the base")
 
 
+FINETUNE_OPTIONS = ("filter", "max_images", "hyperparameters")
+"""What a fine-tune job's request holds besides its labels and templates."""
+
+
+def finetune_options(flt: TrainingFilter, body: FinetuneBody) -> dict[str, Any]:
+    return {"filter": flt.__dict__, "max_images": body.max_images, "hyperparameters": body.hyperparameters}
+
+
 async def count_matching(state: AppState, tk: TrainingKeys, flt: TrainingFilter, labels: list[str]) -> int:
     client = state.producer.client
     known = set(labels)
@@ -135,11 +143,10 @@ async def create_finetune(request: Request, body: FinetuneBody) -> JSONResponse:
     start = await starting_model(who, label_set, body.from_model)
     created = now_ms()
     spec = JobSpec(
-        job_id=new_job_id(), kind="finetune", owner=owner, method="finetune", model=start,
-        labels=label_set.labels,
-        label_set=label_set.name, label_set_version=label_set.version, templates=label_set.templates,
-        options={"filter": flt.__dict__, "max_images": body.max_images,
-                 "hyperparameters": body.hyperparameters},
+        job_id=new_job_id(), kind="finetune", owner=owner, model=start,
+        label_set=label_set.name, label_set_version=label_set.version,
+        request={"method": "finetune", "labels": label_set.labels, "templates": label_set.templates,
+                 **finetune_options(flt, body)},
         n_images=1, created_ms=created, deadline_ms=created + FINETUNE_DEADLINE_S * 1000)
     await who.reserve_finetune(spec.job_id)
     await state.producer.enqueue(spec, [], max_depth=state.settings.max_queue_depth,
@@ -155,7 +162,8 @@ async def owned_finetune(who: Caller, finetune_id: str) -> dict[str, Any]:
     out = job_out(view)
     result = out["results"][0]
     return {"finetune_id": finetune_id, "status": view.status, "attempts": view.attempts,
-            "label_set": view.spec.label_set, "options": view.spec.options, "error": view.error,
+            "label_set": view.spec.label_set,
+            "options": {key: view.spec.request.get(key) for key in FINETUNE_OPTIONS}, "error": view.error,
             "model": result.get("model") if result else None, "result": result,
             "events_url": f"/v1/jobs/{finetune_id}/events"}
 

@@ -13,14 +13,11 @@ from contract.catalog import get_spec
 from contract.errors import NoCapableWorkerError
 from service.api import metrics
 from service.api.errors import ERROR_RESPONSES, STATUS_BY_JOB_ERROR, error_body
-from service.api.intake import check_images, read_submission, validate_request
+from service.api.intake import MULTIPART_SCHEMA, check_images, method_request, read_submission
 from service.api.json_response import FastJSONResponse
 from service.api.label_sets import require_exemplars, resolve_labels
 from service.api.model_pointers import pinned_model
 from service.api.schemas import (
-    LABEL_SET_NAME,
-    LABELS_XOR_LABEL_SET,
-    MULTIPART_TEXT,
     ClassifyBody,
     ImageResult,
     JobAccepted,
@@ -44,23 +41,6 @@ ADMISSION_WORKERS_MAX_AGE_S = 0.5
 """How old the list of live workers that admits a request may be (a refusal re-reads it)."""
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-MULTIPART_SCHEMA = {
-    "type": "object",
-    "required": ["image"],
-    **LABELS_XOR_LABEL_SET,
-    "properties": {
-        "image": {"type": "array", "items": {"type": "string", "format": "binary"},
-                  "description": "one or more image files (JPEG, PNG, WebP)"},
-        "labels": {"type": "array", "items": MULTIPART_TEXT,
-                   "description": "repeated, or one comma-separated value"},
-        "label_set": {"type": "string", "pattern": LABEL_SET_NAME},
-        "method": {"type": "string", "default": "zeroshot"},
-        "top_k": {"type": "integer", "default": 5},
-        "options": {"type": "string", "description": "a JSON object of method options"},
-        "templates": {"type": "string", "description": "set name, or a JSON list of templates"},
-        "seed": {"type": "integer", "default": 0},
-    },
-}
 REQUEST_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/ClassifyBody"},
                          "example": ClassifyBody.model_config["json_schema_extra"]["examples"][0]},  # type: ignore[index]
@@ -76,23 +56,21 @@ async def submit(request: Request, job_id: str | None = None) -> tuple[AppState,
     settings = state.settings
     submission = await read_submission(request, settings)
     labels, label_set = await resolve_labels(who, submission)
-    spec = get_spec(submission.method)
-    prepared = validate_request(submission, labels, settings)
+    request_ = method_request(submission, labels, settings)
+    spec = get_spec(request_.method)
     if spec.needs_exemplars:
         require_exemplars(spec.name, label_set)
     images = await check_images(submission.images, settings)
     # The request's model, else a fine-tuned version its label set points at (routes_finetunes).
-    model = await who.model(submission.model) or await pinned_model(state, label_set)
+    model = await who.model(submission.fields.model) or await pinned_model(state, label_set)
     await require_capable_worker(state, spec.name, model)
     created = now_ms()
     job = JobSpec(
-        job_id=job_id or new_job_id(), owner=who.owner, method=prepared.method, model=model,
-        labels=list(prepared.labels),
-        label_set=submission.label_set, label_set_version=label_set.version if label_set else None,
+        job_id=job_id or new_job_id(), owner=who.owner, model=model,
+        label_set=label_set.name if label_set else None,
+        label_set_version=label_set.version if label_set else None,
         label_set_owner=label_set.owner if label_set and label_set.owner != who.owner else None,
-        templates=prepared.templates if isinstance(prepared.templates, str) else list(prepared.templates),
-        top_k=prepared.top_k, options=submission.options, seed=submission.seed,
-        n_images=len(submission.images), created_ms=created,
+        request=request_.wire(), n_images=len(submission.images), created_ms=created,
         deadline_ms=created + settings.job_deadline_s * 1000,
     )
     queued = await state.producer.enqueue(job, images, max_depth=settings.max_queue_depth,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -31,8 +32,41 @@ MULTIPART_TEXT: dict[str, str] = {"description": "text (multipart fields carry n
 """Schema of a repeated multipart text field's items: any text, a number's digits included."""
 
 
-class ClassifyBody(BaseModel):
-    """JSON form of a classification request (multipart takes the same fields)."""
+FormDecoding = Literal["text", "integer", "comma-separated", "json-object", "json-list-or-name"]
+
+
+@dataclass(frozen=True)
+class FormAs:
+    """How a multipart form carries a field (``service.api.intake`` reads it so, the OpenAPI
+    says so): its text as is, as an integer, a list repeated or comma-separated, a JSON object,
+    or a name or a JSON list. (Kept in the field's metadata; it changes nothing in JSON.)"""
+
+    decoding: FormDecoding
+
+
+class ClassifyFields(BaseModel):
+    """A classification request's fields, declared once: the JSON body (``ClassifyBody``), the
+    multipart form and both OpenAPI schemas derive from these."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=LABELS_XOR_LABEL_SET)
+
+    labels: Annotated[list[str] | str | None, FormAs("comma-separated")] = Field(
+        default=None, description="candidate labels, a list or one comma-separated string")
+    label_set: Annotated[str | None, FormAs("text")] = Field(
+        default=None, pattern=LABEL_SET_NAME, description="name of a stored label set (instead of labels)")
+    method: Annotated[str, FormAs("text")] = Field(default="zeroshot", description="see GET /v1/methods")
+    model: Annotated[str | None, FormAs("text")] = Field(default=None, max_length=200, description=(
+        "policy model to run on (a name from GET /v1/models); default: any worker's"))
+    top_k: Annotated[JsonInt, FormAs("integer")] = 5
+    options: Annotated[dict[str, Any], FormAs("json-object")] = Field(
+        default_factory=dict, description="method options (GET /v1/methods)")
+    templates: Annotated[str | list[str] | None, FormAs("json-list-or-name")] = Field(
+        default=None, description="template set name (single, imagenet80) or format strings with {}")
+    seed: Annotated[Seed, FormAs("integer")] = Field(default=0, description="seed of the augmented views")
+
+
+class ClassifyBody(ClassifyFields):
+    """JSON form of a classification request (multipart takes the same fields, images as files)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "images": [EXAMPLE_PNG], "labels": ["kettle", "cup", "house"], "method": "rlcf",
@@ -40,18 +74,36 @@ class ClassifyBody(BaseModel):
     }], **LABELS_XOR_LABEL_SET})
 
     images: list[str] = Field(description="base64 image bytes (JPEG, PNG, WebP); data: URLs accepted")
-    labels: list[str] | str | None = Field(
-        default=None, description="candidate labels, a list or one comma-separated string")
-    label_set: str | None = Field(default=None, pattern=LABEL_SET_NAME,
-                                  description="name of a stored label set (instead of labels)")
-    method: str = Field(default="zeroshot", description="see GET /v1/methods")
-    model: str | None = Field(default=None, max_length=200, description=(
-        "policy model to run on (a name from GET /v1/models); default: any worker's"))
-    top_k: JsonInt = 5
-    options: dict[str, Any] = Field(default_factory=dict, description="method options (GET /v1/methods)")
-    templates: str | list[str] | None = Field(
-        default=None, description="template set name (single, imagenet80) or format strings with {}")
-    seed: Seed = Field(default=0, description="seed of the augmented views")
+
+
+def form_decoding(model: type[BaseModel]) -> dict[str, FormDecoding]:
+    """Each field's multipart decoding (``FormAs``)."""
+    return {name: marker.decoding for name, field in model.model_fields.items()
+            for marker in field.metadata if isinstance(marker, FormAs)}
+
+
+def multipart_schema(model: type[BaseModel], files: dict[str, str]) -> dict[str, Any]:
+    """The OpenAPI schema of ``model``'s fields as a multipart form, with these file fields
+    (name: description)."""
+    json_schema = model.model_json_schema()
+    properties: dict[str, Any] = {name: {"type": "array", "items": {"type": "string", "format": "binary"},
+                                         "description": description}
+                                  for name, description in files.items()}
+    for name, decoding in form_decoding(model).items():
+        source = json_schema["properties"][name]
+        described = {"description": source["description"]} if "description" in source else {}
+        if decoding == "comma-separated":
+            properties[name] = {"type": "array", "items": MULTIPART_TEXT, **described}
+        elif decoding in ("json-object", "json-list-or-name"):
+            properties[name] = {"type": "string", **described}
+        else:
+            options = [source, *source.get("anyOf", [])]
+            chosen = next(o for o in options if o.get("type") in ("string", "integer"))
+            properties[name] = {**{k: v for k, v in chosen.items() if k != "title"}, **described,
+                                **({"default": source["default"]} if source.get("default") is not None
+                                   else {})}
+    return {"type": "object", "required": list(files), "properties": properties,
+            **{k: v for k, v in json_schema.items() if k in ("oneOf", "anyOf")}}
 
 
 class ScoredLabelOut(BaseModel):

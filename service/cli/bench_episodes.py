@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract.request import normalize
 from service.cli.common import model_names, print_table
 
 
@@ -31,12 +32,12 @@ def run_bench_episodes(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for size in (int(b) for b in args.batches.split(",")):
         sets = [images[i : i + size] for i in range(0, len(images) - size + 1, size)] or [images[:size]]
-        engine.run_episodes(args.method, [EpisodeItem(i) for i in sets[0]], labels, options=options)
+        request = normalize(args.method, labels, options=options)
+        engine.run_episodes(request, [EpisodeItem(i) for i in sets[0]])
         times = []
         for chunk in sets:
             start = time.perf_counter()
-            engine.run_episodes(args.method, [EpisodeItem(image, seed) for seed, image in enumerate(chunk)],
-                                labels, options=options)
+            engine.run_episodes(request, [EpisodeItem(image, seed) for seed, image in enumerate(chunk)])
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)

@@ -76,9 +76,9 @@ def run_latency(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for method in methods:
         options = {} if method == "zeroshot" else {"n_views": args.n_views}
-        engine.run(method, images[0], labels, options=options)  # warm-up
+        engine.classify(method, images[0], labels, options=options)  # warm-up
         median = _median_ms(
-            lambda i, m=method, o=options: engine.run(m, images[i], labels, options=o, seed=i),
+            lambda i, m=method, o=options: engine.classify(m, images[i], labels, options=o, seed=i),
             len(images),
         )
         rows.append({"method": method, "median_ms": round(median, 1)})

@@ -89,12 +89,14 @@ def raw_batched_throughput(batch: int, seconds: float) -> dict[str, float]:
     from PIL import Image
 
     from adapters.engine import BatchItem, Engine, load_models
+    from contract.request import normalize
     from world.glyphs import CLASS_NAMES
 
     settings = get_settings()
     engine = Engine(load_models(settings.model, None, device=settings.device))
     images = [Image.open(io.BytesIO(scene_png(i))).convert("RGB") for i in range(batch)]
-    items = [BatchItem(image=image, labels=CLASS_NAMES, top_k=5) for image in images]
+    request = normalize("zeroshot", CLASS_NAMES, top_k=5)
+    items = [BatchItem(request, image) for image in images]
     engine.run_zeroshot_batch(items)  # warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -69,7 +69,7 @@ def measure_one(config: dict[str, Any]) -> dict[str, Any]:
         """The image's top labels -> probability."""
         image = synthetic_image(seed)
         if config["procedure"] == "service":
-            result = engine.run("rlcf", image, labels, options=options, seed=seed, top_k=top)
+            result = engine.classify("rlcf", image, labels, options=options, seed=seed, top_k=top)
             return {s.label: s.score for s in result.top_k}
         views = make_views(image, config["n_views"], clip.image_size, seed).to(clip.device)
         values, indices = reference.classify(views).float().cpu().topk(top)

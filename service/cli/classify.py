@@ -49,19 +49,19 @@ def run_classify(args: argparse.Namespace) -> int:
         print("error: --label-set needs --server (label sets live in the service)", file=sys.stderr)
         return EXIT_BAD_INPUT
     from adapters.engine import Engine, load_models
-    from contract.request import prepare_request
+    from contract.catalog import require_capable
+    from contract.request import normalize
 
     labels = read_labels(args)
-    options = parse_option_flags(args.option)
     policy, reward, device = model_names(args)
     # Validate the whole request before loading any model: a typo should fail in milliseconds.
-    prepare_request(args.method, labels, options=options, templates=args.templates,
-                    top_k=args.top_k, has_reward_model=reward is not None)
+    request = normalize(args.method, labels, options=parse_option_flags(args.option),
+                        templates=args.templates, top_k=args.top_k, seed=args.seed)
+    require_capable(request.method, has_reward_model=reward is not None, has_mllm=False)
     engine = Engine(load_models(policy, reward, device=device))
     images, outputs = _readable(args.images)
-    for path, data in images:
-        result = engine.run(args.method, decode_image(data, field=path), labels, options=options,
-                            templates=args.templates, top_k=args.top_k, seed=args.seed)
+    for index, (path, data) in enumerate(images):
+        result = engine.run(request, decode_image(data, field=path), seed=args.seed + index)
         outputs[path] = {**result.to_dict(), "image": path, "method": args.method}
     _print(args, [outputs[path] for path in args.images], f"model: {policy}   reward model: {reward or '-'}",
            {"model": policy, "reward_model": reward})

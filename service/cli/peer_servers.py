@@ -22,6 +22,7 @@ from PIL import Image
 
 from adapters.engine import BatchItem, Engine, load_models
 from contract.images import decode_image
+from contract.request import normalize
 from service.settings import get_settings
 
 
@@ -58,7 +59,7 @@ def serve_plain(port: int) -> None:
     @app.post("/classify")
     async def classify(body: dict[str, Any]) -> dict[str, Any]:
         image, labels, method = parse_body(body)
-        return answer(await run_in_threadpool(engine.run, method, image, labels))
+        return answer(await run_in_threadpool(engine.classify, method, image, labels))
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -78,10 +79,10 @@ class ClipLitAPI(ls.LitAPI):
 
     def predict(self, batch: Any) -> Any:
         if self.method == "zeroshot":
-            items = [BatchItem(image=image, labels=labels) for image, labels, _ in batch]
+            items = [BatchItem(normalize("zeroshot", labels), image) for image, labels, _ in batch]
             return self.engine.run_zeroshot_batch(items)
         image, labels, name = batch
-        return self.engine.run(name, image, labels)
+        return self.engine.classify(name, image, labels)
 
     def encode_response(self, output: Any) -> dict[str, Any]:
         return answer(output)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import redis
 
+from contract.request import MethodRequest
 from service.queue import scripts
 from service.queue.event_sender import EventSender
 from service.queue.keys import GROUP, RECTIFICATION_LOG_MAXLEN, Keys
@@ -75,6 +77,12 @@ class StartedJob:
     """The stored bytes of the unfinished images, by index (one missing: it expired)."""
     unanswered: StartReply | None = None
     """Set when the job began running before its START reply was read (``start_unanswered``)."""
+
+    @cached_property
+    def request(self) -> MethodRequest:
+        """A classify job's request, as the method takes it (read once; a job from an older
+        release is normalised here, and may raise a TTAError naming what it lacks)."""
+        return self.spec.method_request()
 
 
 class Consumer:

@@ -10,7 +10,9 @@ import uuid
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, model_validator
+
+from contract.request import MethodRequest, normalize
 
 EventName = Literal["queued", "started", "zeroshot", "progress", "result", "error"]
 EVENT_NAMES: tuple[str, ...] = ("queued", "started", "zeroshot", "progress", "result", "error")
@@ -39,27 +41,61 @@ class JobSpec(BaseModel):
     """"prepare_label_set": estimate the label set's transition matrix (no images); "finetune":
     train a model version on the label set's retained images (service/worker/finetune_job.py)."""
     owner: str
-    method: str
     model: str | None = None
     """Policy model the request pinned, or the fine-tuned version (NAME@VERSION) its label set
     points at (only workers holding the base model get the job); None: any."""
-    labels: list[str]
     label_set: str | None = None
     label_set_version: str | None = None
     label_set_owner: str | None = None
     """Whose label set it is when not the job's owner's: a bundled one (``SHARED_OWNER``)."""
-    templates: str | list[str] = "single"
-    top_k: int = 5
-    options: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    request: dict[str, Any]
+    """A classify job: its normalised request (``contract.request.MethodRequest.wire``). A
+    label set's preparation: its labels and templates. A fine-tune: those, and its filter,
+    image bound and hyperparameters."""
     n_images: int
     created_ms: int
     deadline_ms: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_an_older_release(cls, data: Any) -> Any:
+        """A job queued before jobs carried their normalised request (its fields were spread
+        out, its options raw): read into one, normalised when it runs (``method_request``)."""
+        if isinstance(data, dict) and "request" not in data and "labels" in data:
+            data = dict(data)
+            data["request"] = {name: data.pop(name) for name in LEGACY_REQUEST_FIELDS if name in data}
+            data["request"]["raw"] = True
+        return data
+
+    @property
+    def method(self) -> str:
+        return str(self.request.get("method", self.kind))
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.request["labels"])
+
+    @property
+    def templates(self) -> str | list[str]:
+        templates: str | list[str] = self.request.get("templates", "single")
+        return templates
+
+    def method_request(self) -> MethodRequest:
+        """The classify job's request, as the method takes it."""
+        if self.request.get("raw"):
+            request = self.request
+            return normalize(request["method"], request["labels"], options=request.get("options"),
+                             templates=request.get("templates"), top_k=request.get("top_k", 5),
+                             seed=request.get("seed", 0))
+        return MethodRequest.from_wire(self.request)
 
     @property
     def label_set_owned_by(self) -> str:
         """The owner of the job's label set: its own owner's, or a bundled one's."""
         return self.label_set_owner or self.owner
+
+
+LEGACY_REQUEST_FIELDS = ("method", "labels", "templates", "top_k", "options", "seed")
 
 
 RESULT_EVENT_FIELDS = frozenset({"job_id", "image", "n_images", "final"})

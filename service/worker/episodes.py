@@ -1,5 +1,7 @@
 """Which concurrent jobs may be tuned together as one episode set (``adapters.prompt_tuning``):
-the same method, model version, labels, templates, options and top_k; only seeds may differ."""
+the same model version and request (method, labels, templates, options, top_k); only seeds may
+differ. Requests are in their normalised form, so equivalent ones (options left to their
+defaults, or spelled out; a preset named, or its values) group together."""
 
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ T = TypeVar("T")
 
 
 def episode_key(job: StartedJob) -> str:
-    spec = job.spec
-    return json.dumps([spec.method, spec.model, spec.labels, spec.templates, spec.options,
-                       spec.top_k], sort_keys=True)
+    request = {name: value for name, value in job.spec.request.items() if name != "seed"}
+    return json.dumps([job.spec.model, request], sort_keys=True)
 
 
 def episode_groups(jobs: list[tuple[T, StartedJob]]) -> list[list[tuple[T, StartedJob]]]:

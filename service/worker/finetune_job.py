@@ -67,8 +67,8 @@ class FinetuneJob:
         spec = job.spec
         assert spec.label_set is not None
         tk = self.consumer.keys.training(spec.owner, spec.label_set)
-        flt = TrainingFilter(**spec.options.get("filter", {}))
-        limit = int(spec.options.get("max_images", MAX_TRAINING_IMAGES))
+        flt = TrainingFilter(**spec.request.get("filter", {}))
+        limit = int(spec.request.get("max_images", MAX_TRAINING_IMAGES))
         index = {label: i for i, label in enumerate(spec.labels)}
         ids = [as_text(i) for i in self.client.zrevrange(tk.order, 0, -1)]
         chosen = []
@@ -116,7 +116,7 @@ class FinetuneJob:
     def train(self, job: StartedJob, base: str, version: str) -> Manifest:
         spec = job.spec
         try:
-            params = params_from(spec.options.get("hyperparameters", {}))
+            params = params_from(spec.request.get("hyperparameters", {}))
         except ValueError as exc:
             self.fail(job, "invalid_options", str(exc), field="hyperparameters")
         images, targets, n_records = self.training_set(job)
@@ -151,7 +151,7 @@ class FinetuneJob:
         except FinetuneUnsound as exc:  # nothing is stored or registered
             self.fail(job, "finetune_unsound", f"the fine-tune was not published: {exc}",
                       field="hyperparameters")
-        flt = spec.options.get("filter", {})
+        flt = spec.request.get("filter", {})
         manifest = Manifest(
             base=base, version=version, created_ms=now_ms(), source_job=spec.job_id,
             label_set=spec.label_set, label_source=flt.get("source", "any"), owner=spec.owner,

@@ -14,12 +14,11 @@ import redis
 from PIL import Image
 
 from adapters.dicl import Exemplars
-from adapters.engine import BatchItem, Engine, EpisodeItem
+from adapters.engine import BatchItem, Engine, EpisodeItem, RunContext
 from adapters.types import AdaptationResult, Hooks, Progress, ScoredLabel, scored_dicts
 from contract.catalog import get_spec
 from contract.errors import TTAError
 from contract.images import decode_image
-from contract.request import PreparedRequest
 from contract.state_scope import state_key_for
 from service.queue.consumer import Consumer, NamedEvent, StartedJob
 from service.queue.schemas import JobSpec, now_ms
@@ -217,12 +216,11 @@ class Runner:
                   image: Image.Image, exemplars: Exemplars | None = None) -> None:
         spec = job.spec
         with self.failing_as(job, index):
-            result = engine.run(
-                spec.method, image, spec.labels, options=spec.options, templates=spec.templates,
-                top_k=spec.top_k, seed=spec.seed + index, state_key=state_key(job),
-                hooks=self.hooks(job, index), exemplars=exemplars,
-                label_set_version=spec.label_set_version, update_id=f"{spec.job_id}/{index}",
-            )
+            request = job.request
+            result = engine.run(request, image, seed=request.seed + index, hooks=self.hooks(job, index),
+                                context=RunContext(state_key=state_key(job), exemplars=exemplars,
+                                                   label_set_version=spec.label_set_version,
+                                                   update_id=f"{spec.job_id}/{index}"))
         rectifies = exemplars is not None and get_spec(spec.method).needs_mllm
         self.record_adapted(engine, job, index, data, result,
                             self.rectification_entry(job, index, data, result) if rectifies else None)
@@ -257,32 +255,23 @@ class Runner:
         and top_k: ``service.worker.episodes.episode_key``) as episode sets tuned together.
         Jobs are checked one by one first, so a job that cannot run fails alone; if a set
         fails, its images run one by one, so no job's error reaches another job."""
-        prepared: list[PreparedRequest] = []
-
-        def check(job: StartedJob) -> None:  # (kept for the set: the options are validated once)
-            prepared.append(self.engine_of(job.spec).prepare(
-                job.spec.method, job.spec.labels, options=job.spec.options, templates=job.spec.templates,
-                top_k=job.spec.top_k))
-
-        items = self.runnable_images(jobs, check)
+        items = self.runnable_images(jobs, lambda job: self.engine_of(job.spec).check(job.request))
         if not items:
             return
-        engine = self.engine_of(jobs[0].spec)  # one model per set; loaded by the check
-        size = max(1, min(max_images, max_prompts // max(1, len(jobs[0].spec.labels))))
+        engine = self.engine_of(items[0][0].spec)  # one model per set; loaded by the check
+        size = max(1, min(max_images, max_prompts // max(1, len(items[0][0].request.labels))))
         for start in range(0, len(items), size):
-            # The set's jobs share what was validated (``episode_key``): any one's check serves.
-            self._run_episode_set(engine, items[start : start + size], prepared[0])
+            self._run_episode_set(engine, items[start : start + size])
 
-    def _run_episode_set(self, engine: Engine, items: list[tuple[StartedJob, int, bytes, Image.Image]],
-                         prepared: PreparedRequest | None = None) -> None:
-        spec = items[0][0].spec
+    def _run_episode_set(self, engine: Engine,
+                         items: list[tuple[StartedJob, int, bytes, Image.Image]]) -> None:
+        # The set's jobs share one request but for seeds (``episode_key``): any one's serves.
+        request = items[0][0].request
         metrics.EPISODE_BATCH.observe(len(items))
         try:
             results = engine.run_episodes(
-                spec.method, [EpisodeItem(image, spec.seed + index, self.hooks(job, index))
-                              for job, index, _, image in items],
-                spec.labels, options=spec.options, templates=spec.templates, top_k=spec.top_k,
-                prepared=prepared)
+                request, [EpisodeItem(image, job.request.seed + index, self.hooks(job, index))
+                          for job, index, _, image in items])
         except redis.RedisError:
             raise
         except Exception:
@@ -332,16 +321,8 @@ class Runner:
         each job is run on its own, so no job's error (which may quote its labels) ever reaches
         another job."""
         events: dict[tuple[str, int], NamedEvent] = {}
-        prepared: dict[str, PreparedRequest] = {}
-
-        def check(job: StartedJob) -> None:  # (kept for the batch: each job is validated once)
-            prepared[job.spec.job_id] = self.engine.prepare(
-                job.spec.method, job.spec.labels, templates=job.spec.templates, top_k=job.spec.top_k)
-
-        items = [(job, index, BatchItem(image=image, labels=job.spec.labels, templates=job.spec.templates,
-                                        top_k=job.spec.top_k, prepared=prepared[job.spec.job_id],
-                                        hooks=self.zeroshot_event_into(events, job, index)))
-                 for job, index, _, image in self.runnable_images(jobs, check)]
+        items = [(job, index, BatchItem(job.request, image, self.zeroshot_event_into(events, job, index)))
+                 for job, index, _, image in self.runnable_images(jobs, lambda job: job.request)]
         if not items:
             return
         metrics.BATCH_SIZE.observe(len(items))

@@ -23,5 +23,5 @@ def warm_up(engine: Engine, methods: list[str]) -> None:
         if get_spec(method).needs_exemplars:
             continue  # needs a label set; the MLLM itself was loaded (and checked) at start-up
         start = time.perf_counter()
-        engine.run(method, image, WARMUP_LABELS, top_k=1)
+        engine.classify(method, image, WARMUP_LABELS, top_k=1)
         log.info("warm-up %s: %.0f ms", method, (time.perf_counter() - start) * 1000)

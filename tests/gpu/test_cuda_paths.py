@@ -14,6 +14,7 @@ import torch
 
 from adapters.engine import Engine, EpisodeItem, load_models
 from adapters.types import Models
+from contract.request import normalize
 from tests.conftest import make_image
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -48,8 +49,8 @@ def _scores(result) -> dict[str, float]:
 @pytest.mark.parametrize(("method", "options"), METHODS)
 def test_each_method_on_cuda_gives_the_cpu_answer(cpu_models, cuda_models, labels, method, options):
     image = make_image(7, size=(160, 120))
-    cpu = Engine(cpu_models).run(method, image, labels, options=options, seed=3, top_k=5)
-    gpu = Engine(cuda_models).run(method, image, labels, options=options, seed=3, top_k=5)
+    cpu = Engine(cpu_models).classify(method, image, labels, options=options, seed=3, top_k=5)
+    gpu = Engine(cuda_models).classify(method, image, labels, options=options, seed=3, top_k=5)
     assert cuda_models.policy.clip.device.type == "cuda"
     assert gpu.top_k[0].label == cpu.top_k[0].label
     cpu_scores = _scores(cpu)
@@ -63,8 +64,8 @@ def test_bf16_stays_close_to_fp32(cuda_models, labels):
     assert bf16.policy.clip.precision == "bf16"  # autocast; weights stay fp32 (models.device)
     image = make_image(11, size=(160, 120))
     for method in ("zeroshot", "rlcf"):
-        full = _scores(Engine(cuda_models).run(method, image, labels, seed=1, top_k=len(labels)))
-        half = _scores(Engine(bf16).run(method, image, labels, seed=1, top_k=len(labels)))
+        full = _scores(Engine(cuda_models).classify(method, image, labels, seed=1, top_k=len(labels)))
+        half = _scores(Engine(bf16).classify(method, image, labels, seed=1, top_k=len(labels)))
         assert all(torch.isfinite(torch.tensor(list(half.values()))))
         assert max(abs(half[label] - full[label]) for label in labels) < 0.1, method
 
@@ -73,9 +74,9 @@ def test_bf16_stays_close_to_fp32(cuda_models, labels):
 def test_episode_sets_on_cuda_match_images_alone(cuda_models, labels, method):
     engine = Engine(cuda_models)
     images = [make_image(seed, size=(160, 120)) for seed in (1, 2, 3, 4)]
-    alone = [engine.run(method, image, labels, seed=20 + i, top_k=5) for i, image in enumerate(images)]
-    together = engine.run_episodes(method, [EpisodeItem(image, 20 + i) for i, image in enumerate(images)],
-                                   labels, top_k=5)
+    alone = [engine.classify(method, image, labels, seed=20 + i, top_k=5) for i, image in enumerate(images)]
+    together = engine.run_episodes(normalize(method, labels, top_k=5),
+                                   [EpisodeItem(image, 20 + i) for i, image in enumerate(images)])
     for a, t in zip(alone, together, strict=True):
         assert t.metrics["episode_batch"] == len(images)
         assert [s.label for s in a.top_k][:1] == [s.label for s in t.top_k][:1]
@@ -91,10 +92,11 @@ def test_rlcf_tune_on_cuda_leaves_the_weights_bit_for_bit(cuda_models, labels):
     model = cuda_models.policy.clip.model
     before = {name: value.detach().clone() for name, value in model.state_dict().items()}
     engine = Engine(cuda_models)
-    engine.run("rlcf-tune", make_image(5), labels, options={"params": "all", "lr": 1e-4}, seed=2)
-    engine.run_episodes("rlcf-tune", [EpisodeItem(make_image(s), s) for s in (6, 7)], labels)
+    engine.classify("rlcf-tune", make_image(5), labels, options={"params": "all", "lr": 1e-4}, seed=2)
+    engine.run_episodes(normalize("rlcf-tune", labels), [EpisodeItem(make_image(s), s) for s in (6, 7)])
     bf16 = Engine(load_models(POLICY, REWARD, device="cuda", precision="bf16"))
-    sequential = bf16.run_episodes("rlcf-tune", [EpisodeItem(make_image(s), s) for s in (6, 7)], labels)
+    sequential = bf16.run_episodes(normalize("rlcf-tune", labels),
+                                   [EpisodeItem(make_image(s), s) for s in (6, 7)])
     assert [r.metrics.get("episode_batch", 1) for r in sequential] == [1, 1]  # vmap fails under autocast
     after = model.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)

@@ -113,7 +113,7 @@ def test_a_poisoned_batch_item_fails_alone_and_leaks_nothing(redis_server, tmp_p
         keys = Keys(service.env["TTA_REDIS_PREFIX"])
         with redis.Redis.from_url(redis_server.url) as connection:
             spec = json.loads(connection.hget(keys.job(poisoned), "spec"))
-            spec["templates"] = ["{} {" + secret + "}"]  # what intake would have refused
+            spec["request"]["templates"] = ["{} {" + secret + "}"]  # what intake would have refused
             connection.hset(keys.job(poisoned), "spec", json.dumps(spec))
         worker.send_signal(signal.SIGCONT)
         assert end_states(service, "bob", valid, 120) == dict.fromkeys(valid, "done")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from adapters.engine import Engine
+from adapters.engine import Engine, RunContext
 from contract.state_scope import state_key_for
 from service.queue.keys import Keys
 from service.worker.method_state import RedisStateStore
@@ -58,16 +58,17 @@ def test_tda_cache_counts_a_redelivered_job_image_once(models, store):
     engine = Engine(models, state_store=store)
     image = make_image(7)
     key = state_key_for("alice", "shapes", LABELS)
-    first = engine.run("tda", image, LABELS, state_key=key, update_id="job-a/0")
-    again = engine.run("tda", image, LABELS, state_key=key, update_id="job-a/0")
+    first = engine.classify("tda", image, LABELS, context=RunContext(state_key=key, update_id="job-a/0"))
+    again = engine.classify("tda", image, LABELS, context=RunContext(state_key=key, update_id="job-a/0"))
     assert first.metrics["cache_images"] == 1 and first.metrics["cache_updated"]
     assert again.metrics["cache_images"] == 1 and not again.metrics["cache_updated"]
     assert again.label == first.label and again.score == pytest.approx(first.score, abs=1e-3)
-    other = engine.run("tda", make_image(8), LABELS, state_key=key, update_id="job-b/0")
+    other = engine.classify("tda", make_image(8), LABELS,
+                            context=RunContext(state_key=key, update_id="job-b/0"))
     assert other.metrics["cache_images"] == 2
     # Another tenant's scope starts empty.
-    bob = engine.run("tda", image, LABELS, state_key=state_key_for("bob", "shapes", LABELS),
-                     update_id="job-c/0")
+    bob = engine.classify("tda", image, LABELS, context=RunContext(
+        state_key=state_key_for("bob", "shapes", LABELS), update_id="job-c/0"))
     assert bob.metrics["cache_images"] == 1
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adapters.dicl import confusable_class, confused_pairs, rectify, transition_matrix
-from adapters.engine import Engine
+from adapters.engine import Engine, RunContext
 from adapters.types import Hooks, Models
 from contract.errors import InvalidInputError, MissingMLLMError
 from tests.conftest import LABELS, ScriptedScorer, make_exemplars, make_image
@@ -114,14 +114,14 @@ def test_transition_matrix_from_exemplars(models):
 
 
 def test_mllm_method_reports_candidates_and_events(models, image):
-    probe = Engine(models).run("zeroshot", image, LABELS)
+    probe = Engine(models).classify("zeroshot", image, LABELS)
     second = probe.top_k[1].label
     engine = Engine(Models(policy=models.policy, mllm=ScriptedScorer(supported=second)))
     events = []
     hooks = Hooks(on_zeroshot=lambda top: events.append(("zeroshot", None)),
                   on_progress=lambda p: events.append((p.metric, p.detail)))
-    result = engine.run("mllm", image, LABELS, hooks=hooks, exemplars=make_exemplars(),
-                        options={"threshold": 1.0})
+    result = engine.classify("mllm", image, LABELS, hooks=hooks,
+                        options={"threshold": 1.0}, context=RunContext(exemplars=make_exemplars()))
     assert result.label == second and result.changed
     assert result.zeroshot_top_k[0].label == probe.label
     metrics = result.metrics
@@ -135,7 +135,8 @@ def test_mllm_method_needs_exemplars_for_every_class_and_an_mllm(models, image):
     exemplars = make_exemplars()
     exemplars[2] = []
     with pytest.raises(InvalidInputError, match="green tree") as info:
-        Engine(models).run("mllm", image, LABELS, exemplars=exemplars)
+        Engine(models).classify("mllm", image, LABELS, context=RunContext(exemplars=exemplars))
     assert info.value.field == "label_set"
     with pytest.raises(MissingMLLMError):
-        Engine(Models(policy=models.policy)).run("mllm", image, LABELS, exemplars=make_exemplars())
+        Engine(Models(policy=models.policy)).classify("mllm", image, LABELS,
+               context=RunContext(exemplars=make_exemplars()))

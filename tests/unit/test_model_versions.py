@@ -38,7 +38,7 @@ def test_versions_load_on_demand_share_text_and_are_bounded(tmp_path):
     tuned, original = v1.models.policy.clip.model, base.models.policy.clip.model
     assert tuned.token_embedding is original.token_embedding  # the text tower is shared
     assert not torch.equal(tuned.visual.conv1.weight, original.visual.conv1.weight)
-    result = v1.run("zeroshot", make_image(0), LABELS)
+    result = v1.classify("zeroshot", make_image(0), LABELS)
     assert result.label in LABELS
 
     versions.engine_for(f"{POLICY}@v2", "alice")

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from adapters.augmix import AugMixSpec, augmix
-from adapters.engine import Engine, load_models
+from adapters.engine import Engine, RunContext, load_models
 from adapters.policy_gradient import RewardContext
 from adapters.tda_cache import Entry, TDACache, add_entry, cache_logits
 from adapters.views import make_views
 from adapters.zero import zero_vote
 from contract.errors import InvalidOptionsError, ModelLoadError
 from contract.method_options import COOP, REFERENCE_TUNE_TEMPLATE
-from contract.request import prepare_request
+from contract.request import normalize
 from models.classifier import ClipClassifier
 from models.learned_context import configured_contexts, load_context_file, save_context
 from models.reward import RewardEnsemble, RewardModel
@@ -24,24 +24,24 @@ from tests.conftest import LABELS, make_image
 
 
 def test_reference_presets_fill_what_the_request_leaves_unset():
-    rlcf = prepare_request("rlcf", LABELS, options={"preset": "reference"}).options
+    rlcf = normalize("rlcf", LABELS, options={"preset": "reference"}).options
     assert (rlcf.ctx_init, rlcf.steps, rlcf.lr, rlcf.weight_decay, rlcf.sample_k) == (COOP, 3, 7e-3, 5e-4, 3)
-    fine = prepare_request("rlcf", LABELS, options={"preset": "reference-fine-grained"}).options
+    fine = normalize("rlcf", LABELS, options={"preset": "reference-fine-grained"}).options
     assert (fine.steps, fine.views) == (5, "augmix")
-    tune = prepare_request("rlcf-tune", LABELS, options={"preset": "reference"}).options
+    tune = normalize("rlcf-tune", LABELS, options={"preset": "reference"}).options
     assert (tune.params, tune.effective_lr) == ("all", 1e-5)
     assert tune.class_template == tune.reward_template == REFERENCE_TUNE_TEMPLATE == "a_photo_of_a {}."
-    tpt = prepare_request("tpt", LABELS, options={"preset": "reference"}).options
+    tpt = normalize("tpt", LABELS, options={"preset": "reference"}).options
     assert (tpt.steps, tpt.lr, tpt.weight_decay, tpt.views) == (1, 5e-3, 0.01, "crops")
     # Explicit options win over the preset.
-    assert prepare_request("rlcf", LABELS, options={"preset": "reference", "steps": 7}).options.steps == 7
-    assert prepare_request("rlcf", LABELS).options.ctx_init == "a photo of a"  # the project's default
+    assert normalize("rlcf", LABELS, options={"preset": "reference", "steps": 7}).options.steps == 7
+    assert normalize("rlcf", LABELS).options.ctx_init == "a photo of a"  # the project's default
 
 
 def test_a_10kb_ctx_init_is_rejected_before_queueing_naming_the_field():
     for bad in ("x" * 10_000, "learned:../../etc/passwd", "a\nphoto", " "):
         with pytest.raises(InvalidOptionsError) as err:
-            prepare_request("tpt", LABELS, options={"ctx_init": bad})
+            normalize("tpt", LABELS, options={"ctx_init": bad})
         assert err.value.field == "options.ctx_init" and err.value.code == "invalid_options"
 
 
@@ -138,7 +138,7 @@ def test_load_models_builds_an_ensemble_from_two_tiny_reward_models():
                          device="cpu")
     assert isinstance(models.reward, RewardEnsemble)
     assert [w for _, w in models.reward.members] == [0.7, 0.3]
-    result = Engine(models).run("rlcf", make_image(2), LABELS, options={"steps": 1, "n_views": 8})
+    result = Engine(models).classify("rlcf", make_image(2), LABELS, options={"steps": 1, "n_views": 8})
     assert result.metrics["reward_before"] >= 0.0
 
 
@@ -153,7 +153,7 @@ def test_zero_vote_by_hand():
 
 
 def test_zero_method_predicts_the_vote_of_the_confident_views(engine, image):
-    result = engine.run("zero", image, LABELS, options={"n_views": 32, "selection": 0.25})
+    result = engine.classify("zero", image, LABELS, options={"n_views": 32, "selection": 0.25})
     assert result.metrics["views_kept"] == 8
     assert result.score == pytest.approx(result.metrics["votes"] / 8, abs=1e-6)
 
@@ -175,8 +175,11 @@ def test_tda_cache_keeps_the_lowest_entropy_entries_and_scores_by_affinity():
 
 def test_tda_accumulates_per_scope_and_restarts_empty_elsewhere(models, image):
     engine = Engine(models)
-    first = engine.run("tda", image, LABELS, state_key="alice|a", options={"views": "crops"})
-    second = engine.run("tda", make_image(5), LABELS, state_key="alice|a", options={"views": "crops"})
-    other = engine.run("tda", image, LABELS, state_key="alice|b", options={"views": "crops"})
+    first = engine.classify("tda", image, LABELS, options={"views": "crops"},
+                            context=RunContext(state_key="alice|a"))
+    second = engine.classify("tda", make_image(5), LABELS, options={"views": "crops"},
+                             context=RunContext(state_key="alice|a"))
+    other = engine.classify("tda", image, LABELS, options={"views": "crops"},
+                            context=RunContext(state_key="alice|b"))
     assert [r.metrics["cache_images"] for r in (first, second, other)] == [1, 2, 1]
     assert first.metrics["cache_positive"] == 1

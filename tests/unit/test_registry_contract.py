@@ -1,9 +1,11 @@
+
 """Every registered method honours one contract."""
 
 import dataclasses
 
 import pytest
 
+from adapters.engine import RunContext
 from adapters.registry import create_method
 from adapters.types import Hooks
 from contract.catalog import get_spec, method_names, method_specs
@@ -23,7 +25,8 @@ def test_method_contract(engine, image, name):
     events = []
     hooks = Hooks(on_zeroshot=lambda top: events.append(("zeroshot", top)),
                   on_progress=lambda p: events.append(("progress", p)))
-    result = engine.run(name, image, LABELS, top_k=3, hooks=hooks, exemplars=make_exemplars())
+    result = engine.classify(name, image, LABELS, top_k=3, hooks=hooks,
+                             context=RunContext(exemplars=make_exemplars()))
 
     assert result.label in LABELS
     assert len(result.top_k) == 3 and result.top_k[0].label == result.label

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from adapters.engine import Engine
+from adapters.engine import Engine, RunContext
 from adapters.types import Hooks
 from contract.catalog import get_spec, method_names
 from tests.conftest import LABELS, make_exemplars, self_reward_models
@@ -32,7 +32,7 @@ def test_models_are_bit_for_bit_unchanged_after_a_request(engine, image, method,
     policy, reward = engine.models.policy.clip.model, engine.models.reward.classifier.clip.model
     before_p, before_r = _state(policy), _state(reward)
     for seed in (0, 1):
-        engine.run(method, image, LABELS, options=options, seed=seed)
+        engine.classify(method, image, LABELS, options=options, seed=seed)
     _assert_identical(before_p, policy)
     _assert_identical(before_r, reward)
 
@@ -55,7 +55,7 @@ def test_models_are_restored_when_a_request_fails_half_way(engine, image, method
             raise Boom("client went away")
 
     with pytest.raises(Boom):
-        engine.run(method, image, LABELS, options=options, hooks=Hooks(on_progress=explode))
+        engine.classify(method, image, LABELS, options=options, hooks=Hooks(on_progress=explode))
     _assert_identical(before, policy)
 
 
@@ -69,16 +69,16 @@ def test_same_seed_same_answer(engine, image, method):
     exemplars = make_exemplars()  # used by mllm, ignored by the others
     # Online methods (TDA) answer from state earlier requests built: each run starts empty.
     stateful = get_spec(method).stateful
-    first = strip((Engine(engine.models) if stateful else engine).run(
-        method, image, LABELS, seed=3, exemplars=exemplars))
-    second = strip((Engine(engine.models) if stateful else engine).run(
-        method, image, LABELS, seed=3, exemplars=exemplars))
+    first = strip((Engine(engine.models) if stateful else engine).classify(
+        method, image, LABELS, seed=3, context=RunContext(exemplars=exemplars)))
+    second = strip((Engine(engine.models) if stateful else engine).classify(
+        method, image, LABELS, seed=3, context=RunContext(exemplars=exemplars)))
     assert first == second
 
 
 def test_different_seeds_tune_on_different_views(engine, image):
-    a = engine.run("tpt", image, LABELS, seed=1).metrics
-    b = engine.run("tpt", image, LABELS, seed=2).metrics
+    a = engine.classify("tpt", image, LABELS, seed=1).metrics
+    b = engine.classify("tpt", image, LABELS, seed=2).metrics
     assert a["entropy_before"] != b["entropy_before"]
 
 
@@ -87,9 +87,12 @@ def test_momentum_buffer_moves_the_reset_point_but_not_the_model(models, image):
     options = {"momentum": 0.5, "momentum_every": 1, "lr": 5e-2, "params": "norm"}
     policy = models.policy.clip.model
     before = _state(policy)
-    first = engine.run("rlcf-tune", image, LABELS, options=options, state_key="tenant-a")
-    second = engine.run("rlcf-tune", image, LABELS, options=options, state_key="tenant-a")
-    fresh = engine.run("rlcf-tune", image, LABELS, options=options, state_key="tenant-b")
+    first = engine.classify("rlcf-tune", image, LABELS, options=options,
+                            context=RunContext(state_key="tenant-a"))
+    second = engine.classify("rlcf-tune", image, LABELS, options=options,
+                             context=RunContext(state_key="tenant-a"))
+    fresh = engine.classify("rlcf-tune", image, LABELS, options=options,
+                            context=RunContext(state_key="tenant-b"))
     _assert_identical(before, policy)
     # tenant-a's second request starts from the EMA, so it sees a different starting reward;
     # tenant-b starts from the original weights like tenant-a's first request did.

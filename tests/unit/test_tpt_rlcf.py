@@ -14,7 +14,7 @@ from tests.conftest import LABELS, make_image, self_reward_models
 
 def _collect(engine, method, image, options):
     progress = []
-    result = engine.run(method, image, LABELS, options=options,
+    result = engine.classify(method, image, LABELS, options=options,
                         hooks=Hooks(on_progress=progress.append))
     return result, progress
 

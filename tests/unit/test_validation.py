@@ -21,7 +21,7 @@ from contract.errors import (
 from contract.images import decode_image
 from contract.labels import MAX_LABELS, validate_labels
 from contract.names import parse_model_name
-from contract.request import prepare_request
+from contract.request import normalize
 from models.loading import load_clip
 from tests.conftest import LABELS
 
@@ -58,33 +58,33 @@ def test_bad_labels(labels, message):
 ])
 def test_bad_options(method, options, field, message):
     with pytest.raises(InvalidOptionsError, match=message) as info:
-        prepare_request(method, LABELS, options=options)
+        normalize(method, LABELS, options=options)
     assert info.value.field == field
 
 
 def test_int_is_accepted_for_float_options():
-    request = prepare_request("tpt", LABELS, options={"lr": 1})
+    request = normalize("tpt", LABELS, options={"lr": 1})
     assert request.options.lr == 1.0 and isinstance(request.options.lr, float)
 
 
 def test_unknown_method_lists_allowed():
     with pytest.raises(UnknownMethodError, match="allowed: zeroshot, zero, tda, tpt, rlcf, rlcf-tune"):
-        prepare_request("ttt", LABELS)
+        normalize("ttt", LABELS)
 
 
 def test_reward_method_without_reward_model(models, image):
     engine = Engine(Models(policy=models.policy, reward=None))
     with pytest.raises(MissingRewardModelError, match="available without one: zeroshot, zero, tda, tpt"):
-        engine.run("rlcf", image, LABELS)
+        engine.classify("rlcf", image, LABELS)
 
 
 def test_bad_top_k_and_templates():
     with pytest.raises(InvalidOptionsError, match="top_k"):
-        prepare_request("zeroshot", LABELS, top_k=0)
+        normalize("zeroshot", LABELS, top_k=0)
     with pytest.raises(InvalidOptionsError, match="single, imagenet80") as info:
-        prepare_request("zeroshot", LABELS, templates="fancy")
+        normalize("zeroshot", LABELS, templates="fancy")
     assert info.value.field == "templates"
-    assert prepare_request("zeroshot", LABELS, top_k=50).top_k == len(LABELS)
+    assert normalize("zeroshot", LABELS, top_k=50).top_k == len(LABELS)
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
