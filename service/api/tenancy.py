@@ -24,6 +24,7 @@ from contract.labels import LABEL_SET_NAME_PATTERN
 from contract.names import split_version
 from contract.state_scope import state_key_for
 from service.api.state import AppState, app_state, owner_of
+from service.queue.fields import JobField
 from service.queue.keys import RECTIFICATION_LOG_MAXLEN, TrainingKeys
 from service.queue.labelsets import SHARED_OWNER, LabelSet, decode
 from service.queue.producer import JobView
@@ -173,7 +174,7 @@ class Caller:
         ids = [as_text(i) for i in await self.client.zrange(index, 0, -1)]
         pipe = self.client.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(self.state.keys.job(job_id), "status")
+            pipe.hget(self.state.keys.job(job_id), JobField.STATUS)
         statuses = [as_text(s) if s is not None else None for s in await pipe.execute()] if ids else []
         ended = [i for i, status in zip(ids, statuses, strict=True) if status in (None, *FINISHED)]
         if ended:

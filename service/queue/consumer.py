@@ -1,10 +1,12 @@
-"""The worker's side of the queue (synchronous): read and reclaim jobs, run the atomic state
-transitions, publish events, renew leases, acknowledge."""
+"""The worker's side of the queue (synchronous): take and reclaim jobs, start them, write their
+events and results, renew leases, acknowledge. Each job transition is one Lua script
+(``service.queue.scripts``); a job is started one way (``start``) and acknowledged one way
+(``ack``)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -14,23 +16,14 @@ import redis
 from contract.request import MethodRequest
 from service.queue import scripts
 from service.queue.event_sender import EventSender
+from service.queue.fields import EntryField, JobField
 from service.queue.keys import GROUP, RECTIFICATION_LOG_MAXLEN, Keys
 from service.queue.schemas import JobSpec, as_text, dumps, error_payload, now_ms
 
 NamedEvent = tuple[str, dict[str, Any]]
 """An event's name and data."""
-
-IMAGE_FIELD = b"image:"
-"""The prefix of a carried image's field in a stream entry (its index follows: ENQUEUE)."""
-
-
-@dataclass(frozen=True)
-class CarriedJob:
-    """What a small job's stream entry carries besides its id and owner (``scripts.ENQUEUE``)."""
-
-    spec: bytes
-    created_ms: int
-    images: dict[int, bytes]
+Start = tuple[str, "StartedJob | None"]
+"""A START's outcome: ("run", the job), or ("missing" | "finished" | "dead" | "expired", None)."""
 
 
 @dataclass(frozen=True)
@@ -48,22 +41,6 @@ class Delivery:
     """It ended a blocking wait on empty streams: nothing else was queued a moment ago."""
     resumed: bool = False
     """Taken back after a Redis outage interrupted its run (check it is still ours first)."""
-    carried: CarriedJob | None = field(default=None, compare=False)
-    """The job as its entry carries it, when it was read whole (the blocking read); not part
-    of the delivery's identity (held deliveries are kept in sets)."""
-
-    def age_ms(self) -> int:
-        """Milliseconds since the entry was added (its id is Redis's clock when it was)."""
-        return now_ms() - int(self.entry_id.partition("-")[0])
-
-
-@dataclass
-class StartReply:
-    """The reply of a START sent without waiting for it (``Consumer.start_unanswered``)."""
-
-    outcome: str | None = None
-    """"run", or why the job is not to run ("missing" | "finished" | "dead" | "expired"),
-    once the reply is read; None before."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +52,6 @@ class StartedJob:
     """Images a previous attempt already finished (their results stand; not re-run)."""
     images: dict[int, bytes] = field(default_factory=dict)
     """The stored bytes of the unfinished images, by index (one missing: it expired)."""
-    unanswered: StartReply | None = None
-    """Set when the job began running before its START reply was read (``start_unanswered``)."""
 
     @cached_property
     def request(self) -> MethodRequest:
@@ -103,12 +78,9 @@ class Consumer:
         self._start = scripts.PersistentScript(client, scripts.START)
         self._finish_image = scripts.PersistentScript(client, scripts.FINISH_IMAGE)
         self._fail = scripts.PersistentScript(client, scripts.FAIL)
-        self._publish = scripts.PersistentScript(client, scripts.PUBLISH)
         self._renew = scripts.PersistentScript(client, scripts.RENEW_LEASES)
         self._release = scripts.PersistentScript(client, scripts.RELEASE)
-        self._acks: list[tuple[list[Delivery], Callable[[list[str | None]], None]]] = []
-        """Finished deliveries whose ack goes with the next read (``ack_with_next_read``)."""
-        self._events = EventSender(client, self._publish)
+        self._events = EventSender(client, scripts.PersistentScript(client, scripts.PUBLISH))
         """``publish`` sends through it without waiting; every other write of the main thread
         settles it first, so nothing overtakes an event (``renew`` and ``heartbeat``, which the
         keep-alive thread calls, touch no job's events and leave it alone)."""
@@ -123,6 +95,8 @@ class Consumer:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    # Taking jobs ----------------------------------------------------------------------------
+
     def read_new(self, block_ms: int | None, streams: list[str] | None = None,
                  count: int = 1, mates: tuple[Collection[str], int] | None = None) -> list[Delivery]:
         """Up to ``count`` new jobs from ``streams`` (default: all of this worker's), taking
@@ -133,21 +107,22 @@ class Consumer:
         streams = streams or self.streams
         self._turn = (self._turn + 1) % len(streams)
         order = streams[self._turn:] + streams[:self._turn]
-        args: list[str | int] = [GROUP, self.worker_id, count]
-        if mates is not None and mates[1] > 0:
-            args += [mates[1], "".join("1" if stream in mates[0] else "0" for stream in order)]
-        taken = _deliveries(self._take_and_ack(order, args))
-        if taken:
+        taken = _deliveries(self._take(keys=order, args=self._take_args(order, count, mates)))
+        if taken or not block_ms:
             return taken
-        if not block_ms:
-            return []
         # Blocking on several streams returns one entry per stream that got one meanwhile
         # (rarely more than one): all are this worker's now and are run in turn.
         reply = self.client.xreadgroup(GROUP, self.worker_id, dict.fromkeys(order, ">"), count=1,
                                        block=block_ms)
-        return [Delivery(as_text(stream), as_text(entry_id), as_text(fields[b"job_id"]), _owner(fields),
-                         waited=True, carried=_carried(fields))
+        return [Delivery(as_text(stream), as_text(entry_id), *_entry(fields), waited=True)
                 for stream, entries in reply or [] for entry_id, fields in entries]
+
+    def _take_args(self, order: list[str], count: int,
+                   mates: tuple[Collection[str], int] | None) -> list[str | int]:
+        args: list[str | int] = [GROUP, self.worker_id, count]
+        if mates is not None and mates[1] > 0:
+            args += [mates[1], "".join("1" if stream in mates[0] else "0" for stream in order)]
+        return args
 
     def reclaim(self, min_idle_ms: int) -> list[Delivery]:
         """Take over one entry whose holder stopped renewing its lease (a dead worker)."""
@@ -155,8 +130,8 @@ class Consumer:
         for stream in self.streams:
             reply = self.client.xautoclaim(stream, GROUP, self.worker_id, min_idle_ms,
                                            start_id="0-0", count=1)
-            found = [Delivery(stream, as_text(entry_id), as_text(fields[b"job_id"]), _owner(fields),
-                              reclaimed=True) for entry_id, fields in reply[1] if fields]
+            found = [Delivery(stream, as_text(entry_id), *_entry(fields), reclaimed=True)
+                     for entry_id, fields in reply[1] if fields]
             if found:
                 return found
         return []
@@ -182,139 +157,44 @@ class Consumer:
             return False
         return bool(pending) and as_text(pending[0]["consumer"]) == self.worker_id
 
-    def ack(self, *deliveries: Delivery) -> list[str | None]:
-        """Acknowledge (and delete) these entries; returns their jobs' statuses, read in the
-        same round trip (what a run's metrics count)."""
-        self.settle()
-        pipe = self.client.pipeline(transaction=True)
-        self._ack_into(pipe, deliveries)
-        return self._statuses(pipe.execute())
-
-    def ack_with_next_read(self, deliveries: list[Delivery],
-                           counted: Callable[[list[str | None]], None]) -> None:
-        """Acknowledge these finished entries in the round trip of this worker's next read,
-        which follows at once (one round trip less per run); ``counted`` gets their jobs'
-        statuses then. Their results are written already, so until then nothing is at risk:
-        if the worker dies first, the entries are reclaimed and START finds the jobs finished."""
-        self._acks.append((list(deliveries), counted))
-
-    def flush_acks(self) -> None:
-        """Send the acks waiting for the next read now (a worker that stops)."""
-        while self._acks:
-            deliveries, counted = self._acks[0]
-            statuses = self.ack(*deliveries)
-            self._acks.pop(0)
-            counted(statuses)
-
-    def _take_and_ack(self, order: list[str], args: list[str | int]) -> Any:
-        """The TAKE script's reply, in one round trip with the acks waiting for it."""
-        if not self._acks:
-            return self._take(keys=order, args=args)
-        acks, self._acks = self._acks, []
-        deliveries = [delivery for group, _ in acks for delivery in group]
-        pipe = self.client.pipeline(transaction=False)
-        self._ack_into(pipe, deliveries)
-        pipe.evalsha(self._take.sha, len(order), *order, *args)
-        try:
-            replies = pipe.execute(raise_on_error=False)
-        except redis.RedisError:
-            self._acks = acks + self._acks  # sent again with the next read (acks are idempotent)
-            raise
-        statuses = iter(self._statuses(replies[:-1]))
-        for group, counted in acks:
-            counted([next(statuses) for _ in group])
-        taken = replies[-1]
-        if isinstance(taken, redis.exceptions.NoScriptError):  # Redis lost its scripts (restart)
-            return self._take(keys=order, args=args)  # (loads it again)
-        if isinstance(taken, Exception):
-            raise taken
-        return taken
-
-    def _ack_into(self, pipe: Any, deliveries: list[Delivery] | tuple[Delivery, ...]) -> None:
-        for delivery in deliveries:
-            pipe.xack(delivery.stream, GROUP, delivery.entry_id)
-            pipe.xdel(delivery.stream, delivery.entry_id)
-            pipe.hget(self.keys.job(delivery.job_id), "status")
-
-    @staticmethod
-    def _statuses(replies: list[Any]) -> list[str | None]:
-        """The jobs' statuses among the replies of ``_ack_into``'s commands."""
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return [as_text(status) if status is not None else None for status in replies[2::3]]
-
     def release(self, delivery: Delivery) -> None:
         self.settle()
         self._release(keys=[delivery.stream],
                       args=[GROUP, delivery.entry_id, delivery.job_id, delivery.owner or ""])
 
-    def start(self, job_id: str, owner: str | None = None) -> tuple[str, StartedJob | None]:
-        """("run", job) to run it; otherwise ("missing" | "finished" | "dead" | "expired", None),
-        and the job needs no more than an ack (its error event is already published)."""
-        return self.start_all([job_id], [owner])[0]
+    # Starting and acknowledging ---------------------------------------------------------------
 
-    def start_all(self, job_ids: list[str],
-                  owners: list[str | None] | None = None) -> list[tuple[str, StartedJob | None]]:
-        """``start`` for several jobs, in one round trip when their owners are known (as their
-        stream entries name them), and one more to read the owners where not."""
+    def start(self, deliveries: Sequence[Delivery], *, then_take: tuple[list[str], int] | None = None,
+              ) -> tuple[list[Start], list[Delivery]]:
+        """Start these jobs, in one round trip (one START script each, as their entries name
+        their owners; an entry from before owners were named costs a read of the owner first),
+        and, with ``then_take`` (streams, n), take up to n new entries of those streams in the
+        same trip (an episode job's set-mates: a lone job pays no second trip to find none)."""
         self.settle()
-        owners = list(owners or [None] * len(job_ids))
+        owners = [d.owner for d in deliveries]
         unknown = [i for i, owner in enumerate(owners) if owner is None]
         if unknown:
             pipe = self.client.pipeline(transaction=False)
             for i in unknown:
-                pipe.hget(self.keys.job(job_ids[i]), "owner")
+                pipe.hget(self.keys.job(deliveries[i].job_id), JobField.OWNER)
             for i, owner in zip(unknown, pipe.execute(), strict=True):
                 owners[i] = as_text(owner) if owner is not None else None
-        calls = [(job_id, self._start_call(job_id, owner, now_ms()))
-                 for job_id, owner in zip(job_ids, owners, strict=True) if owner is not None]
-        replies = self._scripts_in_one_trip([(self._start, keys, args) for _, (keys, args) in calls])
-        started = {job_id: self._started(reply) for (job_id, _), reply in zip(calls, replies, strict=True)}
-        return [started.get(job_id, ("missing", None)) for job_id in job_ids]
+        startable = [(d.job_id, owner) for d, owner in zip(deliveries, owners, strict=True)
+                     if owner is not None]
+        calls = [(self._start, *self._start_call(job_id, owner, now_ms())) for job_id, owner in startable]
+        takes = then_take is not None and then_take[1] > 0
+        if then_take is not None and takes:
+            streams, count = then_take
+            calls.append((self._take, streams, self._take_args(streams, count, None)))
+        replies = self._scripts_in_one_trip(calls) if calls else []
+        started = {job_id: self._started(reply)
+                   for (job_id, _), reply in zip(startable, replies[:len(startable)], strict=True)}
+        taken = _deliveries(replies[-1]) if takes else []
+        return [started.get(d.job_id, ("missing", None)) for d in deliveries], taken
 
-    def start_and_take(self, delivery: Delivery, streams: list[str],
-                       count: int) -> tuple[tuple[str, StartedJob | None], list[Delivery]]:
-        """``start`` the delivery's job and take up to ``count`` new entries of ``streams`` (its
-        possible set-mates), in one round trip: a lone job pays no second trip to find that
-        nothing is queued behind it."""
-        if delivery.owner is None or count <= 0:  # (an entry from before owners were written)
-            return (self.start(delivery.job_id, delivery.owner),
-                    self.read_new(None, streams, count) if count > 0 else [])
-        self.settle()
-        keys, args = self._start_call(delivery.job_id, delivery.owner, now_ms())
-        started, taken = self._scripts_in_one_trip([(self._start, keys, args),
-                                                    (self._take, streams, [GROUP, self.worker_id, count])])
-        return self._started(started), _deliveries(taken)
-
-    def start_unanswered(self, delivery: Delivery) -> StartedJob:
-        """Start a job whose entry carries it (``Delivery.carried``) without waiting for the
-        START reply: a lone job that woke an idle worker runs at once, a round trip sooner.
-        START goes first on the events' connection, so Redis runs it before any of the job's
-        events, and its reply is read by the next write (``settle``) into ``unanswered``:
-        until then nothing the job does reaches its record, and if START says the job is not
-        to run, its events and result are refused by the job's status (PUBLISH and
-        FINISH_IMAGE write nothing for a job that is not running). Only ENQUEUE writes a
-        carrying entry, so this START is the job's first: attempt 1, no image done."""
-        carried, owner = delivery.carried, delivery.owner
-        assert carried is not None and owner is not None
-        reply = StartReply()
-        keys, args = self._start_call(delivery.job_id, owner, now_ms())
-
-        def read(started: list[Any]) -> None:
-            reply.outcome = as_text(started[0])
-
-        self._events.send(keys, args, script=self._start, on_reply=read)
-        return StartedJob(spec=JobSpec.model_validate_json(carried.spec), attempt=1,
-                          queue_ms=float(max(0, now_ms() - carried.created_ms)), done_images=frozenset(),
-                          images=carried.images, unanswered=reply)
-
-    def confirmed(self, job: StartedJob) -> bool:
-        """Whether the job is to run, as its START said (waiting for an unanswered one)."""
-        if job.unanswered is None:
-            return True
-        self.settle()
-        return job.unanswered.outcome == "run"
+    def start_one(self, job_id: str, owner: str | None = None) -> Start:
+        """``start`` for one job by its id (tests and tools that hold no delivery)."""
+        return self.start([Delivery("", "", job_id, owner)])[0][0]
 
     def _start_call(self, job_id: str, owner: str, now: int) -> tuple[list[str], list[Any]]:
         """(keys, args) of the START script for one job."""
@@ -329,7 +209,7 @@ class Consumer:
                 [job_id, self.worker_id, now, self.max_attempts, dumps(dead), dumps(expired)])
 
     @staticmethod
-    def _started(reply: list[Any]) -> tuple[str, StartedJob | None]:
+    def _started(reply: list[Any]) -> Start:
         outcome = as_text(reply[0])
         if outcome != "run":
             return outcome, None
@@ -341,13 +221,24 @@ class Consumer:
             queue_ms=float(max(0, started_ms - int(created_ms))),
             images={int(as_text(images[i])): bytes(images[i + 1]) for i in range(0, len(images), 2)})
 
+    def ack(self, *deliveries: Delivery) -> list[str | None]:
+        """Acknowledge (and delete) these finished entries; returns their jobs' statuses, read
+        in the same round trip (what a run's metrics count)."""
+        self.settle()
+        pipe = self.client.pipeline(transaction=True)
+        for delivery in deliveries:
+            pipe.xack(delivery.stream, GROUP, delivery.entry_id)
+            pipe.xdel(delivery.stream, delivery.entry_id)
+            pipe.hget(self.keys.job(delivery.job_id), JobField.STATUS)
+        replies = pipe.execute()
+        return [as_text(status) if status is not None else None for status in replies[2::3]]
+
+    # A job's events, results and failure -------------------------------------------------------
+
     def publish(self, job_id: str, event: str, data: dict[str, Any]) -> None:
         """Publish an event now, without waiting for Redis's reply (see ``EventSender``)."""
-        self._events.send(*self._publish_call(job_id, event, data))
-
-    def _publish_call(self, job_id: str, event: str, data: dict[str, Any]) -> tuple[list[str], list[Any]]:
-        """(keys, args) of the PUBLISH script for one event."""
-        return [self.keys.job(job_id), self.keys.events(job_id)], [event, dumps({"job_id": job_id, **data})]
+        self._events.send([self.keys.job(job_id), self.keys.events(job_id)],
+                          [event, dumps({"job_id": job_id, **data})])
 
     def settle(self) -> None:
         """Make sure every event published so far is in Redis (raises if one could not be)."""
@@ -361,6 +252,16 @@ class Consumer:
         keys, args = self._finish_call(spec, index, result, log_entry)
         written, final = self._finish_image(keys=keys, args=args)
         return bool(written), bool(final)
+
+    def finish_images(self, results: list[tuple[JobSpec, int, dict[str, Any], NamedEvent | None]],
+                      ) -> list[tuple[bool, bool]]:
+        """Record ``results`` (spec, image, result, event before it or None) as ``finish_image``
+        does, each image's event before its result, in one round trip for all (a zero-shot
+        batch; under load each round trip waits for Redis to be scheduled)."""
+        self.settle()
+        calls = [(self._finish_image, *self._finish_call(spec, index, result, before=before))
+                 for spec, index, result, before in results]
+        return [(bool(written), bool(final)) for written, final in self._scripts_in_one_trip(calls)]
 
     def _finish_call(self, spec: JobSpec, index: int, result: dict[str, Any],
                      log_entry: dict[str, Any] | None = None,
@@ -378,24 +279,11 @@ class Consumer:
         return ([k.job(spec.job_id), k.results(spec.job_id), k.events(spec.job_id), k.open_jobs,
                  k.inflight(spec.owner), k.rectifications(spec.owner)], args)
 
-    # Bulk forms for a batch of jobs: one round trip for all of them, not one per job (under
-    # load each round trip waits for Redis to be scheduled, and a batch of 32 paid ~100).
-
-    def finish_images(self, results: list[tuple[JobSpec, int, dict[str, Any], NamedEvent | None]],
-                      ) -> list[tuple[bool, bool]]:
-        """Record ``results`` (spec, image, result, event before it or None) as ``finish_image``
-        does, each image's event before its result, in one round trip: one script per image
-        (a zero-shot batch's "zeroshot" events were a script each)."""
-        self.settle()
-        calls = [(self._finish_image, *self._finish_call(spec, index, result, before=before))
-                 for spec, index, result, before in results]
-        return [(bool(written), bool(final)) for written, final in self._scripts_in_one_trip(calls)]
-
     def _scripts_in_one_trip(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         """Run (script, keys, args) calls in one pipelined round trip, by hash (redis-py's
         pipelined scripts cost a SCRIPT EXISTS round trip first). Several calls go in one
         MULTI/EXEC, so a reader blocked on a job's events wakes once, with all of them (a
-        zero-shot event and its result), not once per event. If Redis lost its script cache (a restart),
+        zero-shot event and its result), not once per event. If Redis lost its script cache,
         every call of the trip failed before doing anything: the scripts are loaded again and
         the trip repeated (as often as that keeps happening: ``scripts.NOSCRIPT_RETRIES``)."""
         for attempt in range(scripts.NOSCRIPT_RETRIES + 1):
@@ -419,6 +307,8 @@ class Consumer:
                                      k.inflight(spec.owner)],
                                args=[spec.job_id, now_ms(), dumps(payload)]))
 
+    # The worker's presence -----------------------------------------------------------------------
+
     def heartbeat(self, info: dict[str, Any]) -> None:
         self.client.hset(self.keys.workers, self.worker_id,
                          json.dumps({**info, "last_seen_ms": now_ms()}))
@@ -437,14 +327,7 @@ def _deliveries(taken: Any) -> list[Delivery]:
                      as_text(taken[i + 3]) or None) for i in range(0, len(taken), 4)]
 
 
-def _carried(fields: dict[bytes, bytes]) -> CarriedJob | None:
-    if b"spec" not in fields:
-        return None
-    images = {int(key[len(IMAGE_FIELD):]): value for key, value in fields.items()
-              if key.startswith(IMAGE_FIELD)}
-    return CarriedJob(fields[b"spec"], int(fields[b"created_ms"]), images)
-
-
-def _owner(fields: dict[bytes, bytes]) -> str | None:
-    owner = fields.get(b"owner")
-    return as_text(owner) if owner else None
+def _entry(fields: dict[bytes, bytes]) -> tuple[str, str | None]:
+    """(job id, owner) of a stream entry, by field name."""
+    owner = fields.get(EntryField.OWNER.encode())
+    return as_text(fields[EntryField.JOB_ID.encode()]), as_text(owner) if owner else None

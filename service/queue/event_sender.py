@@ -7,80 +7,62 @@ happens, and its reply is read later, by ``settle()``, which the consumer calls 
 write that must come after the events (a result, an error, an ack): replies come back in
 order, so once they are read every event sent is in Redis. Only the worker's main thread may
 use it.
-
-A job's START can go the same way (``Consumer.start_unanswered``): sent first on this
-connection, it runs in Redis before any of the job's events, and its reply is handed to a
-callback when it is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-
-@dataclass(frozen=True)
-class _Call:
-    script: Any
-    keys: list[str]
-    args: list[Any]
-    on_reply: Callable[[Any], None] | None
+from service.queue.scripts import PersistentScript
 
 
 class EventSender:
-    def __init__(self, client: redis.Redis, script: Any) -> None:
+    def __init__(self, client: redis.Redis, script: PersistentScript) -> None:
         self.client = client
         self.script = script
-        """The registered PUBLISH script (``Script``: its ``sha`` and its text)."""
+        """The PUBLISH script."""
         self._connection: Any = None
-        self._unsettled: list[_Call] = []
+        self._unsettled: list[tuple[list[str], list[Any]]] = []
 
     @property
     def unsettled(self) -> int:
         return len(self._unsettled)
 
-    def send(self, keys: list[str], args: list[Any], *, script: Any = None,
-             on_reply: Callable[[Any], None] | None = None) -> None:
-        """Run the script (default: the PUBLISH script) with these keys and args; its reply is
-        read by ``settle``, which hands it to ``on_reply``."""
-        call = _Call(script or self.script, keys, args, on_reply)
+    def send(self, keys: list[str], args: list[Any]) -> None:
+        """Run the script with these keys and args; its reply is read by ``settle``."""
         if self._connection is None:
             self._connection = self.client.connection_pool.get_connection()
         try:
             # No health check: its PING would read one of the replies still unread.
-            self._connection.send_command("EVALSHA", call.script.sha, len(keys), *keys, *args,
+            self._connection.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args,
                                           check_health=False)
         except redis.RedisError:
             self._drop_connection()
             raise
-        self._unsettled.append(call)
+        self._unsettled.append((keys, args))
 
     def settle(self) -> None:
         """Read every reply still unread. If Redis lost its scripts (a restart), every call
-        since then failed without effect: those are run again, in order, once the script is
-        loaded. A lost connection raises (a RedisError: the worker retries the job)."""
+        since then failed without effect: those are run again, in order (the script is loaded
+        again as often as needed). A lost connection raises (a RedisError: the worker retries
+        the job)."""
         if not self._unsettled:
             return
         sent, self._unsettled = self._unsettled, []
-        failed: list[_Call] = []
-        answered: list[tuple[_Call, Any]] = []
+        failed = []
         try:
             for call in sent:
                 try:
-                    answered.append((call, self._connection.read_response()))
+                    self._connection.read_response()
                 except redis.exceptions.NoScriptError:
                     failed.append(call)
         except redis.RedisError:
             self._drop_connection()
             raise
-        for call in failed:  # (a PersistentScript: reloaded as often as Redis loses it)
-            answered.append((call, call.script(keys=call.keys, args=call.args)))
-        for call, reply in answered:
-            if call.on_reply is not None:
-                call.on_reply(reply)
+        for keys, args in failed:
+            self.script(keys=keys, args=args)
 
     def _drop_connection(self) -> None:
         """Forget a connection whose replies can no longer be matched to their calls."""

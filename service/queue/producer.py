@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from contract.errors import QueueFullError, TooManyInflightError
 from service.queue import scripts
+from service.queue.fields import JobField
 from service.queue.keys import Keys
 from service.queue.routing import route_of
 from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, loads, now_ms, parse_event
@@ -24,11 +25,6 @@ EVENTS_PAGE = 500
 """Events read from a job's stream per round trip."""
 WORKER_FORGET_S = 600
 """A worker heartbeat this old is deleted: it is not coming back under that id."""
-WORKER_FORGET_S = 600
-"""A worker heartbeat this old is deleted: it is not coming back under that id."""
-CARRIED_MAX_BYTES = 64 * 1024
-"""A job whose images are this small travels whole in its stream entry (``scripts.ENQUEUE``):
-a worker woken by it starts running it without waiting for its START reply."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +71,7 @@ class Producer:
                   k.events(spec.job_id), k.jobs(route_of(spec))],
             args=[spec.job_id, spec.created_ms, max_depth, max_inflight, self.ttl_s,
                   spec.model_dump_json(), spec.owner, dumps(queued), stale_before, spec.n_images,
-                  spec.deadline_ms, "1" if sum(map(len, images)) <= CARRIED_MAX_BYTES else "0",
-                  *images],
+                  spec.deadline_ms, *images],
         )
         outcome, value = as_text(reply[0]), reply[1]
         if outcome == "queue_full":
@@ -103,10 +98,10 @@ class Producer:
             return None
         fields = {as_text(key): as_text(value) for key, value in raw.items()}
         return JobView(
-            job_id=job_id, owner=fields["owner"], status=fields["status"],
-            spec=JobSpec.model_validate_json(fields["spec"]), attempts=int(fields["attempts"]),
-            worker=fields.get("worker"),
-            error=json.loads(fields["error"]) if "error" in fields else None,
+            job_id=job_id, owner=fields[JobField.OWNER], status=fields[JobField.STATUS],
+            spec=JobSpec.model_validate_json(fields[JobField.SPEC]), attempts=int(fields[JobField.ATTEMPTS]),
+            worker=fields.get(JobField.WORKER),
+            error=json.loads(fields[JobField.ERROR]) if JobField.ERROR in fields else None,
             results={int(as_text(i)): loads(r) for i, r in results.items()},
         )
 
@@ -131,7 +126,7 @@ class Producer:
                 return
 
     async def status(self, job_id: str) -> str | None:
-        value = await self.client.hget(self.keys.job(job_id), "status")
+        value = await self.client.hget(self.keys.job(job_id), JobField.STATUS)
         return as_text(value) if value is not None else None
 
     async def live_workers(self, max_age_s: float = 0.0) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, model_validator
 
 from contract.request import MethodRequest, normalize
+from service.queue.fields import EventField
 
 EventName = Literal["queued", "started", "zeroshot", "progress", "result", "error"]
 EVENT_NAMES: tuple[str, ...] = ("queued", "started", "zeroshot", "progress", "result", "error")
@@ -164,6 +165,7 @@ def parse_event_message(message: bytes | str) -> QueueEvent:
 
 
 def parse_event(entry_id: bytes | str, fields: dict[Any, Any]) -> QueueEvent:
-    event, data = fields.get(b"event", fields.get("event")), fields.get(b"data", fields.get("data"))
+    event = fields.get(EventField.EVENT.encode(), fields.get(EventField.EVENT))
+    data = fields.get(EventField.DATA.encode(), fields.get(EventField.DATA))
     return QueueEvent(id=as_text(entry_id), event=as_text(event) if event is not None else "unknown",
                       data=loads(data) if data is not None else {})

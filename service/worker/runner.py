@@ -171,8 +171,6 @@ class Runner:
         return True
 
     def count(self, job: StartedJob, index: int, result: AdaptationResult, written: bool) -> None:
-        if not self.consumer.confirmed(job):
-            return  # it ran before its START reply, which said not to run it: nothing was answered
         method = job.spec.method
         compute_s = float(result.metrics.get("compute_ms", 0.0)) / 1000.0
         metrics.IMAGES.labels(method).inc()
@@ -245,8 +243,7 @@ class Runner:
     def record_adapted(self, engine: Engine, job: StartedJob, index: int, data: bytes,
                        result: AdaptationResult, log_entry: dict[str, Any] | None = None) -> None:
         result.metrics["model"] = engine.models.policy.name
-        # (A job started unanswered may turn out not to be run: it keeps nothing for training.)
-        if self.retention is not None and self.consumer.confirmed(job):
+        if self.retention is not None:
             self.retention.keep(job, index, data, result, engine.models.policy.name)
         self.record(job, index, result, log_entry)
 

@@ -44,7 +44,7 @@ def run_job(url: str, keys: Keys, job_id: str, owner: str, label: str) -> None:
     with redis.Redis.from_url(url) as client:
         worker = Consumer(client, keys, "w1", ttl_s=TTL_S, max_attempts=3,
                           routes=worker_routes(["zeroshot"], "tta-tiny:random"))
-        outcome, job = worker.start(job_id, owner)
+        outcome, job = worker.start_one(job_id, owner)
         assert outcome == "run" and job is not None
         worker.publish(job_id, "zeroshot", {"image": 0, "top_k": [{"label": label, "score": 1.0}]})
         worker.finish_image(job.spec, 0, {"label": label})
@@ -154,7 +154,7 @@ def publish_many(url: str, keys: Keys, job_id: str, owner: str, n_progress: int,
     with redis.Redis.from_url(url) as client:
         worker = Consumer(client, keys, "w1", ttl_s=TTL_S, max_attempts=3,
                           routes=worker_routes(["zeroshot"], "tta-tiny:random"))
-        outcome, job = worker.start(job_id, owner)
+        outcome, job = worker.start_one(job_id, owner)
         assert outcome == "run" and job is not None
         for step in range(n_progress):
             worker.publish(job_id, "progress", {"image": 0, "step": step})

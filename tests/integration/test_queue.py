@@ -8,14 +8,12 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 
 from contract.errors import QueueFullError, TooManyInflightError
-from service.queue import producer as producer_module
 from service.queue import scripts
 from service.queue.consumer import Consumer, Delivery
 from service.queue.keys import Keys
@@ -67,7 +65,7 @@ def events(client, keys: Keys, job_id: str) -> list[str]:  # type: ignore[no-unt
 def test_first_result_wins_and_is_published_once(redis_server, client, keys):
     spec = submit(redis_server.url, keys)
     a, b = consumer(client, keys, "a"), consumer(client, keys, "b")
-    assert a.start(spec.job_id)[0] == "run"
+    assert a.start_one(spec.job_id)[0] == "run"
     assert a.finish_image(spec, 0, {"label": "a"}, {"after": "a"}) == (True, True)
     # A redelivered run loses, and neither its result nor its log entry is written.
     assert b.finish_image(spec, 0, {"label": "b"}, {"after": "b"}) == (False, False)
@@ -75,7 +73,7 @@ def test_first_result_wins_and_is_published_once(redis_server, client, keys):
     assert [entry[1][b"entry"] for entry in log] == [b'{"after":"a"}']  # logged once, by the winner
     assert events(client, keys, spec.job_id) == ["queued", "started", "result"]
     assert client.hget(keys.results(spec.job_id), "0") == b'{"label":"a"}'
-    assert b.start(spec.job_id)[0] == "finished"  # and a finished job is never started again
+    assert b.start_one(spec.job_id)[0] == "finished"  # and a finished job is never started again
     assert client.zcard(keys.open_jobs) == 0 and client.zcard(keys.inflight("alice")) == 0
 
 
@@ -87,7 +85,7 @@ def test_an_event_written_with_a_result_is_emitted_as_publish_would(redis_server
     done, failed = submit(redis_server.url, keys), submit(redis_server.url, keys)
     a, b = consumer(client, keys, "a"), consumer(client, keys, "b")
     for spec in (two, done, failed):
-        assert a.start(spec.job_id)[0] == "run"
+        assert a.start_one(spec.job_id)[0] == "run"
     a.finish_image(two, 0, {"label": "a"})  # the other worker's result for image 0 stands
     a.finish_image(done, 0, {"label": "a"})
     a.fail(failed, "bad", "it failed")
@@ -115,7 +113,7 @@ def test_a_start_carries_the_unfinished_images_and_needs_no_read_before_it(redis
     worker = consumer(client, keys, "a")
     delivery = worker.read_new(block_ms=100)[0]
     assert (delivery.job_id, delivery.owner) == (spec.job_id, "alice")
-    outcome, job = worker.start(delivery.job_id, delivery.owner)
+    outcome, job = worker.start_one(delivery.job_id, delivery.owner)
     assert outcome == "run" and job is not None and job.spec == spec
     assert job.images == {0: b"img", 1: b"img", 2: b"img"} and job.queue_ms >= 0
     worker.finish_image(spec, 1, {"label": "a"})
@@ -123,7 +121,7 @@ def test_a_start_carries_the_unfinished_images_and_needs_no_read_before_it(redis
     old_format = client.xadd(delivery.stream, {"job_id": spec.job_id})
     again = [d for d in worker.read_new(block_ms=100) if d.entry_id == old_format.decode()]
     assert again and again[0].owner is None
-    outcome, job = worker.start(again[0].job_id, again[0].owner)
+    outcome, job = worker.start_one(again[0].job_id, again[0].owner)
     assert outcome == "run" and job is not None
     assert (job.attempt, job.done_images, job.images) == (2, frozenset({1}), {0: b"img"})
 
@@ -131,7 +129,7 @@ def test_a_start_carries_the_unfinished_images_and_needs_no_read_before_it(redis
 def test_a_job_goes_to_the_dead_letter_stream_after_its_attempts(redis_server, client, keys):
     spec = submit(redis_server.url, keys)
     worker = consumer(client, keys, "a", max_attempts=2)
-    assert [worker.start(spec.job_id)[0] for _ in range(3)] == ["run", "run", "dead"]
+    assert [worker.start_one(spec.job_id)[0] for _ in range(3)] == ["run", "run", "dead"]
     assert client.xlen(keys.dead) == 1
     assert client.hget(keys.job(spec.job_id), "status") == b"dead"
     last = parse_event(*client.xrevrange(keys.events(spec.job_id), count=1)[0])
@@ -142,7 +140,7 @@ def test_a_job_goes_to_the_dead_letter_stream_after_its_attempts(redis_server, c
 def test_an_expired_job_is_not_started(redis_server, client, keys):
     spec = submit(redis_server.url, keys, deadline_s=0.001)
     time.sleep(0.01)
-    outcome, job = consumer(client, keys, "a").start(spec.job_id)
+    outcome, job = consumer(client, keys, "a").start_one(spec.job_id)
     assert (outcome, job) == ("expired", None)
     assert events(client, keys, spec.job_id) == ["queued", "error"]
 
@@ -176,9 +174,9 @@ def test_release_hands_an_unstarted_job_back(redis_server, client, keys):
 def test_partial_results_survive_a_redelivery(redis_server, client, keys):
     spec = submit(redis_server.url, keys, n_images=3)
     first, second = consumer(client, keys, "first"), consumer(client, keys, "second")
-    first.start(spec.job_id)
+    first.start_one(spec.job_id)
     assert first.finish_image(spec, 0, {"label": "x"}) == (True, False)
-    outcome, job = second.start(spec.job_id)
+    outcome, job = second.start_one(spec.job_id)
     assert outcome == "run" and job is not None and job.attempt == 2 and job.done_images == {0}
 
 
@@ -248,7 +246,8 @@ def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scrip
     taken = worker.read_new(None, count=5)
     assert sorted(d.job_id for d in taken) == sorted(s.job_id for s in specs)  # one trip, all three
     client.script_flush()
-    started = worker.start_all([s.job_id for s in specs] + ["no-such-job"])
+    started, _ = worker.start([Delivery("", "", job_id, "alice")
+                               for job_id in [*(s.job_id for s in specs), "no-such-job"]])
     assert [outcome for outcome, _ in started] == ["run", "run", "run", "missing"]
     client.script_flush()
     written = worker.finish_images([(s, 0, {"label": "a"}, ("zeroshot", {"image": 0})) for s in specs])
@@ -259,52 +258,13 @@ def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scrip
     assert client.xlen(taken[0].stream) == 0
 
 
-def test_finished_entries_are_acked_with_the_next_read_in_its_round_trip(redis_server, client, keys):
-    """``ack_with_next_read`` leaves the entries pending until the worker's next read, which
-    acks them, reports their statuses and takes the next job in one round trip; also when
-    Redis forgot the TAKE script meanwhile (the acks are not lost with it)."""
-    first, second = submit(redis_server.url, keys), submit(redis_server.url, keys)
-    worker = consumer(client, keys, "a")
-    taken = worker.read_new(None, count=2)
-    for spec in (first, second):
-        assert worker.start(spec.job_id)[0] == "run"
-        worker.finish_image(spec, 0, {"label": "a"})
-    counted: list[list[str | None]] = []
-    worker.ack_with_next_read(taken[:1], counted.append)
-    worker.ack_with_next_read(taken[1:], counted.append)
-    assert client.xpending(taken[0].stream, "workers")["pending"] == 2  # nothing sent yet
-    third = submit(redis_server.url, keys)
-    trips = []
-    real_execute = redis.client.Pipeline.execute
-
-    def counting_execute(pipe, *args, **kwargs):  # type: ignore[no-untyped-def]
-        trips.append(len(pipe.command_stack))
-        return real_execute(pipe, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(redis.client.Pipeline, "execute", counting_execute)
-        client.script_flush()  # the TAKE in that trip fails; it is loaded and run again
-        next_taken = worker.read_new(None)
-    assert [d.job_id for d in next_taken] == [third.job_id]
-    assert trips[0] == 2 * 3 + 1  # the two acks (xack, xdel, hget each) and the TAKE, in one trip
-    assert counted == [["done"], ["done"]]
-    assert client.xpending(taken[0].stream, "workers")["pending"] == 1  # only the job just taken
-    assert worker.start(third.job_id)[0] == "run"
-    worker.finish_image(third, 0, {"label": "a"})
-    worker.ack_with_next_read(next_taken, counted.append)
-    worker.flush_acks()  # a stopping worker sends what is waiting, without a read
-    assert counted[-1] == ["done"]
-    assert client.xpending(taken[0].stream, "workers")["pending"] == 0
-    assert client.xlen(taken[0].stream) == 0
-
-
 def test_events_are_sent_without_waiting_and_nothing_overtakes_them(redis_server, client, keys):
     """``publish`` writes an event at once (it is in Redis before anything settles it) and
     reads its reply later; the result written next still comes after every event, also when
     Redis forgot its scripts in between (the events are then run again, in order)."""
     spec = submit(redis_server.url, keys)
     worker = consumer(client, keys, "a")
-    assert worker.start(spec.job_id)[0] == "run"
+    assert worker.start_one(spec.job_id)[0] == "run"
     client.script_load(scripts.PUBLISH)  # as a running Redis has it (an earlier test may flush)
     worker.publish(spec.job_id, "zeroshot", {"image": 0})
     deadline = time.monotonic() + 5
@@ -327,7 +287,7 @@ def test_a_lost_connection_surfaces_at_the_next_write_and_the_sender_recovers(re
     the next event goes out on a new connection."""
     spec = submit(redis_server.url, keys)
     worker = consumer(client, keys, "a")
-    assert worker.start(spec.job_id)[0] == "run"
+    assert worker.start_one(spec.job_id)[0] == "run"
     worker.publish(spec.job_id, "progress", {"image": 0, "step": 0})
     worker.settle()
     client.client_kill_filter(_type="normal", skipme=True)  # every connection but this test's
@@ -339,68 +299,19 @@ def test_a_lost_connection_surfaces_at_the_next_write_and_the_sender_recovers(re
     assert events(client, keys, spec.job_id)[-2:] == ["progress", "result"]
 
 
-def woken_by(worker: Consumer, submitting: Callable[[], JobSpec]) -> tuple[JobSpec, Delivery]:
-    """The job submitted while the worker blocks on its empty streams, as that read returns it."""
-    submitted: list[JobSpec] = []
-    later = threading.Timer(0.2, lambda: submitted.append(submitting()))
-    later.start()
-    taken = worker.read_new(5000)
-    later.join()
-    assert len(taken) == 1 and taken[0].waited
-    return submitted[0], taken[0]
-
-
-def test_a_small_job_travels_whole_in_its_entry_and_a_large_one_does_not(redis_server, client, keys):
-    """The blocking read of a small job returns its spec and images as its START would (so a
-    woken worker can run it at once); a job over ``CARRIED_MAX_BYTES`` carries only its id
-    and owner, and is started as before."""
+def test_stream_entries_are_read_by_field_name_not_position(redis_server, client, keys):
+    """The job id and owner are found by their names (``service.queue.fields``) whatever the
+    order of an entry's fields, by the script that takes jobs under load and by the blocking
+    read alike."""
+    spec = submit(redis_server.url, keys)
     worker = consumer(client, keys, "a")
-    small, delivery = woken_by(worker, lambda: submit(redis_server.url, keys, n_images=2))
-    assert delivery.carried is not None
-    assert JobSpec.model_validate_json(delivery.carried.spec) == small
-    assert delivery.carried.created_ms == small.created_ms
-    outcome, started = worker.start(small.job_id, delivery.owner)
-    assert outcome == "run" and started is not None
-    assert delivery.carried.images == started.images == {0: b"img", 1: b"img"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(producer_module, "CARRIED_MAX_BYTES", 5)  # two 3-byte images: 6 bytes
-        large, delivery = woken_by(worker, lambda: submit(redis_server.url, keys, n_images=2))
-    assert delivery.job_id == large.job_id and delivery.carried is None
-    # (TAKE, the read under load, returns ids and owners only, whatever the entry carries)
-    submit(redis_server.url, keys)
+    (first,) = worker.read_new(None)
+    stream = first.stream
+    client.xadd(stream, {"owner": "alice", "note": "x", "job_id": spec.job_id})  # fields reordered
     (taken,) = worker.read_new(None)
-    assert taken.carried is None and taken.owner == "alice"
-
-
-def test_an_unanswered_start_runs_before_the_jobs_events_and_its_reply_is_read_later(
-        redis_server, client, keys):
-    """``start_unanswered`` returns the job from its entry at once; Redis runs the START
-    before the events published after it (same connection), and the reply is read by the
-    next write, also when Redis forgot its scripts meanwhile (START and events run again,
-    in order)."""
-    worker = consumer(client, keys, "a")
-    spec, delivery = woken_by(worker, lambda: submit(redis_server.url, keys))
-    client.script_flush()  # START and the event after it fail unanswered; settle runs both again
-    job = worker.start_unanswered(delivery)
-    assert job.spec == spec and job.attempt == 1 and job.images == {0: b"img"}
-    assert job.unanswered is not None and job.unanswered.outcome is None  # not read yet
-    worker.publish(spec.job_id, "zeroshot", {"image": 0})
-    assert worker.confirmed(job) and job.unanswered.outcome == "run"
-    assert worker.finish_image(spec, 0, {"label": "a"}) == (True, True)
-    assert events(client, keys, spec.job_id) == ["queued", "started", "zeroshot", "result"]
-    assert client.hget(keys.job(spec.job_id), "attempts") == b"1"
-
-
-def test_a_job_started_unanswered_that_was_not_to_run_leaves_nothing(redis_server, client, keys):
-    """A job found expired by its START, after it began running unanswered: its events and
-    result are refused (the job is failed), and the worker learns why from the reply."""
-    worker = consumer(client, keys, "a")
-    spec, delivery = woken_by(worker, lambda: submit(redis_server.url, keys, deadline_s=-1))
-    job = worker.start_unanswered(delivery)
-    worker.publish(spec.job_id, "progress", {"image": 0, "step": 0})
-    assert not worker.confirmed(job) and job.unanswered is not None
-    assert job.unanswered.outcome == "expired"
-    assert worker.finish_image(spec, 0, {"label": "a"}) == (False, False)
-    assert events(client, keys, spec.job_id) == ["queued", "error"]
-    assert client.hget(keys.job(spec.job_id), "status") == b"failed"
-    assert not client.hexists(keys.results(spec.job_id), "0")
+    assert (taken.job_id, taken.owner) == (spec.job_id, "alice")
+    later = threading.Timer(0.2, lambda: client.xadd(stream, {"owner": "bob", "job_id": "j2"}))
+    later.start()
+    (woken,) = worker.read_new(5000)
+    later.join()
+    assert woken.waited and (woken.job_id, woken.owner) == ("j2", "bob")

@@ -1,9 +1,9 @@
-"""The worker's batches, in process against a real Redis and the tiny CLIP: the job that began
+"""The worker's scheduler, in process against a real Redis and the tiny CLIP: the job that began
 a zero-shot batch is started together with its batch-mates (one START trip for all), a lone job
-that woke an idle worker runs at once, on its own, before its START reply is read (and leaves
-nothing if that reply says it was not to run), and a look at the queue that came back short is
-not repeated; an episode-set job's start takes its set-mates in the same round trip, also when
-it found the worker stalled."""
+that woke an idle worker runs at once, on its own, a job whose START says it is not to run
+leaves nothing, and a look at the queue that came back short is not repeated; an episode-set
+job's start takes its set-mates in the same round trip; a background job serves the classify
+jobs queued behind it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +20,14 @@ import redis
 import redis.asyncio as aioredis
 
 from adapters.engine import Engine
-from service.queue import producer as producer_module
 from service.queue.keys import Keys
 from service.queue.producer import Producer
 from service.queue.routing import route
 from service.queue.schemas import JobSpec, new_job_id, now_ms, parse_event
 from service.settings import Settings
-from service.worker import main as worker_main
 from service.worker import metrics
-from service.worker.main import FRESH_ENTRY_MS, Worker
+from service.worker.main import READ_BLOCK_MS, Worker
+from service.worker.scheduler import Scheduler
 from tests.conftest import LABELS, make_image
 
 
@@ -60,35 +58,35 @@ def enqueue(url: str, keys: Keys, seeds: list[int], method: str = "zeroshot",
 
 @pytest.fixture
 def worker(redis_server, engine: Engine, tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
-    """A worker on the tiny CLIP whose START calls are recorded (the job ids of each call)."""
+    """A worker's scheduler on the tiny CLIP whose START calls are recorded (the job ids of each
+    call, and whether it took set-mates in the same trip) and its reads counted."""
     settings = Settings(redis_prefix=f"wb-{uuid.uuid4().hex[:8]}", batch_wait_ms=0, model_store=tmp_path,
                         data_dir=tmp_path)
     with redis.Redis.from_url(redis_server.url) as client:
-        worker = Worker(settings, engine, client, worker_id="w1")
-        worker.consumer.ensure_group()
-        starts: list[list[str]] = []
-        start_all = worker.consumer.start_all
-        monkeypatch.setattr(worker.consumer, "start_all",
-                            lambda ids, owners=None: starts.append(list(ids)) or start_all(ids, owners))
-        worker.starts = starts  # type: ignore[attr-defined]
+        scheduler = Worker(settings, engine, client, worker_id="w1").scheduler
+        scheduler.consumer.ensure_group()
+        starts: list[tuple[list[str], bool]] = []
+        start = scheduler.consumer.start
+
+        def recorded_start(deliveries, then_take=None):  # type: ignore[no-untyped-def]
+            starts.append(([d.job_id for d in deliveries], then_take is not None))
+            return start(deliveries, then_take=then_take)
+
+        monkeypatch.setattr(scheduler.consumer, "start", recorded_start)
+        scheduler.starts = starts  # type: ignore[attr-defined]
         looks: list[int] = []  # the count asked of each read of new jobs
-        read_new = worker.consumer.read_new
+        read_new = scheduler.consumer.read_new
 
         def recorded_read_new(block_ms, streams=None, count=1, mates=None):  # type: ignore[no-untyped-def]
             looks.append(count)
             return read_new(block_ms, streams, count, mates)
 
-        monkeypatch.setattr(worker.consumer, "read_new", recorded_read_new)
-        worker.looks = looks  # type: ignore[attr-defined]
-        unanswered: list[str] = []  # the jobs started without waiting for the START reply
-        start_unanswered = worker.consumer.start_unanswered
-        monkeypatch.setattr(worker.consumer, "start_unanswered",
-                            lambda delivery: unanswered.append(delivery.job_id) or start_unanswered(delivery))
-        worker.unanswered = unanswered  # type: ignore[attr-defined]
-        yield worker
+        monkeypatch.setattr(scheduler.consumer, "read_new", recorded_read_new)
+        scheduler.looks = looks  # type: ignore[attr-defined]
+        yield scheduler
 
 
-def results(worker: Worker, spec: JobSpec) -> dict:  # type: ignore[type-arg]
+def results(worker: Scheduler, spec: JobSpec) -> dict:  # type: ignore[type-arg]
     client = worker.consumer.client
     assert client.hget(worker.consumer.keys.job(spec.job_id), "status") == b"done"
     return json.loads(client.hget(worker.consumer.keys.results(spec.job_id), "0"))
@@ -96,19 +94,18 @@ def results(worker: Worker, spec: JobSpec) -> dict:  # type: ignore[type-arg]
 
 def test_queued_zero_shot_jobs_are_started_together_and_run_as_one_batch(worker, redis_server):
     specs = enqueue(redis_server.url, worker.consumer.keys, [1, 2, 3])
-    worker.step()  # takes the first and its mates in one read: all three started in one call
-    assert worker.starts == [[s.job_id for s in specs]]
+    worker.step(READ_BLOCK_MS)  # takes the first and its mates in one read: all three started in one call
+    assert worker.starts == [([s.job_id for s in specs], False)]
     # That read found fewer mates than it asked for, so the batch, which may not wait
     # (TTA_BATCH_WAIT_MS=0), does not look again.
     assert worker.looks == [1]
     for spec in specs:
         assert results(worker, spec)["metrics"]["batch_size"] == 3
-    worker.consumer.flush_acks()
     stream = worker.consumer.keys.jobs(route("zeroshot", None))
     assert worker.consumer.client.xpending(stream, "workers")["pending"] == 0
 
 
-def woken_by(worker: Worker, submitting: Callable[[], list[JobSpec]]) -> JobSpec:
+def woken_by(worker: Scheduler, submitting: Callable[[], list[JobSpec]]) -> JobSpec:
     """Run the job submitted while the idle worker blocks on its empty queue, as it is run."""
     queued: list[JobSpec] = []
     later = threading.Timer(0.3, lambda: queued.extend(submitting()))
@@ -118,25 +115,24 @@ def woken_by(worker: Worker, submitting: Callable[[], list[JobSpec]]) -> JobSpec
     assert delivery.waited
     worker.taken = [delivery]
     worker.process(delivery)
-    worker.consumer.flush_acks()
     return queued[0]
 
 
-def events(worker: Worker, spec: JobSpec) -> list[str]:
+def events(worker: Scheduler, spec: JobSpec) -> list[str]:
     client, keys = worker.consumer.client, worker.consumer.keys
     return [parse_event(i, f).event for i, f in client.xrange(keys.events(spec.job_id))]
 
 
-def pending(worker: Worker, method: str) -> int:
+def pending(worker: Scheduler, method: str) -> int:
     stream = worker.consumer.keys.jobs(route(method, None))
     return int(worker.consumer.client.xpending(stream, "workers")["pending"])
 
 
-def test_a_lone_job_that_woke_the_idle_worker_runs_at_once_before_its_start_reply(worker, redis_server):
-    """It runs alone, from what its entry carries, while its START is on the way: no START
-    round trip, no look for mates; its record is the same as a job started the usual way."""
+def test_a_lone_job_that_woke_the_idle_worker_runs_at_once_alone(worker, redis_server):
+    """The queue was empty a moment ago: it is started alone (one START), with no look for
+    batch-mates, and answered as a batch of one."""
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [4]))
-    assert worker.unanswered == [spec.job_id] and worker.starts == []
+    assert worker.starts == [([spec.job_id], False)]
     assert worker.looks == [1]  # the read that woke it
     result = results(worker, spec)
     assert result["metrics"]["batch_size"] == 1 and result["metrics"]["attempt"] == 1
@@ -144,26 +140,15 @@ def test_a_lone_job_that_woke_the_idle_worker_runs_at_once_before_its_start_repl
     assert pending(worker, "zeroshot") == 0
 
 
-def test_a_lone_job_too_large_to_travel_in_its_entry_is_started_the_usual_way(
-        worker, redis_server, monkeypatch):
-    monkeypatch.setattr(producer_module, "CARRIED_MAX_BYTES", 0)
-    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [4]))
-    assert worker.unanswered == [] and worker.starts == [[spec.job_id]]
-    assert results(worker, spec)["metrics"]["batch_size"] == 1
-
-
 @pytest.mark.parametrize("method", ["zeroshot", "tpt"])
-def test_a_job_run_before_its_start_reply_said_it_expired_leaves_no_trace(
-        worker, redis_server, method, monkeypatch):
-    """Its START (read after the run) failed it for its deadline: none of its events or its
-    result reaches the record, it is counted as expired, and its entry is acked."""
-    monkeypatch.setattr(worker_main, "FRESH_ENTRY_MS", 60_000)  # (however slow this machine is)
+def test_a_job_whose_start_says_it_expired_leaves_no_trace(worker, redis_server, method):
+    """Its START failed it for its deadline: it is not run, none but its queued and error events
+    reach the record, it is counted as expired, and its entry is acked."""
     expired, images = metrics.JOBS.labels("unknown", "expired"), metrics.IMAGES.labels(method)
     before, images_before = expired._value.get(), images._value.get()
     options = TPT_FAST if method == "tpt" else None
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [12], method, options,
                                             deadline_s=-1))
-    assert worker.unanswered == [spec.job_id]
     client, keys = worker.consumer.client, worker.consumer.keys
     assert client.hget(keys.job(spec.job_id), "status") == b"failed"
     assert events(worker, spec) == ["queued", "error"]
@@ -178,8 +163,8 @@ def test_a_batch_whose_first_job_is_gone_runs_the_others(worker, redis_server):
     shared start, and its batch-mates still run."""
     gone, *others = enqueue(redis_server.url, worker.consumer.keys, [5, 6, 7])
     worker.consumer.client.delete(worker.consumer.keys.job(gone.job_id))
-    worker.step()
-    assert worker.starts == [[gone.job_id, *(s.job_id for s in others)]]
+    worker.step(READ_BLOCK_MS)
+    assert worker.starts == [([gone.job_id, *(s.job_id for s in others)], False)]
     for spec in others:
         assert results(worker, spec)["metrics"]["batch_size"] == 2
 
@@ -189,47 +174,22 @@ TPT_FAST = {"n_views": 8, "steps": 1}
 
 def test_an_episode_job_takes_its_set_mates_with_its_start(worker, redis_server):
     first, *mates = enqueue(redis_server.url, worker.consumer.keys, [8, 9, 10], "tpt", TPT_FAST)
-    worker.step()
-    # The first job's START went with the look for its mates (no start_all, no separate look
-    # but the one that took the first); the mates are started together, and all three run as
-    # one episode set.
+    worker.step(READ_BLOCK_MS)
+    # The first job's START went with the look for its mates (no separate look but the one
+    # that took the first); the mates are started together, and all three run as one set.
     assert worker.looks == [1]
-    assert worker.starts == [[m.job_id for m in mates]]
+    assert worker.starts == [([first.job_id], True), ([m.job_id for m in mates], False)]
     for spec in (first, *mates):
         assert results(worker, spec)["metrics"]["episode_batch"] == 3
 
 
-def test_a_lone_episode_job_that_woke_the_idle_worker_runs_at_once_before_its_start_reply(
-        worker, redis_server, monkeypatch):
-    monkeypatch.setattr(worker_main, "FRESH_ENTRY_MS", 60_000)  # (however slow this machine is)
+def test_a_lone_episode_job_pays_no_second_trip_to_find_no_set_mates(worker, redis_server):
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [11], "tpt", TPT_FAST))
-    assert worker.unanswered == [spec.job_id] and worker.starts == []
-    assert worker.looks == [1]  # the read that woke it; no look for set-mates
+    assert worker.starts == [([spec.job_id], True)]  # its look for mates went with its START
+    assert worker.looks == [1]  # the read that woke it
     assert results(worker, spec)["metrics"]["episode_batch"] == 1
     assert events(worker, spec) == ["queued", "started", "zeroshot", "progress", "result"]
     assert pending(worker, "tpt") == 0
-
-
-def test_an_episode_job_that_found_the_worker_stalled_looks_for_set_mates_first(worker, redis_server):
-    """The job woke the worker, but the worker got to it late (here: 50 ms, as after a pause),
-    and two more were queued meanwhile: its START is answered with them, and all three run as
-    one set."""
-    keys = worker.consumer.keys
-    later = threading.Timer(0.3, lambda: queued.extend(
-        enqueue(redis_server.url, keys, [13], "tpt", TPT_FAST)))
-    queued: list[JobSpec] = []
-    later.start()
-    (delivery,) = worker.fetch(5000)
-    later.join()
-    assert delivery.waited and delivery.carried is not None
-    queued += enqueue(redis_server.url, keys, [14, 15], "tpt", TPT_FAST)
-    time.sleep(0.05)
-    assert delivery.age_ms() > FRESH_ENTRY_MS
-    worker.taken = [delivery]
-    worker.process(delivery)
-    assert worker.unanswered == [] and worker.starts == [[s.job_id for s in queued[1:]]]
-    for spec in queued:
-        assert results(worker, spec)["metrics"]["episode_batch"] == 3
 
 
 def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(worker, redis_server):
@@ -261,7 +221,7 @@ def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(work
 
     preparation = asyncio.run(prepare())
     (classify,) = enqueue(redis_server.url, keys, [5])
-    worker.step()  # takes the preparation (the first queued): the classify runs in its pause
+    worker.step(READ_BLOCK_MS)  # takes the preparation (the first queued): the classify runs in its pause
     for spec in (preparation, classify):
         assert client.hget(keys.job(spec.job_id), "status") == b"done"
     finished = {spec.job_id: int(client.hget(keys.job(spec.job_id), "finished_ms"))
@@ -272,5 +232,4 @@ def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(work
     assert classify_done < preparation_done  # (stream ids: Redis's clock, then a sequence)
     pairs = json.loads(client.hget(keys.results(preparation.job_id), "0"))["confused_pairs"]
     assert len(pairs) == 10 and all(p["true"] in labels for p in pairs)
-    worker.consumer.flush_acks()
     assert pending(worker, "zeroshot") == 0
