@@ -8,5 +8,5 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet -e '.[worker,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install --quiet -e '.[bench,dev]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import torch, torchvision, open_clip; print('installed: torch', torch.__version__, '| open_clip', open_clip.__version__)"

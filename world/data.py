@@ -4,6 +4,7 @@ benchmark's test samples apart by construction."""
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from world.glyphs import CLASS_NAMES
 from world.render import render
@@ -50,3 +51,19 @@ def caption_variant(caption: str, label: int, rng: np.random.Generator) -> str:
     template = CAPTION_TEMPLATES[int(rng.choice(len(CAPTION_TEMPLATES), p=_WEIGHTS))][0]
     return template.format(caption=caption, name=CLASS_NAMES[label], color=color, size=size,
                            background=background)
+
+
+EXEMPLARS_PER_CLASS = 3
+EXEMPLAR_SEEDS = 300_000
+"""``train``-domain seeds for the bench's label set: past the MLLM's training scenes (< 1000),
+below validation (500,000) and test (1,000,000)."""
+
+
+def exemplar_bank() -> dict[int, list[Image.Image]]:
+    """The labelled exemplars a DICL label set of the world holds (the accuracy bench's, and
+    the bundled label set world-25's): ``EXEMPLARS_PER_CLASS`` train scenes per class."""
+    images, labels, _ = sample_arrays("train", EXEMPLARS_PER_CLASS, seed_base=EXEMPLAR_SEEDS)
+    exemplars: dict[int, list[Image.Image]] = {index: [] for index in range(len(CLASS_NAMES))}
+    for pixels, label in zip(images, labels, strict=True):
+        exemplars[int(label)].append(Image.fromarray(pixels))
+    return exemplars

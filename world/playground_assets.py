@@ -81,13 +81,13 @@ def write_presets(out: Path) -> None:
 
 def write_shared_label_sets(out: Path) -> None:
     """The bundled label set every tenant may use (``service.api.shared_label_sets``): the
-    world's 25 classes with the benchmark's exemplars (``world.bench_mllm.bench_exemplars``:
+    world's 25 classes with the benchmark's exemplars (``world.data.exemplar_bank``:
     train scenes no model was trained or tested on), as a POST /v1/label-sets JSON body."""
-    from world.bench_mllm import bench_exemplars
+    from world.data import exemplar_bank
 
     out.mkdir(parents=True, exist_ok=True)
     exemplars = {}
-    for index, images in bench_exemplars().items():
+    for index, images in exemplar_bank().items():
         encoded = []
         for image in images:
             buffer = io.BytesIO()

@@ -32,6 +32,7 @@ from world.augment import broad_photometric, random_resized_crops
 from world.data import TRAIN_SEEDS, VALIDATION_SEEDS, caption_variant, sample_arrays
 from world.glyphs import CLASS_NAMES
 from world.render import TEST_DOMAINS
+from world.schedule import warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,6 @@ RECIPES = {
 
 def _to_pixels(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def _lr_at(step: int, total: int, peak: float) -> float:
-    warmup = max(1, total // 20)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def duplicate_aware_targets(texts: list[str]) -> torch.Tensor:
@@ -119,7 +112,7 @@ def train(
     )
     for step in range(steps):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, steps, peak_lr)
+            group["lr"] = warmup_cosine(step, steps, peak_lr)
         index = rng.choice(len(images), batch, replace=False)
         views = random_resized_crops(_to_pixels(images[index]), clip.image_size, rng,
                                      recipe.crop_scale_min)

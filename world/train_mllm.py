@@ -32,7 +32,7 @@ from world.data import TRAIN_SEEDS, VALIDATION_SEEDS, sample_arrays
 from world.glyphs import CLASS_NAMES
 from world.mllm_build import VLMSize, build_vlm, save_vlm
 from world.mllm_data import ConversationSampler
-from world.train import _lr_at
+from world.schedule import warmup_cosine
 
 NAME_WORDS = sorted({word for name in CLASS_NAMES for word in name.split()})
 
@@ -116,7 +116,7 @@ def distill_vision(model: Any, processor: Any, recipe: MLLMRecipe, rng: np.rando
     vision.train()
     for step in range(recipe.vision_steps):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, recipe.vision_steps, recipe.vision_lr)
+            group["lr"] = warmup_cosine(step, recipe.vision_steps, recipe.vision_lr)
         index = torch.from_numpy(rng.choice(len(inputs), recipe.vision_batch, replace=False))
         tokens = patch_tokens(model, inputs[index])
         student = F.normalize(head(tokens.mean(dim=1)), dim=-1)
@@ -247,7 +247,7 @@ def train_language(model: Any, processor: Any, recipe: MLLMRecipe, rng: np.rando
     started = time.perf_counter()
     for step in range(recipe.text_steps):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, recipe.text_steps, recipe.text_lr)
+            group["lr"] = warmup_cosine(step, recipe.text_steps, recipe.text_lr)
         conversations = [sampler.sample() for _ in range(recipe.text_batch)]
         hidden, ids, mask = language_forward(model, processor, bank, conversations, image_tokens)
         logits = model.lm_head(hidden[torch.arange(len(conversations)), mask.sum(dim=-1) - 1])

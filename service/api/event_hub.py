@@ -158,5 +158,5 @@ class Subscription:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None

@@ -168,7 +168,7 @@ async def classify(request: Request) -> Response:
 
         try:
             await asyncio.wait_for(until_terminal(), state.settings.wait_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return accepted(job, status="running")
     if seen and seen[-1].is_terminal and seen[-1].event == "result":
         return FastJSONResponse(job_out(done_from_events(job, seen)))

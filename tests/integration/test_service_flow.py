@@ -191,7 +191,7 @@ def test_the_load_bench_says_where_each_requests_time_went(service):
     compute and the end-to-end time. (It comes before the tests that stop the workers.)"""
     import asyncio
 
-    from service.cli.bench_load import STAGES, run_load
+    from bench.load import STAGES, run_load
 
     samples, _ = asyncio.run(run_load(service.url, "zeroshot", {}, 1, 2.0, service.keys["alice"],
                                       breakdown=True))

@@ -81,7 +81,7 @@ def test_labels_file(images, capsys, tmp_path):
 
 
 def test_the_load_bench_reads_the_apis_own_time_from_server_timing():
-    from service.cli.bench_load import server_timing_ms
+    from bench.load import server_timing_ms
 
     assert server_timing_ms("app;dur=12.34") == 12.34
     assert server_timing_ms('db;dur=1.5, app;dur=7.00;desc="api"') == 7.0

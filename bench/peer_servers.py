@@ -7,7 +7,7 @@
   zero-shot (up to 32 requests, 5 ms wait, as the service's defaults) and one request at a time
   for the adaptation methods.
 
-Run as ``python -m service.cli.peer_servers {plain,litserve} --port P [--method M]``.
+Run as ``python -m bench.peer_servers {plain,litserve} --port P [--method M]``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from service.cli.lean_http import LeanClient
+from bench.lean_http import LeanClient
 from service.client import parse_sse
 from service.settings import get_settings
 
@@ -128,7 +128,7 @@ def encoded_bodies(method: str, options: dict[str, Any], count: int = BODIES) ->
 
 
 CLIENTS = ("lean", "httpx")
-"""The load generator's HTTP clients: ``lean`` (``service.cli.lean_http``, the default) and
+"""The load generator's HTTP clients: ``lean`` (``bench.lean_http``, the default) and
 ``httpx``, kept to show what a heavier client adds to every figure."""
 
 

@@ -33,7 +33,7 @@ def test_bench_json_shape(tmp_path, monkeypatch, capsys):
 
 
 def test_bench_method_variants_override_options():
-    from world.bench_accuracy import parse_variant
+    from bench.runs import parse_variant
 
     assert parse_variant("rlcf") == ("rlcf", {})
     assert parse_variant("rlcf:steps=10+lr=0.01") == ("rlcf", {"steps": 10, "lr": 0.01})

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from service.cli.bench_load import percentile, scene_png, spawned_server
+from bench.load import percentile, scene_png, spawned_server
 
 
 def big_jpeg(side: int = 6000) -> bytes:

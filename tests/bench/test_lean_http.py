@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.cli.lean_http import LeanClient, LeanHTTPError
+from bench.lean_http import LeanClient, LeanHTTPError
 
 Answer = Callable[[bytes], bytes]
 

@@ -3,7 +3,7 @@ so a cache serves a prefix and is extended by labelling only the new images."""
 
 import numpy as np
 
-from world.bench_finetune import cached_labels, shifted_pool
+from bench.finetune import cached_labels, shifted_pool
 
 
 def test_a_larger_pool_starts_with_the_smaller_one():

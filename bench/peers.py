@@ -1,6 +1,6 @@
 """``tta bench peers``: the service against what a user would otherwise run, on the same models,
 the same JSON payload and the same load generator: a plain in-process FastAPI endpoint (the
-no-queue floor) and LitServe with dynamic batching (``service.cli.peer_servers``). Prints
+no-queue floor) and LitServe with dynamic batching (``bench.peer_servers``). Prints
 throughput and end-to-end p50/p99 per server, method and concurrency, and the ratios to the
 service, and the CPU time each request cost the server's processes and the load generator;
 ``--json FILE`` keeps them."""
@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
-from service.cli.bench_load import Server, percentile, scene_png, simulated_client, spawned_server
-from service.cli.lean_http import LeanHTTPError
-from service.cli.process_cpu import CpuMeter
+from bench.lean_http import LeanHTTPError
+from bench.load import Server, percentile, scene_png, simulated_client, spawned_server
+from bench.process_cpu import CpuMeter
 
 PEERS = ("service", "plain", "litserve")
 PATHS = {"service": "/v1/classify", "plain": "/classify", "litserve": "/predict"}
@@ -42,7 +42,7 @@ def peer_server(kind: str, method: str) -> Iterator[Server]:
 
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix=f"peer-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen([sys.executable, "-m", "service.cli.peer_servers", kind, "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "bench.peer_servers", kind, "--port", str(port),
                                 "--method", method], env=dict(os.environ), stdout=log, stderr=log,
                                start_new_session=True)  # its own group: LitServe forks workers
     url = f"http://127.0.0.1:{port}"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from service.cli.process_cpu import CpuMeter, cpu_ms, label, process_tree
+from bench.process_cpu import CpuMeter, cpu_ms, label, process_tree
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

@@ -20,14 +20,11 @@ import numpy as np
 from PIL import Image
 
 from adapters.engine import RunContext
+from bench.runs import Row, parse_variant
 from world.data import TEST_SEEDS, sample_arrays
 from world.ece import expected_calibration_error
 from world.glyphs import CLASS_NAMES
 
-EXEMPLARS_PER_CLASS = 3
-EXEMPLAR_SEEDS = 300_000
-"""``train``-domain seeds for the bench's label set: past the MLLM's training scenes (< 1000),
-below validation (500,000) and test (1,000,000)."""
 DEFAULT_MLLM = "world-mllm"
 
 
@@ -53,14 +50,6 @@ def uses_mllm(variant: str) -> bool:
     return variant.partition(":")[0] == "mllm"
 
 
-def bench_exemplars() -> dict[int, list[Image.Image]]:
-    images, labels, _ = sample_arrays("train", EXEMPLARS_PER_CLASS, seed_base=EXEMPLAR_SEEDS)
-    exemplars: dict[int, list[Image.Image]] = {index: [] for index in range(len(CLASS_NAMES))}
-    for pixels, label in zip(images, labels, strict=True):
-        exemplars[int(label)].append(Image.fromarray(pixels))
-    return exemplars
-
-
 def load_bench_scorer(spec: str | None) -> Any:
     from models.mllm.loading import load_scorer
 
@@ -69,7 +58,6 @@ def load_bench_scorer(spec: str | None) -> Any:
 
 def evaluate_mllm(engine: Any, variant: str, domain: str, n_per_class: int, progress: Any,
                   exemplars: dict[int, list[Image.Image]]) -> tuple[Any, MLLMStats]:
-    from world.bench_accuracy import Row, parse_variant
 
     method, options = parse_variant(variant)
     images, labels, _ = sample_arrays(domain, n_per_class, seed_base=TEST_SEEDS)

@@ -1,5 +1,5 @@
 """``tta bench reference``: the service's ``rlcf`` against the published per-image procedure
-(``service/cli/reference_rlcf.py``) on the same models, images and views: seconds per image,
+(``bench/reference_rlcf.py``) on the same models, images and views: seconds per image,
 peak memory, the speed ratio, and how far their answers differ (they compute the same function:
 context truncation and feature reuse change the cost, not the result).
 
@@ -50,8 +50,8 @@ def measure_one(config: dict[str, Any]) -> dict[str, Any]:
 
     from adapters.engine import Engine, load_models
     from adapters.views import make_views
-    from service.cli.bench_latency import synthetic_image
-    from service.cli.reference_rlcf import ReferenceRLCF
+    from bench.latency import synthetic_image
+    from bench.reference_rlcf import ReferenceRLCF
 
     torch.manual_seed(0)
     models = load_models(config["policy"], config["reward"], device=config["device"],
@@ -95,7 +95,7 @@ def measure_one(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _in_subprocess(config: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "service.cli.bench_reference", json.dumps(config)],
+    done = subprocess.run([sys.executable, "-m", "bench.reference", json.dumps(config)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{config['procedure']} at {config['classes']} classes failed:\n{done.stderr}")

@@ -6,40 +6,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from adapters.engine import RunContext
+from bench.runs import ProgressBar, Row, parse_variant
 from contract.request import normalize
-from world.data import TEST_SEEDS, sample_arrays
+from world.data import TEST_SEEDS, exemplar_bank, sample_arrays
 from world.ece import expected_calibration_error
 from world.glyphs import CLASS_NAMES
 from world.render import SHIFTED_DOMAINS, TEST_DOMAINS
 
 QUICK_PER_CLASS = 2
 FULL_PER_CLASS = 20
-
-
-@dataclass(frozen=True)
-class Row:
-    method: str
-    domain: str
-    accuracy: float
-    ece: float
-    ms_per_image: float
-
-
-def parse_variant(entry: str) -> tuple[str, dict[str, Any]]:
-    """"rlcf" or "rlcf:steps=10+lr=0.01": a method and option overrides (JSON values)."""
-    from service.cli.common import parse_option_flags
-
-    method, _, overrides = entry.partition(":")
-    return method, parse_option_flags(overrides.split("+") if overrides else [])
 
 
 def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress: Any) -> Row:
@@ -58,25 +41,6 @@ def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress:
     return Row(variant, domain, round(float(np.mean(correct)), 4),
                round(expected_calibration_error(np.array(confidences), np.array(correct)), 4),
                round(statistics.median(times), 2))
-
-
-class ProgressBar:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled
-        self.start = time.perf_counter()
-
-    def __call__(self) -> None:
-        self.done += 1
-        if self.enabled and (self.done % 10 == 0 or self.done == self.total):
-            width = 30
-            filled = int(width * self.done / self.total)
-            elapsed = time.perf_counter() - self.start
-            eta = elapsed / self.done * (self.total - self.done)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-                             f"  {elapsed:.0f}s elapsed, ~{eta:.0f}s left ")
-            sys.stderr.flush()
-            if self.done == self.total:
-                sys.stderr.write("\n")
 
 
 def summary(rows: list[Row]) -> dict[str, dict[str, float]]:
@@ -140,12 +104,12 @@ def run_accuracy(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in (args.methods or default).split(",") if m.strip()]
     domains = list(TEST_DOMAINS)
     n_per_class = args.n_per_class or (QUICK_PER_CLASS if args.quick else FULL_PER_CLASS)
-    from world.bench_mllm import bench_exemplars, evaluate_mllm, load_bench_scorer, uses_mllm
+    from bench.mllm import evaluate_mllm, load_bench_scorer, uses_mllm
 
     wants_mllm = any(uses_mllm(m) for m in methods)
     scorer = load_bench_scorer(args.mllm) if wants_mllm else None
     engine = Engine(load_models(policy, reward, device=device, mllm=scorer))
-    exemplars = bench_exemplars() if wants_mllm else {}
+    exemplars = exemplar_bank() if wants_mllm else {}
     for variant in methods:  # a typo should fail now, not after minutes of other methods
         method, options = parse_variant(variant)
         engine.check(normalize(method, CLASS_NAMES, options=options))
@@ -169,7 +133,7 @@ def run_accuracy(args: argparse.Namespace) -> int:
           f"(seeds from {TEST_SEEDS})")
     print_table(rows, methods, domains)
     if mllm_stats:
-        from world.bench_mllm import print_mllm_table
+        from bench.mllm import print_mllm_table
 
         print(f"MLLM {scorer.name if scorer else ''}: what the rectification did")
         print_mllm_table(mllm_stats)

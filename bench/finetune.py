@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.runs import ProgressBar, parse_variant
 from contract.request import normalize
-from world.bench_accuracy import ProgressBar, parse_variant
 from world.data import TEST_SEEDS, sample_arrays
 from world.glyphs import CLASS_NAMES
 from world.render import SHIFTED_DOMAINS, TEST_DOMAINS

@@ -19,8 +19,8 @@ def run_bench_episodes(args: argparse.Namespace) -> int:
     import torch
 
     from adapters.engine import Engine, EpisodeItem, load_models
-    from service.cli.bench_latency import synthetic_image
-    from service.cli.bench_reference import _labels
+    from bench.latency import synthetic_image
+    from bench.reference import _labels
 
     policy, reward, device = model_names(args)
     models = load_models(policy, reward, device=device, precision=args.precision)
