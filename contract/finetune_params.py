@@ -10,7 +10,7 @@ from typing import Any
 class FinetuneParams:
     """Hyperparameters. The defaults are scaled to the bundled world policy (a 1.4M-parameter
     ModifiedResNet visual encoder trained from scratch at lr 1e-3) and chosen with
-    ``tta bench finetune`` (README, docs/finetune.json): ``PAPER``'s lr 5e-7 (set for a
+    ``tta bench finetune`` (docs/benchmarks/finetune.json): ``PAPER``'s lr 5e-7 (set for a
     pretrained ViT) moves it by nothing measurable, 3 epochs are too few at lr 1e-4, and
     without distillation the gain on shifted domains costs several points on clean."""
 

@@ -225,7 +225,7 @@ def kill_worker_mid_job() -> str:
 def screenshot() -> str:
     expr = "sum by (route, status) (tta_http_requests_total)"
     url = f"{PROM}/graph?" + urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": "2m"})
-    target = ROOT / "docs/prometheus.png"
+    target = ROOT / "docs/images/prometheus.png"
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         sh("apt-get", "install", "-y", "chromium")

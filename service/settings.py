@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     mllm_model: str | None = None
     """Model name sent to an OpenAI-compatible endpoint (e.g. Qwen/Qwen2.5-VL-7B-Instruct)."""
     mllm_api_key: str | None = None
+    """Bearer token for the OpenAI-compatible endpoint (a secret: pass it through the environment)."""
     mllm_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds one call to the OpenAI-compatible endpoint may take."""
     mllm_retries: int = Field(default=2, ge=0)
+    """Retries of a failed call (connection errors, 429 and 5xx), with backoff."""
     mllm_concurrency: int = Field(default=8, ge=1)
     """Parallel requests to an OpenAI-compatible endpoint."""
     mllm_batch: int = Field(default=16, ge=1)
@@ -95,14 +98,18 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
     """Allow binding a non-loopback address without keys (behind a trusted gateway only)."""
     max_request_bytes: int = Field(default=32 * MiB, ge=1024)
+    """Largest request body (413 beyond)."""
     max_image_bytes: int = Field(default=10 * MiB, ge=1024)
+    """Largest encoded image."""
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     """Per image, from its header, before decoding."""
     max_request_pixels: int = Field(default=100_000_000, ge=1)
     """Pixels actually decoded for one request, all images together (JPEGs are decoded at
     reduced scale when they are larger than what is kept, so phone photos cost little)."""
     max_images_per_request: int = Field(default=16, ge=1)
+    """Images in one classify request."""
     max_labels: int = Field(default=2000, ge=2)
+    """Classes in one request or label set."""
     max_queue_depth: int = Field(default=1000, ge=1)
     """Unfinished jobs in the whole queue before new ones get 503."""
     max_inflight_per_key: int = Field(default=64, ge=1)
@@ -114,6 +121,7 @@ class Settings(BaseSettings):
 
     # Quotas and lifetimes of what a tenant stores (``service.api.tenancy.RESOURCES``)
     max_label_sets_per_key: int = Field(default=100, ge=1)
+    """Label sets one key may keep."""
     max_exemplars_per_label_set: int = Field(default=1000, ge=1)
     """Exemplar images in one label set (also at most 16 per class)."""
     max_exemplar_bytes_per_label_set: int = Field(default=32 * MiB, ge=1024)

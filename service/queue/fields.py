@@ -11,15 +11,23 @@ class JobField:
     SPEC = "spec"
     """The ``JobSpec`` as JSON."""
     OWNER = "owner"
+    """The tenant (API key name) that submitted it."""
     STATUS = "status"
     """queued, running, done, failed or dead."""
     ATTEMPTS = "attempts"
+    """Deliveries started so far (``START`` counts them; past ``TTA_MAX_ATTEMPTS``: dead)."""
     CREATED_MS = "created_ms"
+    """Submission time, ms since the epoch."""
     N_IMAGES = "n_images"
+    """Images in the job; it is done when that many results are written."""
     DEADLINE_MS = "deadline_ms"
+    """A job not started by then fails (``deadline_exceeded``)."""
     WORKER = "worker"
+    """The worker that started the latest attempt."""
     STARTED_MS = "started_ms"
+    """When the latest attempt started."""
     FINISHED_MS = "finished_ms"
+    """When the job ended (done, failed or dead)."""
     ERROR = "error"
     """The error payload (JSON) of a failed or dead job."""
 
@@ -29,14 +37,18 @@ class EntryField:
     reading the job first)."""
 
     JOB_ID = "job_id"
+    """The job to run."""
     OWNER = "owner"
+    """Its tenant, for the job's keys (in-flight set, rectification log)."""
 
 
 class EventField:
     """A job's events stream (``Keys.events``)."""
 
     EVENT = "event"
+    """The event's name (``queued``, ``started``, ``zeroshot``, ``progress``, ``result``, ``error``)."""
     DATA = "data"
+    """Its payload, JSON."""
 
 
 LUA_NAMES = {

@@ -66,6 +66,7 @@ local function emit(stream, event, data)
   return id
 end
 """
+"""A Lua function the other scripts include: append an event to a job's stream and publish it."""
 
 ENQUEUE = _lua("""
 -- KEYS: open, inflight, job, images, events, jobs
@@ -94,6 +95,9 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('XADD', KEYS[6], '*', '$entry_job_id', ARGV[1], '$entry_owner', ARGV[7])
 return {'ok', event_id}
 """)
+"""Submit a job: check the queue depth and the key's unfinished jobs, then write the job
+hash, its images, its ``queued`` event, its place in the open and in-flight sets and its
+stream entry. Caller: API (``Producer.submit``)."""
 
 START = _lua(EMIT + """
 -- KEYS: job, events, dead, open, inflight, results, images
@@ -138,6 +142,9 @@ for i = 0, tonumber(redis.call('HGET', KEYS[1], '$job_n_images')) - 1 do
 end
 return {'run', attempts, done, redis.call('HGET', KEYS[1], '$job_spec'), created, images}
 """)
+"""Start a job: count the attempt; dead-letter it past the attempts, fail it past its deadline,
+else mark it running, emit ``started`` and reply with its spec and unfinished images.
+Caller: worker (``Consumer.start``)."""
 
 FINISH_IMAGE = _lua(EMIT + """
 -- KEYS: job, results, events, open, inflight, log
@@ -167,6 +174,8 @@ end
 emit(KEYS[3], 'result', ARGV[4])
 return {1, 0}
 """)
+"""Write one image's result (first writer wins) with its ``result`` event, its rectification
+log entry, and on the last image the job's end. Caller: worker (``Consumer.finish_image``)."""
 
 FAIL = _lua(EMIT + """
 -- KEYS: job, events, open, inflight
@@ -179,6 +188,7 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """)
+"""End an unfinished job with an ``error`` event. Caller: worker (``Consumer.fail``)."""
 
 PUBLISH = _lua(EMIT + """
 -- KEYS: job, events.  ARGV: event, data
@@ -187,6 +197,8 @@ local status = redis.call('HGET', KEYS[1], '$job_status')
 if not status or status == 'done' or status == 'failed' or status == 'dead' then return false end
 return emit(KEYS[2], ARGV[1], ARGV[2])
 """)
+"""Emit a ``zeroshot`` or ``progress`` event of an unfinished job. Caller: worker
+(``Consumer.publish``, through the ``EventSender`` thread)."""
 
 RENEW_LEASES = """
 -- KEYS: jobs.  ARGV: group, consumer, entry ids...
@@ -204,6 +216,8 @@ for i = 3, #ARGV do
 end
 return lost
 """
+"""Renew the leases of the entries a worker still owns and name those it lost.
+Caller: worker (``Consumer.renew``, from its lease thread)."""
 
 TAKE = _lua("""
 -- KEYS: streams, in the order to try them.  ARGV: group, consumer, count[, mates, batch flags]
@@ -250,6 +264,8 @@ if mates > 0 and string.sub(flags, first, first) == '1' then
 end
 return taken
 """)
+"""Take up to ``count`` new entries from the routes a worker serves, in order, with the
+batch-mates of a batchable first one. Caller: worker (``Consumer.read_new``)."""
 
 RELEASE = _lua("""
 -- KEYS: jobs.  ARGV: group, entry id, job_id, owner
@@ -259,6 +275,8 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
 """)
+"""Hand an unstarted entry back to its stream (graceful shutdown).
+Caller: worker (``Consumer.release``)."""
 
 
 RETAIN = """
@@ -284,3 +302,5 @@ while true do
 end
 return evicted
 """
+"""Keep one image for fine-tuning, then evict the oldest beyond the label set's retention
+bounds. Caller: worker (``TrainingRetention.keep``)."""

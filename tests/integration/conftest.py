@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,31 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+@contextmanager
+def tta_serve(port: int, env: dict[str, str], log_path: Path, timeout_s: float = 120) -> Iterator[str]:
+    """``tta serve`` on ``port`` (its output in ``log_path``) until the block ends; yields its
+    URL once ``/readyz`` answers 200."""
+    log = open(log_path, "wb")  # noqa: SIM115 (closed below)
+    serve = subprocess.Popen([sys.executable, "-m", "service.cli.main", "serve", "--port", str(port)],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert serve.poll() is None, log_path.read_text()
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, timeout_s, "tta serve to be ready")
+        yield url
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+        log.close()
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1):  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
-"""Every metric the Grafana dashboard queries is exported by the running API or worker, and
-Prometheus's scrape config names the services the compose file defines."""
+"""Every metric the Grafana dashboard and the alert rules query is exported by the running API or
+worker, and Prometheus's scrape config names the services the compose file defines."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import re
 
 import httpx
+import yaml
 
 from service.redis_server import free_port
 from tests.integration.conftest import LABELS, ROOT, make_service, png_bytes
@@ -16,6 +17,15 @@ def dashboard_metrics() -> set[str]:
     panels = json.loads((ROOT / "docker/grafana/dashboards/tta.json").read_text())["panels"]
     return {name for panel in panels for target in panel["targets"]
             for name in re.findall(r"\btta_[a-z_]+", target["expr"])}
+
+
+def alert_rules() -> list[dict]:
+    rules = yaml.safe_load((ROOT / "docker/prometheus/alerts.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def alert_metrics() -> set[str]:
+    return {name for rule in alert_rules() for name in re.findall(r"\btta_[a-z_]+", rule["expr"])}
 
 
 def exported(text: str) -> set[str]:
@@ -40,6 +50,20 @@ def test_dashboard_queries_only_exported_metrics(redis_server, tmp_path):
     used = dashboard_metrics()
     assert len(used) >= 15
     assert used <= names, f"dashboard queries metrics nobody exports: {sorted(used - names)}"
+    alerting = alert_metrics()
+    assert len(alerting) >= 4
+    assert alerting <= names, f"alert rules query metrics nobody exports: {sorted(alerting - names)}"
+
+
+def test_alert_rules_are_loaded_and_documented():
+    scrape = (ROOT / "docker/prometheus/prometheus.yml").read_text()
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "/etc/prometheus/alerts.yml" in scrape
+    assert "./docker/prometheus/alerts.yml:/etc/prometheus/alerts.yml" in compose
+    operations = (ROOT / "docs/operations.md").read_text()
+    for rule in alert_rules():
+        assert rule["alert"] in operations, f"alert {rule['alert']} is not in docs/operations.md"
+        assert rule["annotations"]["runbook"].startswith("docs/operations.md#runbook")
 
 
 def test_prometheus_discovers_the_compose_services():

@@ -1,6 +1,6 @@
 """The playground page in a real headless Chromium (Debian's, driven by Selenium) against a live
 ``tta serve`` on the bundled world models, with an API key: upload, run, compare, errors,
-keyboard and phone width. ``TTA_PLAYGROUND_SCREENSHOTS=docs`` keeps the screenshots there."""
+keyboard and phone width. ``TTA_PLAYGROUND_SCREENSHOTS=docs/images`` keeps the screenshots there."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import base64
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from service.api.auth import append_key
 from service.api.playground import STATIC_DIR
 from service.redis_server import free_port
-from tests.integration.conftest import ROOT, encode, wait_until
+from tests.integration.conftest import encode, tta_serve
 from tests.openai_standin import StandInMLLM
 from world.glyphs import CLASS_NAMES
 from world.render import render
@@ -62,25 +59,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
            "TTA_WORKER_METRICS_PORT": "0", "TTA_HEARTBEAT_S": "0.5",
            "TTA_MLLM": f"openai:{mllm.base_url}", "TTA_MLLM_MODEL": "standin"}
     env.pop("TTA_REDIS_URL", None)
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 (closed below)
-    serve = subprocess.Popen([sys.executable, "-m", "service.cli.main", "serve", "--port", str(port)],
-                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert serve.poll() is None, (tmp / "serve.log").read_text()
-        try:
-            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(ready, 120, "tta serve to be ready")
-        yield {"url": url, "key": key}
+        with tta_serve(port, env, tmp / "serve.log") as url:
+            yield {"url": url, "key": key}
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
-        log.close()
         mllm.stop()
 
 

@@ -1,0 +1,156 @@
+"""Markdown tables of the benchmarks' JSON results, for docs/benchmarks.md.
+
+One function per benchmark: its result (what ``tta bench <name>`` writes as JSON) in, a table
+out. ``scripts/docs_tables.py`` fills the page from docs/benchmarks/<name>.json with them, and a
+test fails when the page and its JSON disagree.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from world.render import SHIFTED_DOMAINS, TEST_DOMAINS
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def markdown(table: Table) -> str:
+    headers, rows = table
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def accuracy(result: dict[str, Any]) -> Table:
+    """Top-1 accuracy per method and domain (``tta bench accuracy``)."""
+    rows = result["results"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    domains = [d for d in TEST_DOMAINS if any(r["domain"] == d for r in rows)]
+    by_key = {(r["method"], r["domain"]): r for r in rows}
+    headers = ["method", *domains, "shifted avg", "ms / image"]
+    lines = []
+    for method in methods:
+        mine = [by_key[(method, d)] for d in domains]
+        shifted = [by_key[(method, d)]["accuracy"] for d in SHIFTED_DOMAINS if (method, d) in by_key]
+        lines.append([f"`{method}`", *(_pct(r["accuracy"]) for r in mine),
+                      f"**{_pct(statistics.mean(shifted))}**",
+                      f"{statistics.median(r['ms_per_image'] for r in mine):.1f}"])
+    return headers, lines
+
+
+def mllm(result: dict[str, Any]) -> Table:
+    """What the MLLM did per domain (``tta bench accuracy --mllm ...``)."""
+    headers = ["domain", "zero-shot", "mllm", "MLLM calls / image", "kept by the gate",
+               "changed", "changed to right", "changed to wrong", "right made wrong"]
+    lines = [[s["domain"], _pct(s["zeroshot_accuracy"]), _pct(s["accuracy"]),
+              f"{s['calls_per_image']:.1f}", _pct(s["gate_kept"]), _pct(s["changed"]),
+              str(s["changed_right"]), str(s["changed_wrong"]), str(s["broke"])]
+             for s in result["mllm"]["stats"]]
+    return headers, lines
+
+
+def finetune(result: dict[str, Any]) -> Table:
+    """Zero-shot accuracy of fine-tuned versions against the original (``tta bench finetune``)."""
+    base = result["zeroshot_before"]
+    headers = ["N", "seed", *TEST_DOMAINS, "shifted avg", "gain (points)", "clean (points)",
+               "s / 100 images"]
+    lines = [["0", "(original)", *(_pct(base["accuracy"][d]) for d in TEST_DOMAINS),
+              _pct(base["shifted_mean"]), "", "", ""]]
+    for row in [*result["curve"], *result["variants"]]:
+        lines.append([str(row["n"]), str(row["hyperparameters"]["seed"]),
+                      *(_pct(row["accuracy"][d]) for d in TEST_DOMAINS), _pct(row["shifted_mean"]),
+                      f"{row['gain_shifted_points']:+.1f}", f"{row['clean_delta_points']:+.1f}",
+                      f"{row['finetune_s_per_100_images']:.1f}"])
+    return headers, lines
+
+
+def peers(result: dict[str, Any]) -> Table:
+    """The service against a plain endpoint and LitServe (``tta bench peers``)."""
+    headers = ["server", "method", "clients", "images/s", "p50 / p99 ms", "images/s vs service",
+               "server CPU ms / request"]
+    lines = []
+    for row in result["rows"]:
+        lines.append([row["server"], row["method"], str(row["concurrency"]),
+                      f"{row['throughput_per_s']:.1f}", f"{row['p50_ms']:.1f} / {row['p99_ms']:.1f}",
+                      f"{row['throughput_vs_service']:.2f}",
+                      f"{row['server_cpu_ms_per_request']:.2f}"
+                      if "server_cpu_ms_per_request" in row else ""])
+    return headers, lines
+
+
+def peers_summary(result: dict[str, Any]) -> Table:
+    """The service against LitServe, one line per method and load (for the README)."""
+    by_key = {(r["server"], r["method"], r["concurrency"]): r for r in result["rows"]}
+    service = [r for r in result["rows"] if r["server"].startswith("service")]
+    litserve = next((r["server"] for r in result["rows"] if r["server"].lower().startswith("litserve")), None)
+    lines = []
+    for row in service:
+        peer = by_key.get((litserve, row["method"], row["concurrency"])) if litserve else None
+        lines.append([f"`{row['method']}`", str(row["concurrency"]), f"{row['throughput_per_s']:.0f}",
+                      f"{row['p50_ms']:.1f}",
+                      f"{peer['throughput_per_s']:.0f}" if peer else "",
+                      f"{row['throughput_per_s'] / peer['throughput_per_s']:.2f}x" if peer else ""])
+    return (["method", "clients", "service images/s", "service p50 ms", "LitServe images/s",
+             "service / LitServe"], lines)
+
+
+def latency(result: dict[str, Any]) -> Table:
+    """Median compute per image and method, in-process (``tta bench latency``)."""
+    return ["method", "median ms / image"], [[f"`{r['method']}`", f"{r['median_ms']:.1f}"]
+                                             for r in result["methods"]]
+
+
+def episodes(result: dict[str, Any]) -> Table:
+    """Images per second by episode-set size (``tta bench episodes``)."""
+    first = result["rows"][0]["B"]
+    return (["B (images per set)", "sets", "s per set", "images/s", f"vs B = {first}"],
+            [[str(r["B"]), str(r["sets"]), f"{r['s_per_set']:.2f}", f"{r['images_per_s']:.2f}",
+              f"{r['vs_B1']:.2f}x"] for r in result["rows"]])
+
+
+def reference(result: dict[str, Any]) -> Table:
+    """The service's ``rlcf`` against the published procedure (``tta bench reference``)."""
+    headers = ["classes", "precision", "device", "published procedure s / image",
+               "service s / image", "speed-up", "peak memory MB (published / service)",
+               "answers differ by"]
+    lines = [[str(r["classes"]), r["precision"], r["device"], f"{r['reference_s']:.3f}",
+              f"{r['service_s']:.3f}", f"{r['speedup']:.2f}x",
+              f"{r['reference_peak_mb']:.0f} / {r['service_peak_mb']:.0f}",
+              f"{r['max_prob_difference']:.0e}"] for r in result["rows"]]
+    return headers, lines
+
+
+def hostile(result: dict[str, Any]) -> Table:
+    """A well-behaved client's zero-shot latency while another tenant attacks (``tta bench hostile``)."""
+    return (["phase", "requests", "p50 ms", "p99 ms"],
+            [[phase.replace("_", " "), str(row["n"]), f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}"]
+             for phase, row in result["neighbour"].items()])
+
+
+def hostile_attacks(result: dict[str, Any]) -> Table:
+    """What each attack got, and what the processes' memory did."""
+    big, largest = result["big_images"], result["largest_label_set"]
+    lines = [["requests of 16 JPEGs of 6000 x 6000", f"{sorted(set(big['statuses']))}",
+              f"median {big['median_ms']:.0f} ms"],
+             [f"label set of {largest['exemplars']} exemplars in {largest['classes']} classes",
+              str(largest["status"]), f"{largest['api_ms']:.0f} ms of API time"],
+             ["mllm on it, 20 candidates x 10 draws", f"{sorted(set(largest['mllm_statuses']))}", ""]]
+    for name in ("worker", "api"):
+        before, after = result["memory_before"][name], result["memory_after"][name]
+        lines.append([f"{name} memory", "", f"RSS {before['rss_mb']:.0f} -> {after['rss_mb']:.0f} MB, "
+                      f"peak {after['peak_mb']:.0f} MB"])
+    return ["attack", "answers", "cost"], lines
+
+
+TABLES: dict[str, list[Callable[[dict[str, Any]], Table]]] = {
+    "accuracy": [accuracy], "mllm": [accuracy, mllm], "finetune": [finetune], "peers": [peers],
+    "latency": [latency], "episodes": [episodes], "reference": [reference],
+    "hostile": [hostile, hostile_attacks],
+}
+"""Benchmark name (docs/benchmarks/<name>.json) -> the tables of each of its runs."""
