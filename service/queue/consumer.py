@@ -1,7 +1,8 @@
 """The worker's side of the queue (synchronous): take and reclaim jobs, start them, write their
 events and results, renew leases, acknowledge. Each job transition is one Lua script
-(``service.queue.scripts``); a job is started one way (``start``) and acknowledged one way
-(``ack``)."""
+(``service.queue.scripts``); a job is acknowledged one way (``ack``) and started one way
+(``start``), but for one case measured to be worth a second: a small job that wakes an idle
+worker runs before its START reply is back (``start_early``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ Start = tuple[str, "StartedJob | None"]
 
 
 @dataclass(frozen=True)
+class CarriedJob:
+    """What a small job's stream entry carries besides its id and owner (``EntryField``)."""
+
+    spec: bytes
+    created_ms: int
+    images: dict[int, bytes]
+
+
+@dataclass(frozen=True)
 class Delivery:
     """One stream entry handed to this worker."""
 
@@ -41,6 +51,21 @@ class Delivery:
     """It ended a blocking wait on empty streams: nothing else was queued a moment ago."""
     resumed: bool = False
     """Taken back after a Redis outage interrupted its run (check it is still ours first)."""
+    carried: CarriedJob | None = field(default=None, compare=False)
+    """The job as its entry carries it, when the entry was read whole (by a blocking read);
+    not part of the delivery's identity (held deliveries are kept in sets)."""
+
+    def age_ms(self) -> int:
+        """Milliseconds since the entry was added (its id is Redis's clock then)."""
+        return now_ms() - int(self.entry_id.partition("-")[0])
+
+
+@dataclass
+class EarlyStart:
+    """The START of a job that began running before its reply was read (``start_early``)."""
+
+    outcome: str | None = None
+    """Set when the reply is read: "run", or why the job is not to run."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,8 @@ class StartedJob:
     """Images a previous attempt already finished (their results stand; not re-run)."""
     images: dict[int, bytes] = field(default_factory=dict)
     """The stored bytes of the unfinished images, by index (one missing: it expired)."""
+    early: EarlyStart | None = field(default=None, compare=False)
+    """Set when the job runs before its START reply was read (``Consumer.start_early``)."""
 
     @cached_property
     def request(self) -> MethodRequest:
@@ -114,7 +141,8 @@ class Consumer:
         # (rarely more than one): all are this worker's now and are run in turn.
         reply = self.client.xreadgroup(GROUP, self.worker_id, dict.fromkeys(order, ">"), count=1,
                                        block=block_ms)
-        return [Delivery(as_text(stream), as_text(entry_id), *_entry(fields), waited=True)
+        return [Delivery(as_text(stream), as_text(entry_id), *_entry(fields), waited=True,
+                         carried=_carried(fields))
                 for stream, entries in reply or [] for entry_id, fields in entries]
 
     def _take_args(self, order: list[str], count: int,
@@ -191,6 +219,37 @@ class Consumer:
                    for (job_id, _), reply in zip(startable, replies[:len(startable)], strict=True)}
         taken = _deliveries(replies[-1]) if takes else []
         return [started.get(d.job_id, ("missing", None)) for d in deliveries], taken
+
+    def start_early(self, delivery: Delivery) -> StartedJob:
+        """Start a job its entry carries (``Delivery.carried``) without waiting for the START
+        reply, so it runs a round trip sooner: a lone job that woke an idle worker (one client's
+        zero-shot overhead, 2.3-2.5 ms p50 with this path and 2.5-2.9 without, alternating).
+        START goes first on the events' connection, so Redis runs it before any of the job's
+        events, and its reply is read by the next write (``settle``) into ``early``. Until
+        then nothing the job does reaches its record, and if START says it is not to run, its
+        events and result are refused by its status (PUBLISH and FINISH_IMAGE write nothing
+        for a job that is not running). Only ENQUEUE writes a carrying entry and a blocking read
+        returns only new entries, so this START is the job's first: attempt 1, no image done."""
+        carried, owner = delivery.carried, delivery.owner
+        if carried is None or owner is None:
+            raise ValueError(f"job {delivery.job_id}: its entry does not carry it")
+        early = EarlyStart()
+        keys, args = self._start_call(delivery.job_id, owner, now_ms())
+
+        def read(reply: list[Any]) -> None:
+            early.outcome = as_text(reply[0])
+
+        self._events.send(keys, args, script=self._start, on_reply=read)
+        return StartedJob(spec=JobSpec.model_validate_json(carried.spec), attempt=1,
+                          queue_ms=float(max(0, now_ms() - carried.created_ms)),
+                          done_images=frozenset(), images=carried.images, early=early)
+
+    def confirmed(self, job: StartedJob) -> bool:
+        """Whether the job is to run, as its START said (reading an early start's reply)."""
+        if job.early is None:
+            return True
+        self.settle()
+        return job.early.outcome == "run"
 
     def start_one(self, job_id: str, owner: str | None = None) -> Start:
         """``start`` for one job by its id (tests and tools that hold no delivery)."""
@@ -325,6 +384,17 @@ def _deliveries(taken: Any) -> list[Delivery]:
         return []
     return [Delivery(as_text(taken[i]), as_text(taken[i + 1]), as_text(taken[i + 2]),
                      as_text(taken[i + 3]) or None) for i in range(0, len(taken), 4)]
+
+
+def _carried(fields: dict[bytes, bytes]) -> CarriedJob | None:
+    """The job a small job's entry carries (None: the entry names it only)."""
+    spec = fields.get(EntryField.SPEC.encode())
+    if spec is None:
+        return None
+    prefix = EntryField.IMAGE_PREFIX.encode()
+    images = {int(key[len(prefix):]): bytes(value) for key, value in fields.items()
+              if key.startswith(prefix)}
+    return CarriedJob(bytes(spec), int(fields[EntryField.CREATED_MS.encode()]), images)
 
 
 def _entry(fields: dict[bytes, bytes]) -> tuple[str, str | None]:

@@ -34,12 +34,19 @@ class JobField:
 
 class EntryField:
     """A jobs-stream entry (``Keys.jobs``): which job, and whose (a worker starts it without
-    reading the job first)."""
+    reading the job first); a small job's entry carries the job itself."""
 
     JOB_ID = "job_id"
     """The job to run."""
     OWNER = "owner"
     """Its tenant, for the job's keys (in-flight set, rectification log)."""
+    SPEC = "spec"
+    """A small job only (``Producer.CARRY_MAX_BYTES``): its ``JobSpec``, so a worker woken by
+    the entry can run it before its START reply is back (``Consumer.start_early``)."""
+    CREATED_MS = "created_ms"
+    """A small job only: its submission time."""
+    IMAGE_PREFIX = "image:"
+    """A small job only: each image's bytes, in a field named this prefix and its index."""
 
 
 class EventField:

@@ -25,6 +25,10 @@ EVENTS_PAGE = 500
 """Events read from a job's stream per round trip."""
 WORKER_FORGET_S = 600
 """A worker heartbeat this old is deleted: it is not coming back under that id."""
+CARRY_MAX_BYTES = 64 * 1024
+"""A job whose spec and images take at most this many bytes travels whole in its stream entry
+(``EntryField``), so an idle worker woken by it runs it a round trip sooner; a larger one
+would make every read of the stream heavier."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,14 @@ class Producer:
         queued = {"job_id": spec.job_id, "method": spec.method, "n_images": spec.n_images,
                   "deadline_ms": spec.deadline_ms}
         stale_before = spec.created_ms - self.ttl_s * 1000
+        spec_json = spec.model_dump_json()
+        carry = len(spec_json) + sum(len(image) for image in images) <= CARRY_MAX_BYTES
         reply = await self._enqueue(
             keys=[k.open_jobs, k.inflight(spec.owner), k.job(spec.job_id), k.images(spec.job_id),
                   k.events(spec.job_id), k.jobs(route_of(spec))],
             args=[spec.job_id, spec.created_ms, max_depth, max_inflight, self.ttl_s,
-                  spec.model_dump_json(), spec.owner, dumps(queued), stale_before, spec.n_images,
-                  spec.deadline_ms, *images],
+                  spec_json, spec.owner, dumps(queued), stale_before, spec.n_images,
+                  spec.deadline_ms, "1" if carry else "0", *images],
         )
         outcome, value = as_text(reply[0]), reply[1]
         if outcome == "queue_full":

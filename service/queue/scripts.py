@@ -71,7 +71,7 @@ end
 ENQUEUE = _lua("""
 -- KEYS: open, inflight, job, images, events, jobs
 -- ARGV: job_id, now_ms, max_depth, max_inflight, ttl_s, spec, owner, queued_data,
---       stale_before_ms, n_images, deadline_ms, image bytes...
+--       stale_before_ms, n_images, deadline_ms, carry ('1' or '0'), image bytes...
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[9])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[9])
 local depth = redis.call('ZCARD', KEYS[1])
@@ -82,7 +82,7 @@ redis.call('HSET', KEYS[3], '$job_spec', ARGV[6], '$job_owner', ARGV[7], '$job_s
            '$job_attempts', 0, '$job_created_ms', ARGV[2], '$job_n_images', ARGV[10],
            '$job_deadline_ms', ARGV[11])
 redis.call('EXPIRE', KEYS[3], ARGV[5])
-for i = 12, #ARGV do redis.call('HSET', KEYS[4], tostring(i - 12), ARGV[i]) end
+for i = 13, #ARGV do redis.call('HSET', KEYS[4], tostring(i - 13), ARGV[i]) end
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 -- Appended, not published: nobody follows a job before it is queued but its own waiting
 -- classify, which has the event's id from this reply.
@@ -91,13 +91,22 @@ redis.call('EXPIRE', KEYS[5], ARGV[5])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
--- The owner travels with the entry: the worker starts the job without reading it first.
-redis.call('XADD', KEYS[6], '*', '$entry_job_id', ARGV[1], '$entry_owner', ARGV[7])
+-- The owner travels with the entry: the worker starts the job without reading it first. A
+-- small job travels whole: a worker woken by it runs it while its START is on the way.
+local entry = {'$entry_job_id', ARGV[1], '$entry_owner', ARGV[7]}
+if ARGV[12] == '1' then
+  table.insert(entry, '$entry_spec'); table.insert(entry, ARGV[6])
+  table.insert(entry, '$entry_created_ms'); table.insert(entry, ARGV[2])
+  for i = 13, #ARGV do
+    table.insert(entry, '$entry_image_prefix' .. (i - 13)); table.insert(entry, ARGV[i])
+  end
+end
+redis.call('XADD', KEYS[6], '*', unpack(entry))
 return {'ok', event_id}
 """)
 """Submit a job: check the queue depth and the key's unfinished jobs, then write the job
 hash, its images, its ``queued`` event, its place in the open and in-flight sets and its
-stream entry. Caller: API (``Producer.submit``)."""
+stream entry (a small job's entry carries the job). Caller: API (``Producer.enqueue``)."""
 
 START = _lua(EMIT + """
 -- KEYS: job, events, dead, open, inflight, results, images

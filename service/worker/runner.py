@@ -171,6 +171,8 @@ class Runner:
         return True
 
     def count(self, job: StartedJob, index: int, result: AdaptationResult, written: bool) -> None:
+        if not self.consumer.confirmed(job):
+            return  # it ran before its START reply, which said not to run it: nothing was answered
         method = job.spec.method
         compute_s = float(result.metrics.get("compute_ms", 0.0)) / 1000.0
         metrics.IMAGES.labels(method).inc()
@@ -243,7 +245,8 @@ class Runner:
     def record_adapted(self, engine: Engine, job: StartedJob, index: int, data: bytes,
                        result: AdaptationResult, log_entry: dict[str, Any] | None = None) -> None:
         result.metrics["model"] = engine.models.policy.name
-        if self.retention is not None:
+        # (a job started early whose START said not to run keeps nothing to train on)
+        if self.retention is not None and self.consumer.confirmed(job):
             self.retention.keep(job, index, data, result, engine.models.policy.name)
         self.record(job, index, result, log_entry)
 

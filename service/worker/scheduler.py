@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 BATCH_POLL_S = 0.001
 BACKGROUND_SLICE_S = 0.05
 """A background job looks for waiting classify jobs at most this often (between its steps)."""
+EARLY_EPISODE_MAX_AGE_MS = 3
+"""An episode job that woke an idle worker runs before its START reply (and without a look
+for set-mates) only if it woke it as it was queued: an older one may have mates behind it."""
 
 
 class Scheduler:
@@ -117,7 +120,11 @@ class Scheduler:
             self.run_zeroshot_batch(delivery)
             return
         if delivery.stream in self.episode_streams:
-            job = self.begin_with_mates(delivery)
+            if self.may_start_early(delivery) and delivery.age_ms() <= EARLY_EPISODE_MAX_AGE_MS:
+                job: StartedJob | None = self.start_early(delivery)
+                self.take_came_short = True  # (no look for set-mates: the queue was empty)
+            else:
+                job = self.begin_with_mates(delivery)
         else:
             job = self.begin(delivery)
         if job is None:
@@ -198,6 +205,17 @@ class Scheduler:
         self.pending.extendleft(reversed(mates))
         return self.started_or_acked([delivery], starts)[0]
 
+    def may_start_early(self, delivery: Delivery) -> bool:
+        """A job that woke this idle worker, carried whole by its entry, with nothing else
+        taken: it runs before its START reply is read (``Consumer.start_early``)."""
+        return (delivery.waited and not delivery.resumed and delivery.carried is not None
+                and delivery.owner is not None and not self.pending)
+
+    def start_early(self, delivery: Delivery) -> StartedJob:
+        job = self.consumer.start_early(delivery)
+        metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
+        return job
+
     def started_or_acked(self, deliveries: list[Delivery], starts: list[Start]) -> list[StartedJob | None]:
         """The jobs of these START outcomes; those not to run (missing, finished, dead or
         expired: their error event, if any, is out) are counted and acked."""
@@ -208,16 +226,20 @@ class Scheduler:
             if job is not None:
                 metrics.QUEUE_WAIT.labels(job.spec.method).observe(job.queue_ms / 1000)
                 continue  # its "started" event is out
-            if outcome == "dead":
-                metrics.DEAD_LETTERS.inc()
-                metrics.JOBS.labels("unknown", "dead_letter").inc()
-            elif outcome == "expired":
-                metrics.JOBS.labels("unknown", "expired").inc()
-            log.info("job %s: %s; acknowledged without running", delivery.job_id, outcome)
+            self.count_not_run(delivery.job_id, outcome)
             not_run.append(delivery)
         if not_run:
             self.ack(*not_run)
         return started
+
+    @staticmethod
+    def count_not_run(job_id: str, outcome: str | None) -> None:
+        if outcome == "dead":
+            metrics.DEAD_LETTERS.inc()
+            metrics.JOBS.labels("unknown", "dead_letter").inc()
+        elif outcome == "expired":
+            metrics.JOBS.labels("unknown", "expired").inc()
+        log.info("job %s: %s; acknowledged without running", job_id, outcome)
 
     def started(self, deliveries: list[Delivery]) -> list[tuple[Delivery, StartedJob]]:
         """These jobs started together (one round trip), those that run."""
@@ -241,8 +263,10 @@ class Scheduler:
         than a blocking read: Redis wakes blocked readers on timeout only at its event-loop
         granularity, which made a lone request wait ~90 ms, not 5. Without a wait, a job that
         woke an idle worker runs at once: the queue was empty a moment ago, and looking again
-        costs a lone request a round trip."""
+        costs a lone request a round trip, and a small one runs before its START reply."""
         if first.waited and self.settings.batch_wait_ms <= 0 and not self.pending:
+            if self.may_start_early(first):
+                return [(first, self.start_early(first))]
             return self.started([first])
         return self.collect(0, self.settings.batch_max_images, self.batch_streams,
                             time.monotonic() + self.settings.batch_wait_ms / 1000, unstarted=[first])
@@ -323,6 +347,9 @@ class Scheduler:
                                    f"internal error in the worker ({type(exc).__name__}); see its log")
         statuses = self.ack(*(delivery for delivery, _ in jobs))
         for (_, job), status in zip(jobs, statuses, strict=True):
+            if not self.consumer.confirmed(job):  # started early, and its START said not to run
+                self.count_not_run(job.spec.job_id, job.early.outcome if job.early else None)
+                continue
             metrics.JOBS.labels(job.spec.method, "done" if status == "done" else "failed").inc()
         self.jobs_done += len(jobs)
 

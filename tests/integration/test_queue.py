@@ -8,12 +8,14 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 
 from contract.errors import QueueFullError, TooManyInflightError
+from service.queue import producer as producer_module
 from service.queue import scripts
 from service.queue.consumer import Consumer, Delivery
 from service.queue.keys import Keys
@@ -315,3 +317,75 @@ def test_stream_entries_are_read_by_field_name_not_position(redis_server, client
     (woken,) = worker.read_new(5000)
     later.join()
     assert woken.waited and (woken.job_id, woken.owner) == ("j2", "bob")
+
+
+def woken_by(worker: Consumer, submitting: Callable[[], JobSpec]) -> tuple[JobSpec, Delivery]:
+    """The job submitted while the worker blocks on its empty streams, as that read returns it."""
+    submitted: list[JobSpec] = []
+    later = threading.Timer(0.2, lambda: submitted.append(submitting()))
+    later.start()
+    taken = worker.read_new(5000)
+    later.join()
+    assert len(taken) == 1 and taken[0].waited
+    return submitted[0], taken[0]
+
+
+def test_a_small_job_travels_whole_in_its_entry_and_a_large_one_does_not(redis_server, client, keys):
+    """The blocking read of a small job returns its spec and images as its START would (so a
+    woken worker can run it at once); a job over ``CARRY_MAX_BYTES`` carries only its id and
+    owner, and is started the one usual way."""
+    worker = consumer(client, keys, "a")
+    small, delivery = woken_by(worker, lambda: submit(redis_server.url, keys, n_images=2))
+    assert delivery.carried is not None
+    assert JobSpec.model_validate_json(delivery.carried.spec) == small
+    assert delivery.carried.created_ms == small.created_ms
+    outcome, started = worker.start_one(small.job_id, delivery.owner)
+    assert outcome == "run" and started is not None
+    assert delivery.carried.images == started.images == {0: b"img", 1: b"img"}
+    with pytest.MonkeyPatch.context() as patch:
+        # (every spec here has the same length: ids, times and counts of fixed width)
+        patch.setattr(producer_module, "CARRY_MAX_BYTES", len(small.model_dump_json()) + 3)
+        large, delivery = woken_by(worker, lambda: submit(redis_server.url, keys, n_images=2))
+        exact, exact_delivery = woken_by(worker, lambda: submit(redis_server.url, keys, n_images=1))
+    assert delivery.job_id == large.job_id and delivery.carried is None  # spec + 6 bytes: over
+    assert exact_delivery.carried is not None  # spec + 3 bytes: exactly the bound
+    assert len(exact.model_dump_json()) == len(small.model_dump_json())
+    # (TAKE, the read under load, returns ids and owners only, whatever the entry carries)
+    submit(redis_server.url, keys)
+    (taken,) = worker.read_new(None)
+    assert taken.carried is None and taken.owner == "alice"
+
+
+def test_an_early_start_runs_before_the_jobs_events_and_its_reply_is_read_later(
+        redis_server, client, keys):
+    """``start_early`` returns the job from its entry at once; Redis runs the START before the
+    events published after it (same connection), and the reply is read by the next write, also
+    when Redis forgot its scripts meanwhile (START and events run again, in order)."""
+    worker = consumer(client, keys, "a")
+    spec, delivery = woken_by(worker, lambda: submit(redis_server.url, keys))
+    client.script_flush()  # START and the event after it fail unread; settle runs both again
+    job = worker.start_early(delivery)
+    assert job.spec == spec and job.attempt == 1 and job.images == {0: b"img"}
+    assert job.early is not None and job.early.outcome is None  # not read yet
+    worker.publish(spec.job_id, "zeroshot", {"image": 0})
+    assert worker.confirmed(job) and job.early.outcome == "run"
+    assert worker.finish_image(spec, 0, {"label": "a"}) == (True, True)
+    assert events(client, keys, spec.job_id) == ["queued", "started", "zeroshot", "result"]
+    assert client.hget(keys.job(spec.job_id), "attempts") == b"1"
+
+
+def test_a_job_started_early_that_was_not_to_run_leaves_nothing(redis_server, client, keys):
+    """A job found expired by its START, after it began running early: its events and result
+    are refused (the job is failed), and the worker learns why from the reply."""
+    worker = consumer(client, keys, "a")
+    spec, delivery = woken_by(worker, lambda: submit(redis_server.url, keys, deadline_s=-1))
+    job = worker.start_early(delivery)
+    worker.publish(spec.job_id, "progress", {"image": 0, "step": 0})
+    assert not worker.confirmed(job) and job.early is not None
+    assert job.early.outcome == "expired"
+    assert worker.finish_image(spec, 0, {"label": "a"}) == (False, False)
+    assert events(client, keys, spec.job_id) == ["queued", "error"]
+    assert client.hget(keys.job(spec.job_id), "status") == b"failed"
+    assert not client.hexists(keys.results(spec.job_id), "0")
+    with pytest.raises(ValueError, match="does not carry"):
+        worker.start_early(Delivery(delivery.stream, delivery.entry_id, delivery.job_id, delivery.owner))

@@ -1,9 +1,9 @@
 """The worker's scheduler, in process against a real Redis and the tiny CLIP: the job that began
-a zero-shot batch is started together with its batch-mates (one START trip for all), a lone job
-that woke an idle worker runs at once, on its own, a job whose START says it is not to run
-leaves nothing, and a look at the queue that came back short is not repeated; an episode-set
-job's start takes its set-mates in the same round trip; a background job serves the classify
-jobs queued behind it."""
+a zero-shot batch is started together with its batch-mates (one START trip for all), a small
+lone job that woke an idle worker runs at once, on its own, before its START reply, a job
+whose START says it is not to run leaves nothing, and a look at the queue that came back short
+is not repeated; an episode-set job's start takes its set-mates in the same round trip; a
+background job serves the classify jobs queued behind it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +21,14 @@ import redis
 import redis.asyncio as aioredis
 
 from adapters.engine import Engine
+from service.queue import producer as producer_module
 from service.queue.keys import Keys
 from service.queue.producer import Producer
 from service.queue.routing import route
 from service.queue.schemas import JobSpec, new_job_id, now_ms, parse_event
 from service.settings import Settings
 from service.worker import metrics
+from service.worker import scheduler as scheduler_module
 from service.worker.main import READ_BLOCK_MS, Worker
 from service.worker.scheduler import Scheduler
 from tests.conftest import LABELS, make_image
@@ -83,6 +86,11 @@ def worker(redis_server, engine: Engine, tmp_path: Path, monkeypatch):  # type: 
 
         monkeypatch.setattr(scheduler.consumer, "read_new", recorded_read_new)
         scheduler.looks = looks  # type: ignore[attr-defined]
+        early: list[str] = []  # the jobs started without waiting for their START reply
+        start_early = scheduler.consumer.start_early
+        monkeypatch.setattr(scheduler.consumer, "start_early",
+                            lambda delivery: early.append(delivery.job_id) or start_early(delivery))
+        scheduler.early = early  # type: ignore[attr-defined]
         yield scheduler
 
 
@@ -128,11 +136,12 @@ def pending(worker: Scheduler, method: str) -> int:
     return int(worker.consumer.client.xpending(stream, "workers")["pending"])
 
 
-def test_a_lone_job_that_woke_the_idle_worker_runs_at_once_alone(worker, redis_server):
-    """The queue was empty a moment ago: it is started alone (one START), with no look for
-    batch-mates, and answered as a batch of one."""
+def test_a_lone_job_that_woke_the_idle_worker_runs_at_once_before_its_start_reply(worker, redis_server):
+    """The queue was empty a moment ago: it runs alone, from what its entry carries, while its
+    START is on the way (no START round trip, no look for batch-mates); its record is the same
+    as a job started the usual way."""
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [4]))
-    assert worker.starts == [([spec.job_id], False)]
+    assert worker.early == [spec.job_id] and worker.starts == []
     assert worker.looks == [1]  # the read that woke it
     result = results(worker, spec)
     assert result["metrics"]["batch_size"] == 1 and result["metrics"]["attempt"] == 1
@@ -140,15 +149,30 @@ def test_a_lone_job_that_woke_the_idle_worker_runs_at_once_alone(worker, redis_s
     assert pending(worker, "zeroshot") == 0
 
 
+def test_a_lone_job_too_large_to_travel_in_its_entry_is_started_the_usual_way(
+        worker, redis_server, monkeypatch):
+    monkeypatch.setattr(producer_module, "CARRY_MAX_BYTES", 0)
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [4]))
+    assert worker.early == [] and worker.starts == [([spec.job_id], False)]
+    assert results(worker, spec)["metrics"]["batch_size"] == 1
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["started early", "started the usual way"])
 @pytest.mark.parametrize("method", ["zeroshot", "tpt"])
-def test_a_job_whose_start_says_it_expired_leaves_no_trace(worker, redis_server, method):
-    """Its START failed it for its deadline: it is not run, none but its queued and error events
-    reach the record, it is counted as expired, and its entry is acked."""
+def test_a_job_whose_start_says_it_expired_leaves_no_trace(worker, redis_server, method, early,
+                                                           monkeypatch):
+    """Its START failed it for its deadline (read before it ran, or after it ran early): none
+    but its queued and error events reach the record, it is counted as expired and not as
+    answered, and its entry is acked."""
+    monkeypatch.setattr(scheduler_module, "EARLY_EPISODE_MAX_AGE_MS", 60_000)  # (however slow)
+    if not early:
+        monkeypatch.setattr(producer_module, "CARRY_MAX_BYTES", 0)
     expired, images = metrics.JOBS.labels("unknown", "expired"), metrics.IMAGES.labels(method)
     before, images_before = expired._value.get(), images._value.get()
     options = TPT_FAST if method == "tpt" else None
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [12], method, options,
                                             deadline_s=-1))
+    assert worker.early == ([spec.job_id] if early else [])
     client, keys = worker.consumer.client, worker.consumer.keys
     assert client.hget(keys.job(spec.job_id), "status") == b"failed"
     assert events(worker, spec) == ["queued", "error"]
@@ -183,13 +207,48 @@ def test_an_episode_job_takes_its_set_mates_with_its_start(worker, redis_server)
         assert results(worker, spec)["metrics"]["episode_batch"] == 3
 
 
-def test_a_lone_episode_job_pays_no_second_trip_to_find_no_set_mates(worker, redis_server):
+def test_a_lone_episode_job_that_woke_the_idle_worker_runs_at_once_before_its_start_reply(
+        worker, redis_server, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "EARLY_EPISODE_MAX_AGE_MS", 60_000)  # (however slow)
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [11], "tpt", TPT_FAST))
+    assert worker.early == [spec.job_id] and worker.starts == []
+    assert worker.looks == [1]  # the read that woke it; no look for set-mates
+    assert results(worker, spec)["metrics"]["episode_batch"] == 1
+    assert events(worker, spec) == ["queued", "started", "zeroshot", "progress", "result"]
+    assert pending(worker, "tpt") == 0
+
+
+def test_a_lone_episode_job_started_the_usual_way_pays_no_second_trip_to_find_no_set_mates(
+        worker, redis_server, monkeypatch):
+    monkeypatch.setattr(producer_module, "CARRY_MAX_BYTES", 0)
     spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [11], "tpt", TPT_FAST))
     assert worker.starts == [([spec.job_id], True)]  # its look for mates went with its START
     assert worker.looks == [1]  # the read that woke it
     assert results(worker, spec)["metrics"]["episode_batch"] == 1
     assert events(worker, spec) == ["queued", "started", "zeroshot", "progress", "result"]
-    assert pending(worker, "tpt") == 0
+
+
+def test_an_episode_job_that_found_the_worker_stalled_looks_for_set_mates_first(worker, redis_server):
+    """The job woke the worker, but the worker got to it late (as after a pause), and two more
+    were queued meanwhile: it is started the usual way, with the look for its set-mates, and
+    all three run as one set."""
+    keys = worker.consumer.keys
+    queued: list[JobSpec] = []
+    later = threading.Timer(0.3, lambda: queued.extend(
+        enqueue(redis_server.url, keys, [13], "tpt", TPT_FAST)))
+    later.start()
+    (delivery,) = worker.fetch(5000)
+    later.join()
+    assert delivery.waited and delivery.carried is not None
+    queued += enqueue(redis_server.url, keys, [14, 15], "tpt", TPT_FAST)
+    time.sleep(0.05)
+    assert delivery.age_ms() > scheduler_module.EARLY_EPISODE_MAX_AGE_MS
+    worker.taken = [delivery]
+    worker.process(delivery)
+    assert worker.early == []
+    assert worker.starts == [([queued[0].job_id], True), ([s.job_id for s in queued[1:]], False)]
+    for spec in queued:
+        assert results(worker, spec)["metrics"]["episode_batch"] == 3
 
 
 def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(worker, redis_server):
