@@ -146,7 +146,7 @@ def keys_table() -> str:
     keys = Keys("tta")
     rows = []
 
-    def add(owner: Any, cls: type, name: str, member: Any) -> None:
+    def add(owner: Any, name: str, member: Any) -> None:
         function = member.fget if isinstance(member, property) else member
         doc = inspect.getdoc(function) or ""
         if "Reader:" not in doc:  # helpers (patterns, key lists), not keys
@@ -161,7 +161,7 @@ def keys_table() -> str:
     for cls, owner in ((Keys, keys), (TrainingKeys, keys.training("{owner}", "{name}"))):
         for name, member in vars(cls).items():
             if not name.startswith("_") and (isinstance(member, property) or inspect.isfunction(member)):
-                add(owner, cls, name, member)
+                add(owner, name, member)
     return _table(["key", "what it holds", "written by", "read by"], rows)
 
 
