@@ -14,12 +14,14 @@ import numpy as np
 from PIL import Image
 
 from adapters.engine import RunContext
+from bench import tables
 from bench.runs import ProgressBar, Row, parse_variant
 from contract.request import normalize
+from service.cli.common import print_table
 from world.data import TEST_SEEDS, exemplar_bank, sample_arrays
 from world.ece import expected_calibration_error
 from world.glyphs import CLASS_NAMES
-from world.render import SHIFTED_DOMAINS, TEST_DOMAINS
+from world.render import TEST_DOMAINS
 
 QUICK_PER_CLASS = 2
 FULL_PER_CLASS = 20
@@ -41,33 +43,6 @@ def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress:
     return Row(variant, domain, round(float(np.mean(correct)), 4),
                round(expected_calibration_error(np.array(confidences), np.array(correct)), 4),
                round(statistics.median(times), 2))
-
-
-def summary(rows: list[Row]) -> dict[str, dict[str, float]]:
-    """Per method: accuracy on clean and averaged over the shifted domains."""
-    out: dict[str, dict[str, float]] = {}
-    for method in dict.fromkeys(r.method for r in rows):
-        mine = {r.domain: r.accuracy for r in rows if r.method == method}
-        shifted = [mine[d] for d in SHIFTED_DOMAINS if d in mine]
-        out[method] = {"clean": mine.get("clean", float("nan")),
-                       "shifted_mean": round(float(np.mean(shifted)), 4) if shifted else float("nan")}
-    return out
-
-
-def print_table(rows: list[Row], methods: list[str], domains: list[str]) -> None:
-    from service.cli.common import print_table as table
-
-    by_key = {(r.method, r.domain): r for r in rows}
-    headers = ["method", *domains, "shifted avg", "ECE avg", "ms/img"]
-    lines = []
-    for method, stats in summary(rows).items():
-        mine = [by_key[(method, d)] for d in domains]
-        lines.append([
-            method, *(f"{100 * r.accuracy:.1f}" for r in mine), f"{100 * stats['shifted_mean']:.1f}",
-            f"{np.mean([r.ece for r in mine]):.3f}", f"{statistics.median(r.ms_per_image for r in mine):.1f}",
-        ])
-    assert [line[0] for line in lines] == methods
-    table(headers, lines)
 
 
 def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, title: str) -> None:
@@ -131,7 +106,7 @@ def run_accuracy(args: argparse.Namespace) -> int:
         report["mllm"] = {"scorer": scorer.name, "stats": [asdict(s) for s in mllm_stats]}
     print(f"policy {policy}  reward {reward}  {n_per_domain} images per domain "
           f"(seeds from {TEST_SEEDS})")
-    print_table(rows, methods, domains)
+    print_table(*tables.accuracy(report))
     if mllm_stats:
         from bench.mllm import print_mllm_table
 

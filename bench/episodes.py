@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import tables
 from contract.request import normalize
 from service.cli.common import model_names, print_table
 
@@ -49,11 +50,9 @@ def run_bench_episodes(args: argparse.Namespace) -> int:
     device_name = torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)"
     print(f"{args.method}: {policy} + {reward}, {args.classes} classes, {args.n_views} views, "
           f"{device_name}, median set time")
-    print_table(["B", "sets", "s per set", "images/s", f"vs B={rows[0]['B']}"],
-                [[str(r["B"]), str(r["sets"]), f"{r['s_per_set']:.3f}", f"{r['images_per_s']:.2f}",
-                  f"{r['vs_B1']:.2f}x"] for r in rows])
+    result = {"method": args.method, "policy": policy, "reward": reward, "classes": args.classes,
+              "n_views": args.n_views, "device": device_name, "rows": rows}
+    print_table(*tables.episodes(result))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "method": args.method, "policy": policy, "reward": reward, "classes": args.classes,
-            "n_views": args.n_views, "device": device_name, "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

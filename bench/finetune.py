@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench import tables
 from bench.runs import ProgressBar, parse_variant
 from contract.request import normalize
 from world.data import TEST_SEEDS, sample_arrays
@@ -155,21 +156,7 @@ def print_rows(title: str, rows: list[dict[str, Any]], base: dict[str, float]) -
     from service.cli.common import print_table
 
     print(title)
-    from contract.finetune_params import FinetuneParams
-
-    defaults = FinetuneParams().to_dict()
-    headers = ["N", "hyperparameters (not default)", *TEST_DOMAINS, "shifted avg", "gain", "clean delta",
-               "s/100 img"]
-    lines = [["0", "(original model)", *(f"{100 * base[d]:.1f}" for d in TEST_DOMAINS),
-              f"{100 * np.mean([base[d] for d in SHIFTED_DOMAINS]):.1f}", "-", "-", "-"]]
-    for r in rows:
-        changed = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in r["hyperparameters"].items() if defaults.get(k) != v)
-        lines.append([str(r["n"]), changed or "defaults",
-                      *(f"{100 * r['accuracy'][d]:.1f}" for d in TEST_DOMAINS),
-                      f"{100 * r['shifted_mean']:.1f}", f"{r['gain_shifted_points']:+.1f}",
-                      f"{r['clean_delta_points']:+.1f}", f"{r['finetune_s_per_100_images']:.2f}"])
-    print_table(headers, lines)
+    print_table(*tables.finetune_rows(rows, base))
 
 
 def run_finetune_bench(args: argparse.Namespace) -> int:

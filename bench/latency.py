@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from bench import tables
 from service.cli.common import model_names, print_table
 
 
@@ -97,7 +98,7 @@ def run_latency(args: argparse.Namespace) -> int:
     print(f"policy {policy}  reward {reward}  device {clip.device} "
           f"({torch.get_num_threads()} threads)  {len(labels)} labels  {args.n_views} views  "
           f"median of {len(images)} images")
-    print_table(["method", "median ms/image"], [[r["method"], f"{r['median_ms']:.1f}"] for r in rows])
+    print_table(*tables.latency(report))
     print(f"\ntext tower, {len(labels)} class prompts: full context {truncation['context_full']} "
           f"tokens {truncation['full_ms']} ms; truncated to {truncation['context_used']} "
           f"tokens {truncation['truncated_ms']} ms ({truncation['speedup']}x)")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from adapters.engine import RunContext
+from bench import tables
 from bench.runs import Row, parse_variant
 from world.data import TEST_SEEDS, sample_arrays
 from world.ece import expected_calibration_error
@@ -93,10 +94,4 @@ def evaluate_mllm(engine: Any, variant: str, domain: str, n_per_class: int, prog
 def print_mllm_table(stats: list[MLLMStats]) -> None:
     from service.cli.common import print_table
 
-    headers = ["variant", "domain", "top-1", "zero-shot", "calls/img", "gate kept", "changed",
-               "changed right", "changed wrong", "broke right"]
-    print_table(headers, [[s.method, s.domain, f"{100 * s.accuracy:.1f}",
-                           f"{100 * s.zeroshot_accuracy:.1f}", f"{s.calls_per_image:.2f}",
-                           f"{100 * s.gate_kept:.0f}%", f"{100 * s.changed:.1f}%",
-                           str(s.changed_right), str(s.changed_wrong), str(s.broke)]
-                          for s in stats])
+    print_table(*tables.mllm({"mllm": {"stats": [asdict(s) for s in stats]}}))

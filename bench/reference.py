@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import tables
 from service.cli.common import model_names, print_table
 
 PROCEDURES = ("reference", "service")
@@ -129,11 +130,7 @@ def run_bench_reference(args: argparse.Namespace) -> int:
               "steps": args.steps, "rows": rows}
     print(f"rlcf per image: {policy} + {reward}, {args.n_views} views, {args.steps} steps, "
           f"median of {args.images} images")
-    print_table(["classes", "precision", "device", "reference s", "service s", "speed-up",
-                 "ref peak MB", "svc peak MB", "max |dp|"],
-                [[str(r["classes"]), r["precision"], r["device"], f"{r['reference_s']:.3f}",
-                  f"{r['service_s']:.3f}", f"{r['speedup']:.1f}x", f"{r['reference_peak_mb']:.0f}",
-                  f"{r['service_peak_mb']:.0f}", f"{r['max_prob_difference']:.1e}"] for r in rows])
+    print_table(*tables.reference(header))
     if args.json:
         Path(args.json).write_text(json.dumps(header, indent=2) + "\n")
     return 0

@@ -1,8 +1,8 @@
-"""Markdown tables of the benchmarks' JSON results, for docs/benchmarks.md.
-
-One function per benchmark: its result (what ``tta bench <name>`` writes as JSON) in, a table
-out. ``scripts/docs_tables.py`` fills the page from docs/benchmarks/<name>.json with them, and a
-test fails when the page and its JSON disagree.
+"""The benchmarks' tables, one definition each: a result (what ``tta bench <name>`` writes as
+JSON) in, headers and rows out. The bench prints it (``service.cli.common.print_table``) and
+``scripts/docs_tables.py`` puts it in docs/benchmarks.md from docs/benchmarks/<name>.json
+(``markdown``), so the console and the docs show the same table; a test fails when the page and
+its JSON disagree.
 """
 
 from __future__ import annotations
@@ -28,28 +28,30 @@ def _pct(value: float) -> str:
 
 
 def accuracy(result: dict[str, Any]) -> Table:
-    """Top-1 accuracy per method and domain (``tta bench accuracy``)."""
+    """Top-1 accuracy per method and domain, the shifted domains' mean, the mean ECE and the
+    median ms per image (``tta bench accuracy``)."""
     rows = result["results"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     domains = [d for d in TEST_DOMAINS if any(r["domain"] == d for r in rows)]
     by_key = {(r["method"], r["domain"]): r for r in rows}
-    headers = ["method", *domains, "shifted avg", "ms / image"]
+    headers = ["method", *domains, "shifted avg", "ECE avg", "ms / image"]
     lines = []
     for method in methods:
         mine = [by_key[(method, d)] for d in domains]
         shifted = [by_key[(method, d)]["accuracy"] for d in SHIFTED_DOMAINS if (method, d) in by_key]
-        lines.append([f"`{method}`", *(_pct(r["accuracy"]) for r in mine),
-                      f"**{_pct(statistics.mean(shifted))}**",
+        lines.append([method, *(_pct(r["accuracy"]) for r in mine),
+                      _pct(statistics.mean(shifted)) if shifted else "",
+                      f"{statistics.mean(r['ece'] for r in mine):.3f}",
                       f"{statistics.median(r['ms_per_image'] for r in mine):.1f}"])
     return headers, lines
 
 
 def mllm(result: dict[str, Any]) -> Table:
-    """What the MLLM did per domain (``tta bench accuracy --mllm ...``)."""
-    headers = ["domain", "zero-shot", "mllm", "MLLM calls / image", "kept by the gate",
-               "changed", "changed to right", "changed to wrong", "right made wrong"]
-    lines = [[s["domain"], _pct(s["zeroshot_accuracy"]), _pct(s["accuracy"]),
-              f"{s['calls_per_image']:.1f}", _pct(s["gate_kept"]), _pct(s["changed"]),
+    """What the MLLM did, per variant and domain (``tta bench accuracy`` with mllm variants)."""
+    headers = ["variant", "domain", "top-1", "zero-shot", "calls / image", "gate kept", "changed",
+               "changed right", "changed wrong", "broke right"]
+    lines = [[s["method"], s["domain"], _pct(s["accuracy"]), _pct(s["zeroshot_accuracy"]),
+              f"{s['calls_per_image']:.2f}", _pct(s["gate_kept"]), _pct(s["changed"]),
               str(s["changed_right"]), str(s["changed_wrong"]), str(s["broke"])]
              for s in result["mllm"]["stats"]]
     return headers, lines
@@ -57,16 +59,25 @@ def mllm(result: dict[str, Any]) -> Table:
 
 def finetune(result: dict[str, Any]) -> Table:
     """Zero-shot accuracy of fine-tuned versions against the original (``tta bench finetune``)."""
-    base = result["zeroshot_before"]
-    headers = ["N", "seed", *TEST_DOMAINS, "shifted avg", "gain (points)", "clean (points)",
+    return finetune_rows([*result["curve"], *result["variants"]], result["zeroshot_before"]["accuracy"])
+
+
+def finetune_rows(rows: list[dict[str, Any]], base: dict[str, float]) -> Table:
+    """``finetune`` for some of its rows, against the original's accuracy per domain."""
+    from contract.finetune_params import FinetuneParams
+
+    defaults = FinetuneParams().to_dict()
+    headers = ["N", "hyperparameters (not default)", *TEST_DOMAINS, "shifted avg", "gain", "clean delta",
                "s / 100 images"]
-    lines = [["0", "(original)", *(_pct(base["accuracy"][d]) for d in TEST_DOMAINS),
-              _pct(base["shifted_mean"]), "", "", ""]]
-    for row in [*result["curve"], *result["variants"]]:
-        lines.append([str(row["n"]), str(row["hyperparameters"]["seed"]),
+    lines = [["0", "(original model)", *(_pct(base[d]) for d in TEST_DOMAINS),
+              _pct(statistics.mean(base[d] for d in SHIFTED_DOMAINS)), "", "", ""]]
+    for row in rows:
+        changed = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in row["hyperparameters"].items() if defaults.get(k) != v)
+        lines.append([str(row["n"]), changed or "defaults",
                       *(_pct(row["accuracy"][d]) for d in TEST_DOMAINS), _pct(row["shifted_mean"]),
                       f"{row['gain_shifted_points']:+.1f}", f"{row['clean_delta_points']:+.1f}",
-                      f"{row['finetune_s_per_100_images']:.1f}"])
+                      f"{row['finetune_s_per_100_images']:.2f}"])
     return headers, lines
 
 
@@ -92,7 +103,7 @@ def peers_summary(result: dict[str, Any]) -> Table:
     lines = []
     for row in service:
         peer = by_key.get((litserve, row["method"], row["concurrency"])) if litserve else None
-        lines.append([f"`{row['method']}`", str(row["concurrency"]), f"{row['throughput_per_s']:.0f}",
+        lines.append([row["method"], str(row["concurrency"]), f"{row['throughput_per_s']:.0f}",
                       f"{row['p50_ms']:.1f}",
                       f"{peer['throughput_per_s']:.0f}" if peer else "",
                       f"{row['throughput_per_s'] / peer['throughput_per_s']:.2f}x" if peer else ""])
@@ -102,7 +113,7 @@ def peers_summary(result: dict[str, Any]) -> Table:
 
 def latency(result: dict[str, Any]) -> Table:
     """Median compute per image and method, in-process (``tta bench latency``)."""
-    return ["method", "median ms / image"], [[f"`{r['method']}`", f"{r['median_ms']:.1f}"]
+    return ["method", "median ms / image"], [[r["method"], f"{r['median_ms']:.1f}"]
                                              for r in result["methods"]]
 
 
@@ -110,7 +121,7 @@ def episodes(result: dict[str, Any]) -> Table:
     """Images per second by episode-set size (``tta bench episodes``)."""
     first = result["rows"][0]["B"]
     return (["B (images per set)", "sets", "s per set", "images/s", f"vs B = {first}"],
-            [[str(r["B"]), str(r["sets"]), f"{r['s_per_set']:.2f}", f"{r['images_per_s']:.2f}",
+            [[str(r["B"]), str(r["sets"]), f"{r['s_per_set']:.3f}", f"{r['images_per_s']:.2f}",
               f"{r['vs_B1']:.2f}x"] for r in result["rows"]])
 
 
