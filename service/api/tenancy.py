@@ -101,15 +101,14 @@ class Caller:
     async def label_sets(self) -> list[LabelSet]:
         """The caller's label sets, then the bundled ones it has none of the same name as."""
         own = await self.label_set_names()
-        found = []
-        for owner, names in ((self.owner, own),
-                             (SHARED_OWNER, [n for n in await self.label_set_names(SHARED_OWNER)
-                                             if n not in own])):
-            for name in names:
-                raw = await self.client.hgetall(self.state.keys.label_set(owner, name))
-                if raw:
-                    found.append(decode(raw, owner))
-        return found
+        wanted = [*((self.owner, name) for name in own),
+                  *((SHARED_OWNER, name) for name in await self.label_set_names(SHARED_OWNER)
+                    if name not in own)]
+        pipe = self.client.pipeline(transaction=False)  # one round trip for all
+        for owner, name in wanted:
+            pipe.hgetall(self.state.keys.label_set(owner, name))
+        raws = await pipe.execute() if wanted else []
+        return [decode(raw, owner) for (owner, _), raw in zip(wanted, raws, strict=True) if raw]
 
     async def require_room_for_label_set(self, name: str) -> None:
         """QuotaExceededError if creating ``name`` (not replacing it) passes the key's quota.
@@ -138,12 +137,11 @@ class Caller:
         key's label sets past their joint bound (what a set retained stays until it ages out,
         so a set whose retention is off still counts)."""
         budget = self.state.settings.max_retained_bytes_per_key
-        others = 0
+        pipe = self.client.pipeline(transaction=False)  # one round trip for all
         for other in await self.label_set_names():
             if other != name:
-                raw = await self.client.hget(self.state.keys.training(self.owner, other).retention,
-                                             "max_bytes")
-                others += int(raw or 0)
+                pipe.hget(self.state.keys.training(self.owner, other).retention, "max_bytes")
+        others = sum(int(raw or 0) for raw in await pipe.execute())
         if others + max_bytes > budget:
             raise QuotaExceededError(
                 f"this key's other label sets may retain {others} bytes; with {max_bytes} more it "
