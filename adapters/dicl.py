@@ -27,23 +27,25 @@ from models.mllm.prompts import DICLPrompt, MLLMScorer, Shot
 Exemplars = Mapping[int, Sequence[Image.Image]]
 
 
-@torch.no_grad()
 def transition_matrix(policy: ClipClassifier, exemplars: Exemplars, labels: Sequence[str],
                       templates: Sequence[str], between_classes: Callable[[], None] | None = None,
                       ) -> torch.Tensor:
     """[C, C]; rows of classes without exemplars are NaN. ``between_classes`` is called before
-    each class's exemplars are encoded (a worker serves waiting requests there)."""
+    each class's exemplars are encoded (a worker serves waiting requests there, so it is called
+    outside the no-grad blocks: a TPT job run there must keep its gradients)."""
     n = len(labels)
     matrix = torch.full((n, n), float("nan"))
-    text = policy.class_features(labels, templates)
+    with torch.no_grad():
+        text = policy.class_features(labels, templates)
     for index, images in exemplars.items():
         if not images:
             continue
         if between_classes is not None:
             between_classes()
-        views = torch.stack([clean_view(image, policy.clip.image_size) for image in images])
-        probs = policy.logits(policy.clip.encode_images(views), text).softmax(dim=-1)
-        matrix[index] = probs.mean(dim=0).cpu()
+        with torch.no_grad():
+            views = torch.stack([clean_view(image, policy.clip.image_size) for image in images])
+            probs = policy.logits(policy.clip.encode_images(views), text).softmax(dim=-1)
+            matrix[index] = probs.mean(dim=0).cpu()
     return matrix
 
 

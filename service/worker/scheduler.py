@@ -17,6 +17,7 @@ from dataclasses import replace
 from functools import partial
 
 import redis
+import torch
 
 from adapters.engine import Engine
 from contract.catalog import get_spec
@@ -166,6 +167,10 @@ class Scheduler:
         if self._pausing or now - self._last_pause < BACKGROUND_SLICE_S:
             return
         self._last_pause = now
+        with torch.enable_grad():  # (the background job may pause inside its own no-grad block)
+            self._serve_in_pause()
+
+    def _serve_in_pause(self) -> None:
         self._pausing = True
         outer = self.taken, self.pending, self.take_came_short
         self.pending = deque()

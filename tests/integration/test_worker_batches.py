@@ -251,15 +251,19 @@ def test_an_episode_job_that_found_the_worker_stalled_looks_for_set_mates_first(
         assert results(worker, spec)["metrics"]["episode_batch"] == 3
 
 
-def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(worker, redis_server):
+@pytest.mark.parametrize(("method", "options"), [("zeroshot", None), ("tpt", TPT_FAST)])
+def test_a_label_sets_preparation_serves_the_classify_jobs_queued_while_it_runs(
+        worker, redis_server, method, options):
     """A preparation (the transition matrix of 60 classes, a class at a time) pauses between
-    classes to run the classify jobs queued meanwhile: a zero-shot job queued behind it is
-    done before the preparation is, in the same worker step, and the preparation's result is
-    the same as without the pause (its own delivery stays held throughout)."""
+    classes to run the classify jobs queued meanwhile: a job queued while it runs is done before
+    the preparation is, in the same worker step, and the preparation's result is the same as
+    without the pause (its own delivery stays held throughout). A job that tunes (TPT) runs
+    with gradients although the preparation encodes without them: the pause is not inside
+    the preparation's no-grad block."""
     from service.queue.labelsets import LabelSet, content_version, encode, exemplar_field
 
     keys = worker.consumer.keys
-    labels = [f"class {i}" for i in range(60)]
+    labels = [f"class {i} ({method})" for i in range(60)]  # (not prepared by the other case)
     exemplars = {i: [png(100 + i)] for i in range(len(labels))}
     label_set = LabelSet(name="many", owner="alice", labels=labels, templates="single",
                          version=content_version(labels, "single", exemplars),
@@ -279,8 +283,17 @@ def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(work
             return spec
 
     preparation = asyncio.run(prepare())
-    (classify,) = enqueue(redis_server.url, keys, [5])
-    worker.step(READ_BLOCK_MS)  # takes the preparation (the first queued): the classify runs in its pause
+    queued: list[JobSpec] = []
+    pause = worker.runner.between_steps
+
+    def queue_then_pause() -> None:  # the job arrives while the preparation runs
+        if not queued:
+            queued.extend(enqueue(redis_server.url, keys, [5], method, options))
+        pause()
+
+    worker.runner.between_steps = queue_then_pause
+    worker.step(READ_BLOCK_MS)  # takes the preparation: the classify runs in its first pause
+    (classify,) = queued
     for spec in (preparation, classify):
         assert client.hget(keys.job(spec.job_id), "status") == b"done"
     finished = {spec.job_id: int(client.hget(keys.job(spec.job_id), "finished_ms"))
@@ -291,4 +304,5 @@ def test_a_label_sets_preparation_serves_the_classify_jobs_queued_behind_it(work
     assert classify_done < preparation_done  # (stream ids: Redis's clock, then a sequence)
     pairs = json.loads(client.hget(keys.results(preparation.job_id), "0"))["confused_pairs"]
     assert len(pairs) == 10 and all(p["true"] in labels for p in pairs)
-    assert pending(worker, "zeroshot") == 0
+    assert results(worker, classify)["metrics"]["steps"] == (0 if method == "zeroshot" else 1)
+    assert pending(worker, method) == 0

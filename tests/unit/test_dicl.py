@@ -104,7 +104,10 @@ def test_top1_is_never_the_erroneous_class():
 def test_transition_matrix_from_exemplars(models):
     exemplars = make_exemplars()
     del exemplars[4]
-    matrix = transition_matrix(models.policy, exemplars, LABELS, ("a photo of a {}.",))
+    grad_enabled_in_pauses: list[bool] = []
+    matrix = transition_matrix(models.policy, exemplars, LABELS, ("a photo of a {}.",),
+                               between_classes=lambda: grad_enabled_in_pauses.append(torch.is_grad_enabled()))
+    assert grad_enabled_in_pauses == [True] * 4  # a pause per class with exemplars, outside no-grad
     assert matrix.shape == (N, N)
     assert torch.allclose(matrix[:4].sum(dim=1), torch.ones(4), atol=1e-5)
     assert torch.isnan(matrix[4]).all()
