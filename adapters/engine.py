@@ -73,9 +73,11 @@ class Engine:
         return self._methods[name]
 
     def check(self, request: MethodRequest) -> None:
-        """Whether these models can run the request's method (a reward model, an MLLM)."""
-        require_capable(request.method, has_reward_model=self.models.reward is not None,
-                        has_mllm=self.models.mllm is not None)
+        """Whether these models can run the request's method and the methods it calls (a reward
+        model, an MLLM)."""
+        for method in request.methods_called:
+            require_capable(method, has_reward_model=self.models.reward is not None,
+                            has_mllm=self.models.mllm is not None)
 
     def run(self, request: MethodRequest, image: Image.Image, *, seed: int | None = None,
             hooks: Hooks | None = None, context: RunContext | None = None) -> AdaptationResult:

@@ -7,6 +7,7 @@ import argparse
 import json
 import statistics
 import time
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
@@ -19,7 +20,7 @@ from bench.runs import ProgressBar, Row, parse_variant
 from contract.request import normalize
 from service.cli.common import print_table
 from world.data import TEST_SEEDS, exemplar_bank, sample_arrays
-from world.ece import expected_calibration_error
+from world.ece import expected_calibration_error, reliability_bins
 from world.glyphs import CLASS_NAMES
 from world.render import TEST_DOMAINS
 
@@ -31,6 +32,7 @@ def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress:
     method, options = parse_variant(variant)
     images, labels, _ = sample_arrays(domain, n_per_class, seed_base=TEST_SEEDS)
     confidences, correct, times = [], [], []
+    answered_by: Counter[str] = Counter()
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         start = time.perf_counter()
         # Online methods (TDA) see each domain as one fresh test stream, as in their papers.
@@ -39,10 +41,15 @@ def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress:
         times.append((time.perf_counter() - start) * 1000.0)
         confidences.append(result.score)
         correct.append(result.label == CLASS_NAMES[label])
+        if "tier" in result.metrics:
+            answered_by[result.metrics["tier"]] += 1
         progress()
     return Row(variant, domain, round(float(np.mean(correct)), 4),
                round(expected_calibration_error(np.array(confidences), np.array(correct)), 4),
-               round(statistics.median(times), 2))
+               round(statistics.median(times), 2), round(statistics.mean(times), 2),
+               dict(answered_by) or None,
+               [(round(c, 4), round(a, 4), n) for c, a, n in reliability_bins(np.array(confidences),
+                                                                             np.array(correct), bins=10)])
 
 
 def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, title: str) -> None:
@@ -63,6 +70,80 @@ def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, tit
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def auto_threshold(variant: str) -> float:
+    """The zero-shot threshold of an ``auto`` variant (its sweep is drawn in this order)."""
+    from contract.method_options import AutoOptions
+
+    return float(parse_variant(variant)[1].get("threshold", AutoOptions.threshold))
+
+
+def plot_pareto(rows: list[dict[str, Any]], path: str, title: str) -> None:
+    """Shifted-domain accuracy against mean ms per image: one point per method variant, the
+    ``auto`` variants joined as one line (its threshold sweep)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    points = {m: (tables.mean_ms(rows, m), 100 * (tables.shifted_average(rows, m) or 0.0)) for m in methods}
+    fig, ax = plt.subplots(figsize=(9, 5))
+    autos = [points[m] for m in sorted((m for m in methods if m.split(":")[0] == "auto"), key=auto_threshold)]
+    if autos:
+        ax.plot(*zip(*autos, strict=True), "-o", color="tab:red", label="auto (threshold sweep)")
+    for method, (ms, acc) in points.items():
+        if method.split(":")[0] != "auto":
+            ax.plot(ms, acc, "o", color="tab:blue")
+        ax.annotate(method, (ms, acc), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+             if min(ms for ms, _ in points.values()) / 2 <= t <= max(ms for ms, _ in points.values()) * 2]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("mean ms per image (log)")
+    ax.set_ylabel("shifted-domain top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if autos:
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_reliability(rows: list[dict[str, Any]], path: str, title: str) -> None:
+    """Accuracy against confidence per method (all domains pooled): on the diagonal, a method's
+    confidence means what it says; below, it is overconfident. ``auto``'s threshold sweep is
+    left to the Pareto chart: only its default is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows if r.get("reliability")
+                                 and not r["method"].startswith("auto:")))
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+    for method in methods:
+        pooled: dict[int, list[float]] = {}
+        for row in (r for r in rows if r["method"] == method):
+            for confidence, accuracy, count in row["reliability"]:
+                bin_sums = pooled.setdefault(min(int(confidence * 10), 9), [0.0, 0.0, 0.0])
+                bin_sums[0] += confidence * count
+                bin_sums[1] += accuracy * count
+                bin_sums[2] += count
+        points = sorted((c / n, a / n) for c, a, n in pooled.values())
+        ax.plot(*zip(*points, strict=True), "-o", markersize=3, label=method)
+    ax.set_xlabel("confidence (top-1 probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -107,6 +188,9 @@ def run_accuracy(args: argparse.Namespace) -> int:
     print(f"policy {policy}  reward {reward}  {n_per_domain} images per domain "
           f"(seeds from {TEST_SEEDS})")
     print_table(*tables.accuracy(report))
+    if any(r.answered_by for r in rows):
+        print("auto: the tier that answered")
+        print_table(*tables.auto_tiers(report))
     if mllm_stats:
         from bench.mllm import print_mllm_table
 
@@ -120,4 +204,12 @@ def run_accuracy(args: argparse.Namespace) -> int:
         plot(rows, methods, domains, args.plot,
              f"{policy} (reward {reward}), {n_per_domain} images per domain")
         print(f"wrote {args.plot}")
+    if args.reliability:
+        plot_reliability(report["results"], args.reliability,
+                         f"{policy}: reliability, {n_per_domain} images per domain, all domains pooled")
+        print(f"wrote {args.reliability}")
+    if args.pareto:
+        plot_pareto(report["results"], args.pareto,
+                    f"{policy} (reward {reward}): accuracy against cost, {n_per_domain} images per domain")
+        print(f"wrote {args.pareto}")
     return 0

@@ -81,6 +81,18 @@ def register(sub: Any, add_model_args: AddModelArgs) -> None:
     hostile.add_argument("--calm-s", type=float, default=5.0, help="seconds of the calm baseline")
     hostile.add_argument("--finetune-s", type=float, default=15.0, help="seconds measured during a fine-tune")
     hostile.add_argument("--json", action="store_true")
+    drift = bench_sub.add_parser(
+        "drift", help="the drift score on a stable stream (false alarms) and after a switch of domain")
+    drift.set_defaults(run=command("bench.drift", "run_drift"))
+    drift.add_argument("--method", default="zeroshot", help="method variant answering the stream")
+    drift.add_argument("--clean", type=int, default=2000, help="clean requests (false-alarm stream)")
+    drift.add_argument("--shifted", type=int, default=200, help="requests after each switch")
+    drift.add_argument("--domains", default="sketch,corruption,rendition,hard,v2",
+                       help="domains the stream switches to")
+    drift.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    drift.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_args(drift)
+
     accuracy = bench_sub.add_parser(
         "accuracy", help="top-1, ECE and ms/image per method and domain on the offline world")
     accuracy.set_defaults(run=command("bench.accuracy", "run_accuracy"))
@@ -92,6 +104,10 @@ def register(sub: Any, add_model_args: AddModelArgs) -> None:
                                "rlcf:steps=10+lr=0.01")
     accuracy.add_argument("--json", metavar="FILE", help="write the results as JSON")
     accuracy.add_argument("--plot", metavar="FILE.png", help="write a bar chart")
+    accuracy.add_argument("--pareto", metavar="FILE.png",
+                          help="write shifted accuracy against mean ms per image (auto's variants as a line)")
+    accuracy.add_argument("--reliability", metavar="FILE.png",
+                          help="write a reliability diagram (accuracy against confidence) per method")
     accuracy.add_argument("--no-progress", action="store_true", help="no progress bar")
     accuracy.add_argument("--mllm", default=None,
                           help="MLLM for mllm variants (a TTA_MLLM value; default world-mllm)")

@@ -17,6 +17,13 @@ class Row:
     accuracy: float
     ece: float
     ms_per_image: float
+    """Median: the typical image's cost."""
+    ms_mean: float | None = None
+    """Mean: what a stream of images costs per image (``auto``'s tiers make it differ a lot)."""
+    answered_by: dict[str, int] | None = None
+    """``auto``: how many images each tier answered."""
+    reliability: list[tuple[float, float, int]] | None = None
+    """(mean confidence, accuracy, images) per confidence bin: a reliability diagram's points."""
 
 
 def parse_variant(entry: str) -> tuple[str, dict[str, Any]]:

@@ -28,21 +28,72 @@ def _pct(value: float) -> str:
 
 
 def accuracy(result: dict[str, Any]) -> Table:
-    """Top-1 accuracy per method and domain, the shifted domains' mean, the mean ECE and the
-    median ms per image (``tta bench accuracy``)."""
+    """Top-1 accuracy per method and domain, the shifted domains' mean, the mean ECE, the
+    median ms per image and (runs that recorded it) the mean (``tta bench accuracy``)."""
     rows = result["results"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     domains = [d for d in TEST_DOMAINS if any(r["domain"] == d for r in rows)]
     by_key = {(r["method"], r["domain"]): r for r in rows}
-    headers = ["method", *domains, "shifted avg", "ECE avg", "ms / image"]
+    has_mean = any(r.get("ms_mean") is not None for r in rows)
+    headers = ["method", *domains, "shifted avg", "ECE avg", "ms / image",
+               *(["mean ms / image"] if has_mean else [])]
     lines = []
     for method in methods:
         mine = [by_key[(method, d)] for d in domains]
-        shifted = [by_key[(method, d)]["accuracy"] for d in SHIFTED_DOMAINS if (method, d) in by_key]
+        shifted = shifted_average(rows, method)
         lines.append([method, *(_pct(r["accuracy"]) for r in mine),
-                      _pct(statistics.mean(shifted)) if shifted else "",
+                      "" if shifted is None else _pct(shifted),
                       f"{statistics.mean(r['ece'] for r in mine):.3f}",
-                      f"{statistics.median(r['ms_per_image'] for r in mine):.1f}"])
+                      f"{statistics.median(r['ms_per_image'] for r in mine):.1f}",
+                      *([f"{mean_ms(rows, method):.1f}"] if has_mean else [])])
+    return headers, lines
+
+
+def shifted_average(rows: list[dict[str, Any]], method: str) -> float | None:
+    """A method's mean top-1 over the shifted domains (None: it ran on none)."""
+    shifted = [r["accuracy"] for r in rows if r["method"] == method and r["domain"] in SHIFTED_DOMAINS]
+    return statistics.mean(shifted) if shifted else None
+
+
+def mean_ms(rows: list[dict[str, Any]], method: str) -> float:
+    """A method's mean ms per image over all its domains (equal images per domain)."""
+    return statistics.mean(r.get("ms_mean") or r["ms_per_image"] for r in rows if r["method"] == method)
+
+
+def auto_tiers(result: dict[str, Any]) -> Table:
+    """Which tier answered ``auto``'s images, per variant: the share of clean images and of the
+    shifted domains' images (pooled) each tier answered."""
+    from contract.method_options import AutoOptions
+
+    rows = [r for r in result["results"] if r.get("answered_by")]
+    seen = {t for r in rows for t in r["answered_by"]}
+    ladder = ["zeroshot", *(t.strip() for t in AutoOptions.tiers.split(","))]
+    tiers = [t for t in ladder if t in seen] + sorted(seen - set(ladder))
+    headers = ["variant", *(f"clean: {t}" for t in tiers), *(f"shifted: {t}" for t in tiers)]
+    lines = []
+    for variant in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == variant]
+        clean = [r["answered_by"] for r in mine if r["domain"] == "clean"]
+        shifted = [r["answered_by"] for r in mine if r["domain"] in SHIFTED_DOMAINS]
+        lines.append([variant, *_shares(clean, tiers), *_shares(shifted, tiers)])
+    return headers, lines
+
+
+def _shares(counts: list[dict[str, int]], tiers: list[str]) -> list[str]:
+    total = sum(sum(c.values()) for c in counts)
+    return [_pct(sum(c.get(t, 0) for c in counts) / total) if total else "" for t in tiers]
+
+
+def drift(result: dict[str, Any]) -> Table:
+    """The drift score on a stable stream and after a switch of domain (``tta bench drift``)."""
+    clean = result["clean"]
+    headers = ["stream", "requests", "scored", "alarms", "max score", "requests to alarm after the switch"]
+    lines = [["clean", str(clean["requests"]), str(clean["scored"]), str(clean["alarms"]),
+              f"{clean['max_score']:.1f}", ""]]
+    for domain, switch in result["switches"].items():
+        crossed = switch["requests_after_switch"]
+        lines.append([f"clean -> {domain}", "", "", str(switch["alarms_before_switch"]),
+                      f"{switch['max_score_after']:.1f}", "never" if crossed is None else str(crossed)])
     return headers, lines
 
 
@@ -160,8 +211,9 @@ def hostile_attacks(result: dict[str, Any]) -> Table:
 
 
 TABLES: dict[str, list[Callable[[dict[str, Any]], Table]]] = {
-    "accuracy": [accuracy], "mllm": [accuracy, mllm], "finetune": [finetune], "peers": [peers],
-    "latency": [latency], "episodes": [episodes], "reference": [reference],
+    "accuracy": [accuracy, auto_tiers], "mllm": [accuracy, mllm], "drift": [drift],
+    "finetune": [finetune], "peers": [peers], "latency": [latency], "episodes": [episodes],
+    "reference": [reference],
     "hostile": [hostile, hostile_attacks],
 }
 """Benchmark name (docs/benchmarks/<name>.json) -> the tables of each of its runs."""

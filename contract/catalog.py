@@ -12,6 +12,7 @@ from typing import Any
 
 from contract.errors import MissingMLLMError, MissingRewardModelError, UnknownMethodError
 from contract.method_options import (
+    AutoOptions,
     MLLMOptions,
     RLCFOptions,
     RLCFTuneOptions,
@@ -107,5 +108,9 @@ for _spec in (
                "MLLM label rectification (DICL): a multimodal LLM shown a confusable and a correct "
                "exemplar checks the CLIP's candidates. Needs a label set with exemplars.",
                MLLMOptions, "adapters.mllm:MLLMRectify", needs_exemplars=True, needs_mllm=True),
+    MethodSpec("auto",
+               "Zero-shot first, then the next tier (by default TDA, then RLCF with 10 steps) only while "
+               "the answer's confidence is under the threshold; the result says which tier answered.",
+               AutoOptions, "adapters.auto:Auto"),
 ):
     register_spec(_spec)

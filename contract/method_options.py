@@ -209,3 +209,40 @@ class RLCFTuneOptions(PolicyGradientOptions):
         if self.lr is not None:
             return self.lr
         return LR_ALL_PARAMS if self.params == "all" else LR_NORM_PARAMS
+
+
+MAX_TIERS = 4
+MAX_TIERS_CHARS = 400
+
+
+@dataclass(frozen=True)
+class AutoOptions:
+    tiers: str = "tda,rlcf:steps=10"
+    """Methods tried after zero-shot, in order, while the answer is not settled: 'method' or
+    'method:option=value+option=value', comma-separated (at most 4; not zeroshot, auto or mllm)."""
+    criterion: Literal["max_prob", "margin"] = "max_prob"
+    """Confidence of an answer: its top probability, or top minus second."""
+    threshold: float = 0.8
+    """Zero-shot's answer is settled when its confidence reaches this."""
+    tier_threshold: float | None = None
+    """A tier's answer is settled when its confidence reaches this; None: ``threshold``."""
+    max_tiers: int = MAX_TIERS
+    """Cost cap: at most this many tiers after zero-shot (0: zero-shot only)."""
+    max_ms: float = 0.0
+    """Cost ceiling: a tier starts only if the compute so far plus that tier's recent median
+    cost on this worker stays within it (0: no ceiling)."""
+
+    def __post_init__(self) -> None:
+        check_range("threshold", self.threshold, 0.0, 1.0)
+        if self.tier_threshold is not None:
+            check_range("tier_threshold", self.tier_threshold, 0.0, 1.0)
+        check_range("max_tiers", self.max_tiers, 0, MAX_TIERS)
+        check_range("max_ms", self.max_ms, 0.0, 3_600_000.0)
+        if len(self.tiers) > MAX_TIERS_CHARS:
+            raise InvalidOptionsError(f"option 'tiers' is longer than {MAX_TIERS_CHARS} characters",
+                                      field="options.tiers")
+        # (what each tier names is checked by contract.tiers, which knows the catalog)
+
+    @property
+    def settled_after_tier(self) -> float:
+        return self.threshold if self.tier_threshold is None else self.tier_threshold

@@ -19,6 +19,7 @@ from contract.errors import InvalidInputError, InvalidOptionsError
 from contract.labels import MAX_LABELS, validate_labels
 from contract.options import parse_options
 from contract.templates import TemplateSpec, validate_templates
+from contract.tiers import tiers_of
 
 MAX_TOP_K = 100
 SEED_LIMIT = 2**31
@@ -36,6 +37,11 @@ class MethodRequest:
     """At most the number of labels."""
     seed: int = 0
     """Seed of the first image's augmented views (image i uses seed + i)."""
+
+    @property
+    def methods_called(self) -> tuple[str, ...]:
+        """This method and the methods it calls (``auto``'s tiers): a worker must serve them all."""
+        return (self.method, *dict.fromkeys(t.method for t in tiers_of(self.options)))
 
     def wire(self) -> dict[str, Any]:
         """The JSON form a job carries: every option spelled out."""
@@ -75,6 +81,7 @@ def normalize(
     if options is not None and not isinstance(options, Mapping):
         raise InvalidOptionsError("options must be a JSON object", field="options")
     typed: Any = parse_options(spec.options_type, options, method)
+    tiers_of(typed)  # the methods it calls, checked now (auto's tiers: their names and options)
     template_spec = checked_templates(templates)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise InvalidOptionsError(f"top_k must be an integer between 1 and {MAX_TOP_K}", field="top_k")

@@ -127,7 +127,7 @@ def metrics_table() -> str:
 # The queue contract ---------------------------------------------------------------------------
 
 PLACEHOLDERS = {"route": "{route}", "owner": "{owner}", "name": "{name}", "job_id": "{job_id}",
-                "group": "{group}", "version": "{version}"}
+                "group": "{group}", "version": "{version}", "scope": "{owner}|{label set}"}
 
 
 def _role(doc: str, label: str) -> str:
@@ -210,7 +210,9 @@ def bench_block(name: str) -> str:
         parts += [f"**{run['title']}** ({run['machine']}, {run['date']}; "
                   f"[JSON](benchmarks/{name}.json))", "", "```bash", run["command"], "```", ""]
         for table in TABLES[name]:
-            parts += [markdown(table(run["result"])), ""]
+            headers, rows = table(run["result"])
+            if rows:  # (a table a run has nothing for: auto's tiers in a run without auto)
+                parts += [markdown((headers, rows)), ""]
     return "\n".join(parts).rstrip()
 
 

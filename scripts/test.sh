@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-bash scripts/install_browser.sh   # Chromium for the playground's browser tests
+bash scripts/install_system.sh    # Chromium (browser tests), promtool (alert-rule tests)
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports

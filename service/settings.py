@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.queue.drift import DriftLimits
+
 DEFAULT_MODEL = "world-policy"
 DEFAULT_REWARD_MODEL = "world-reward"
 MiB = 1024 * 1024
@@ -139,8 +141,22 @@ class Settings(BaseSettings):
     updated is dropped beyond."""
     method_state_ttl_s: int = Field(default=7 * 86_400, ge=60)
     """A label set's TDA caches are dropped this long after their last update."""
+    max_drift_scopes_per_key: int = Field(default=64, ge=1)
+    """Label sets (or inline label lists) of one key watched for input drift; answers on
+    others are not observed until one is reset or expires."""
+    drift_ttl_s: int = Field(default=7 * 86_400, ge=60)
+    """A label set's drift lists are dropped this long after its last answer."""
+    drift_reference_size: int = Field(default=200, ge=10, le=10_000)
+    """Answers that make a label set's drift reference (its first, or first after a reset)."""
+    drift_window_size: int = Field(default=32, ge=4, le=1000)
+    """Latest answers compared with the reference."""
     rectifications_ttl_s: int = Field(default=30 * 86_400, ge=60)
     """A key's rectification log is dropped this long after its last decision."""
+
+    @property
+    def drift_limits(self) -> DriftLimits:
+        return DriftLimits(reference_size=self.drift_reference_size, window_size=self.drift_window_size,
+                           max_scopes_per_key=self.max_drift_scopes_per_key, ttl_s=self.drift_ttl_s)
 
 
 def get_settings() -> Settings:

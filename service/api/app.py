@@ -19,6 +19,7 @@ from service.api.event_hub import EventHub
 from service.api.label_sets import router as label_sets_router
 from service.api.metrics import HTTPMetricsMiddleware
 from service.api.openapi import complete
+from service.api.routes_drift import router as drift_router
 from service.api.routes_finetunes import router as finetunes_router
 from service.api.routes_info import router as info_router
 from service.api.routes_jobs import router as jobs_router
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.close()
         await client.aclose()
 
-    app = FastAPI(title="CLIP test-time adaptation service", version="0.3.0",
+    app = FastAPI(title="CLIP test-time adaptation service", version="0.4.0",
                   description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None,
                   swagger_ui_oauth2_redirect_url=None)
     errors.install(app)
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HTTPMetricsMiddleware)
     docs_page.install(app)  # /docs from installed files: it works offline
     for router in (jobs_router, label_sets_router, rectifications_router, method_state_router,
-                   finetunes_router, info_router, playground.router):
+                   drift_router, finetunes_router, info_router, playground.router):
         add_routes(app, router)
     playground.mount_static(app)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from service.queue.drift import DriftLimits, scores_by_owner
 from service.queue.producer import Producer
 
 HTTP_REQUESTS = Counter("tta_http_requests_total", "HTTP requests by route, method and status",
@@ -23,6 +24,8 @@ QUEUE_DEPTH = Gauge("tta_queue_depth", "Unfinished jobs (waiting or running)")
 QUEUE_OLDEST = Gauge("tta_queue_oldest_age_seconds", "Age of the oldest unfinished job")
 DEAD_LETTER_DEPTH = Gauge("tta_dead_letter_depth", "Entries in the dead-letter stream")
 WORKERS_LIVE = Gauge("tta_workers_live", "Workers with a fresh heartbeat")
+DRIFT_SCORE = Gauge("tta_drift_score", "Highest input-drift score of a key's label sets (a series per "
+                    "key; GET /v1/drift shows each label set)", ["tenant"])
 
 
 class HTTPMetricsMiddleware:
@@ -59,10 +62,14 @@ class HTTPMetricsMiddleware:
             HTTP_LATENCY.labels(route, scope["method"]).observe(time.perf_counter() - start)
 
 
-async def render(producer: Producer) -> tuple[bytes, str]:
+async def render(producer: Producer, drift: DriftLimits) -> tuple[bytes, str]:
     stats = await producer.stats()
     QUEUE_DEPTH.set(stats.depth)
     QUEUE_OLDEST.set(stats.oldest_age_s)
     DEAD_LETTER_DEPTH.set(stats.dead_letters)
     WORKERS_LIVE.set(len(stats.workers))
+    scores = await scores_by_owner(producer.client, producer.keys, drift)
+    DRIFT_SCORE.clear()  # (a key whose label sets all expired leaves no series behind)
+    for owner, score in scores.items():
+        DRIFT_SCORE.labels(owner).set(score)
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -77,10 +77,11 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics", tags=["health"], response_class=Response)
 async def prometheus(request: Request) -> Response:
-    """Prometheus exposition: HTTP traffic, queue depth and age, dead letters, live workers."""
+    """Prometheus exposition: HTTP traffic, queue depth and age, dead letters, live workers,
+    each key's input-drift score."""
     state = app_state(request)
     try:
-        body, content_type = await metrics.render(state.producer)
+        body, content_type = await metrics.render(state.producer, state.settings.drift_limits)
     except redis.RedisError:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

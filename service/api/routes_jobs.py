@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -63,7 +64,7 @@ async def submit(request: Request, job_id: str | None = None) -> tuple[AppState,
     images = await check_images(submission.images, settings)
     # The request's model, else a fine-tuned version its label set points at (routes_finetunes).
     model = await who.model(submission.fields.model) or await pinned_model(state, label_set)
-    await require_capable_worker(state, spec.name, model)
+    await require_capable_worker(state, request_.methods_called, model)
     created = now_ms()
     job = JobSpec(
         job_id=job_id or new_job_id(), owner=who.owner, model=model,
@@ -79,17 +80,21 @@ async def submit(request: Request, job_id: str | None = None) -> tuple[AppState,
     return state, job, queued
 
 
-async def require_capable_worker(state: AppState, method: str, model: str | None) -> None:
-    """Refuse now (503 no_capable_worker) what no live worker can run, rather than queue a job
-    that would wait for its deadline or be failed by a worker; the message says what is missing."""
+async def require_capable_worker(state: AppState, methods: Sequence[str], model: str | None) -> None:
+    """Refuse now (503 no_capable_worker) what no live worker can run (the request's method and
+    those it calls), rather than queue a job that would wait for its deadline or be failed by a
+    worker; the message says what is missing."""
     workers = await state.producer.live_workers(max_age_s=ADMISSION_WORKERS_MAX_AGE_S)
-    if any(serves(worker, method, model) for worker in workers):
+    if any(all(serves(worker, m, model) for m in methods) for worker in workers):
         return
     workers = await state.producer.live_workers()  # a refusal is checked against a fresh list
-    spec = get_spec(method)
-    needs = [what for what, needed in (("a reward model (TTA_REWARD_MODEL)", spec.needs_reward_model),
-                                       ("an MLLM (TTA_MLLM)", spec.needs_mllm)) if needed]
-    wanted = f"method {method!r}" + (f" on model {model!r}" if model else "")
+    specs = [get_spec(m) for m in methods]
+    needs = [what for what, needed in (
+        ("a reward model (TTA_REWARD_MODEL)", any(s.needs_reward_model for s in specs)),
+        ("an MLLM (TTA_MLLM)", any(s.needs_mllm for s in specs))) if needed]
+    method = methods[0]
+    calls = f" (calling {', '.join(methods[1:])})" if len(methods) > 1 else ""
+    wanted = f"method {method!r}{calls}" + (f" on model {model!r}" if model else "")
     if not workers:
         reason = "no worker is live (starting, or all stopped: GET /readyz says when one is)"
     else:

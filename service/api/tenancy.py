@@ -13,6 +13,7 @@ Each kind of resource a tenant creates has a quota and a lifetime, declared in `
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from contract.labels import LABEL_SET_NAME_PATTERN
 from contract.names import split_version
 from contract.state_scope import state_key_for
 from service.api.state import AppState, app_state, owner_of
+from service.queue.drift import DriftReport, read_reports
 from service.queue.fields import JobField
 from service.queue.keys import RECTIFICATION_LOG_MAXLEN, TrainingKeys
 from service.queue.labelsets import SHARED_OWNER, LabelSet, decode
@@ -55,6 +57,8 @@ RESOURCES: tuple[ResourceKind, ...] = (
     ResourceKind("method_state", "TTA_MAX_METHOD_STATE_GROUPS_PER_KEY label sets' TDA caches "
                  "(the least recently updated goes first)",
                  "TTA_METHOD_STATE_TTL_S after its last update"),
+    ResourceKind("drift", "TTA_MAX_DRIFT_SCOPES_PER_KEY label sets watched for input drift (answers on "
+                 "others are not observed)", "TTA_DRIFT_TTL_S after the label set's last answer"),
     ResourceKind("rectifications", "the newest 100,000 MLLM decisions per key",
                  "TTA_RECTIFICATIONS_TTL_S after the last decision"),
 )
@@ -124,12 +128,15 @@ class Caller:
         keys, name = self.state.keys, label_set.name
         groups = [f"{spec.name}:{state_key_for(self.owner, name, ())}" for spec in method_specs()
                   if spec.stateful]
+        scope = state_key_for(self.owner, name, ())
         doomed = [*keys.label_set_keys(self.owner, name, label_set.version),
                   *(key for group in groups for key in (keys.method_state(group),
-                                                        keys.method_state_applied(group)))]
+                                                        keys.method_state_applied(group))),
+                  keys.drift_reference(scope), keys.drift_window(scope)]
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(*doomed)
         pipe.srem(keys.label_set_index(self.owner), name)
+        pipe.srem(keys.drift_index(self.owner), scope)
         await pipe.execute()
 
     async def require_room_for_retention(self, name: str, max_bytes: int) -> None:
@@ -206,18 +213,43 @@ class Caller:
         pipe.hlen(keys.versions(self.owner))
         pipe.zcard(keys.method_state_index(self.owner))
         pipe.xlen(keys.rectifications(self.owner))
+        pipe.scard(keys.drift_index(self.owner))
         for training in retained:
             pipe.get(training.bytes)
-        inflight, versions, groups, decisions, *stored = await pipe.execute()
+        inflight, versions, groups, decisions, drift_scopes, *stored = await pipe.execute()
         used = {"jobs": (inflight, settings.max_inflight_per_key),
                 "label_sets": (len(names), settings.max_label_sets_per_key),
                 "finetunes": (len(await self.unfinished_finetunes()), settings.max_finetunes_per_key),
                 "model_versions": (versions, settings.max_versions_per_key),
                 "retained_images": (sum(int(b or 0) for b in stored), settings.max_retained_bytes_per_key),
                 "method_state": (groups, settings.max_method_state_groups_per_key),
+                "drift": (drift_scopes, settings.max_drift_scopes_per_key),
                 "rectifications": (decisions, RECTIFICATION_LOG_MAXLEN)}
         return [{"resource": kind.name, "used": used[kind.name][0], "limit": used[kind.name][1],
                  "quota": kind.quota, "lifetime": kind.lifetime} for kind in RESOURCES]
+
+    # Input drift (service.queue.drift) -------------------------------------------------------
+
+    async def drift(self) -> list[tuple[str, DriftReport]]:
+        """The caller's watched label sets (by name, or by the digest of inline labels) with
+        their reports; scopes whose lists expired are forgotten."""
+        keys = self.state.keys
+        scopes = sorted(as_text(s) for s in await self.client.smembers(keys.drift_index(self.owner)))
+        reports = await read_reports(self.client, keys, scopes, self.state.settings.drift_limits)
+        gone = [s for s, r in zip(scopes, reports, strict=True) if r.reference_n == 0 and r.window_n == 0]
+        if gone:
+            await self.client.srem(keys.drift_index(self.owner), *gone)
+        return [(scope.partition("|")[2], r) for scope, r in zip(scopes, reports, strict=True)
+                if scope not in gone]
+
+    async def reset_drift(self, label_set: str | None, labels: Sequence[str]) -> bool:
+        """Forget a label set's drift lists: its next answers form a new reference."""
+        keys, scope = self.state.keys, state_key_for(self.owner, label_set, labels)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.drift_reference(scope), keys.drift_window(scope))
+        pipe.srem(keys.drift_index(self.owner), scope)
+        dropped, _ = await pipe.execute()
+        return bool(dropped)
 
     async def model(self, name: str | None, field: str = "model") -> str | None:
         """A request's ``model``: a base model any tenant may name (whether a worker serves it

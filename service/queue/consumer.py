@@ -15,7 +15,9 @@ from typing import Any
 import redis
 
 from contract.request import MethodRequest
+from contract.state_scope import state_key_for
 from service.queue import scripts
+from service.queue.drift import DriftLimits, observe
 from service.queue.event_sender import EventSender
 from service.queue.fields import EntryField, JobField
 from service.queue.keys import GROUP, RECTIFICATION_LOG_MAXLEN, Keys
@@ -89,7 +91,8 @@ class StartedJob:
 
 class Consumer:
     def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, *, ttl_s: int,
-                 max_attempts: int, routes: list[str], log_ttl_s: int = 30 * 86_400) -> None:
+                 max_attempts: int, routes: list[str], log_ttl_s: int = 30 * 86_400,
+                 drift: DriftLimits | None = None) -> None:
         # Any: redis-py's reply types are unions that say nothing useful for each command.
         self.client: Any = client
         self.keys = keys
@@ -98,6 +101,7 @@ class Consumer:
         self.max_attempts = max_attempts
         self.log_ttl_s = log_ttl_s
         """How long a key's rectification log stays after its last entry."""
+        self.drift = drift or DriftLimits()
         self.streams = [keys.jobs(r) for r in routes]
         """The streams this worker reads, in order of preference (see ``service.queue.routing``)."""
         self._turn = 0
@@ -330,13 +334,20 @@ class Consumer:
         ``before`` (event, data) is emitted just before, as ``publish`` would."""
         k = self.keys
         event = {"job_id": spec.job_id, "image": index, "n_images": spec.n_images, **result}
+        # A classify answer is observed for drift in its tenant's and label set's scope.
+        observation = observe(result, spec.labels) if spec.kind == "classify" else None
+        scope = state_key_for(spec.owner, spec.label_set, spec.labels)
+        drift = self.drift
         args = [spec.job_id, index, dumps(result), dumps({**event, "final": False}),
                 dumps({**event, "final": True}), now_ms(), self.ttl_s,
-                dumps(log_entry) if log_entry else "", RECTIFICATION_LOG_MAXLEN, self.log_ttl_s]
+                dumps(log_entry) if log_entry else "", RECTIFICATION_LOG_MAXLEN, self.log_ttl_s,
+                observation.encode() if observation else "", scope, drift.reference_size,
+                drift.window_size, drift.max_scopes_per_key, drift.ttl_s]
         if before is not None:
             args += [before[0], dumps({"job_id": spec.job_id, **before[1]})]
         return ([k.job(spec.job_id), k.results(spec.job_id), k.events(spec.job_id), k.open_jobs,
-                 k.inflight(spec.owner), k.rectifications(spec.owner)], args)
+                 k.inflight(spec.owner), k.rectifications(spec.owner), k.drift_reference(scope),
+                 k.drift_window(scope), k.drift_index(spec.owner)], args)
 
     def _scripts_in_one_trip(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         """Run (script, keys, args) calls in one pipelined round trip, by hash (redis-py's

@@ -259,6 +259,28 @@ class Keys:
         """
         return f"{self.prefix}:method-state-index:{owner}"
 
+    def drift_reference(self, scope: str) -> str:
+        """List: the first observations of one tenant's label set (``contract.state_scope``)
+        since it was first observed or reset (``service.queue.drift``), oldest first.
+        Writer: worker (FINISH_IMAGE); API deletes it (DELETE /v1/drift).
+        Reader: API (GET /v1/drift, /metrics).
+        """
+        return f"{self.prefix}:drift-reference:{scope}"
+
+    def drift_window(self, scope: str) -> str:
+        """List: the last observations of one tenant's label set, newest first.
+        Writer: worker (FINISH_IMAGE); API deletes it (DELETE /v1/drift).
+        Reader: API (GET /v1/drift, /metrics).
+        """
+        return f"{self.prefix}:drift-window:{scope}"
+
+    def drift_index(self, owner: str) -> str:
+        """Set of one key's observed scopes (its quota: a scope beyond is not observed).
+        Writer: worker (FINISH_IMAGE); API removes a reset scope.
+        Reader: API (GET /v1/drift, /metrics, usage).
+        """
+        return f"{self.prefix}:drift-index:{owner}"
+
     def label_set_keys(self, owner: str, name: str, version: str) -> list[str]:
         """Every key kept for one label set (what deleting it deletes, with its method state)."""
         return [self.label_set(owner, name), self.label_set_exemplars(owner, name),

@@ -156,21 +156,31 @@ else mark it running, emit ``started`` and reply with its spec and unfinished im
 Caller: worker (``Consumer.start``)."""
 
 FINISH_IMAGE = _lua(EMIT + """
--- KEYS: job, results, events, open, inflight, log
+-- KEYS: job, results, events, open, inflight, log, drift reference, drift window, drift index
 -- ARGV: job_id, index, result, event_data, final_event_data, now_ms, ttl_s, log_entry, log_maxlen,
---       log_ttl_s [, event before, its data]
+--       log_ttl_s, drift observation, drift scope, reference size, window size, max scopes,
+--       drift ttl_s [, event before, its data]
 -- The optional log entry (the MLLM's decision) is appended only by the writer that wins, and
--- before the result event, so a client that sees the result also finds it in the log. The
--- optional event before the result (a zero-shot batch's "zeroshot" event) is emitted as PUBLISH
--- would: for any job not finished, whether or not this result wins.
+-- before the result event, so a client that sees the result also finds it in the log; so is the
+-- optional drift observation (a redelivered image is observed once). The optional event before
+-- the result (a zero-shot batch's "zeroshot" event) is emitted as PUBLISH would: for any job not
+-- finished, whether or not this result wins.
 local status = redis.call('HGET', KEYS[1], '$job_status')
 if not status or status == 'failed' or status == 'dead' then return {0, 0} end
-if ARGV[11] and status ~= 'done' then emit(KEYS[3], ARGV[11], ARGV[12]) end
+if ARGV[17] and status ~= 'done' then emit(KEYS[3], ARGV[17], ARGV[18]) end
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return {0, 0} end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 if ARGV[8] ~= '' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'entry', ARGV[8])
   redis.call('EXPIRE', KEYS[6], ARGV[10])
+end
+if ARGV[11] ~= '' and (redis.call('SISMEMBER', KEYS[9], ARGV[12]) == 1
+                       or redis.call('SCARD', KEYS[9]) < tonumber(ARGV[15])) then
+  redis.call('SADD', KEYS[9], ARGV[12])
+  if redis.call('LLEN', KEYS[7]) < tonumber(ARGV[13]) then redis.call('RPUSH', KEYS[7], ARGV[11]) end
+  redis.call('LPUSH', KEYS[8], ARGV[11])
+  redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[14]) - 1)
+  for i = 7, 9 do redis.call('EXPIRE', KEYS[i], ARGV[16]) end
 end
 local final = redis.call('HLEN', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], '$job_n_images'))
 if final then
@@ -184,7 +194,8 @@ emit(KEYS[3], 'result', ARGV[4])
 return {1, 0}
 """)
 """Write one image's result (first writer wins) with its ``result`` event, its rectification
-log entry, and on the last image the job's end. Caller: worker (``Consumer.finish_image``)."""
+log entry, its drift observation (``service.queue.drift``; a key's scopes beyond its quota are
+not observed), and on the last image the job's end. Caller: worker (``Consumer.finish_image``)."""
 
 FAIL = _lua(EMIT + """
 -- KEYS: job, events, open, inflight

@@ -58,7 +58,7 @@ class Worker:
         self.consumer = Consumer(client, keys, self.worker_id, ttl_s=settings.job_ttl_s,
                                  max_attempts=settings.max_attempts,
                                  routes=worker_routes(self.methods, engine.models.policy.name),
-                                 log_ttl_s=settings.rectifications_ttl_s)
+                                 log_ttl_s=settings.rectifications_ttl_s, drift=settings.drift_limits)
         self.keepalive = KeepAlive(self.consumer, lease_s=settings.lease_s,
                                    heartbeat_s=settings.heartbeat_s, info=self.info)
         # Fine-tuning: model versions on demand, retained training images, the finetune job.

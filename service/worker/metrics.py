@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from contract.tiers import TIER_METHODS
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 WORKER_UP = Gauge("tta_worker_up", "1 while this worker is serving (0 while it loads or stops)")
@@ -24,6 +26,11 @@ BATCH_SIZE = Histogram("tta_batch_size", "Images per zero-shot forward pass",
 EPISODE_BATCH = Histogram("tta_episode_batch_size",
                           "Images per episode set of concurrent TPT/RLCF/ZERO jobs run together",
                           buckets=(1, 2, 4, 8, 16, 32))
+AUTO_ANSWERED = Counter("tta_auto_answered_total",
+                        "Images the auto method answered, by the tier (method) that answered",
+                        ["tier"])
+AUTO_ESCALATIONS = Counter("tta_auto_escalations_total",
+                           "Tiers the auto method ran after zero-shot (an image may escalate twice)")
 REDELIVERIES = Counter("tta_redeliveries_total",
                        "Jobs this worker took over from another (dead or stalled) worker")
 DEAD_LETTERS = Counter("tta_dead_letters_total", "Jobs moved to the dead-letter stream")
@@ -40,3 +47,6 @@ def declare(methods: list[str]) -> None:
             JOBS.labels(method, outcome)
         for family in (IMAGES, LABEL_CHANGED, QUEUE_WAIT, COMPUTE, STEPS):
             family.labels(method)
+    if "auto" in methods:
+        for tier in ("zeroshot", *(m for m in methods if m in TIER_METHODS)):
+            AUTO_ANSWERED.labels(tier)

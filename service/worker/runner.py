@@ -20,6 +20,7 @@ from contract.catalog import get_spec
 from contract.errors import TTAError
 from contract.images import decode_image
 from contract.state_scope import state_key_for
+from contract.tiers import tier_method
 from service.queue.consumer import Consumer, NamedEvent, StartedJob
 from service.queue.schemas import JobSpec, now_ms
 from service.worker import metrics
@@ -180,6 +181,9 @@ class Runner:
         metrics.STEPS.labels(method).inc(int(result.metrics.get("steps", 0)))
         if result.changed:
             metrics.LABEL_CHANGED.labels(method).inc()
+        if method == "auto":  # which tier answered, by its method (bounded labels; not as written)
+            metrics.AUTO_ANSWERED.labels(tier_method(str(result.metrics["tier"]))).inc()
+            metrics.AUTO_ESCALATIONS.inc(int(result.metrics.get("escalations", 0)))
         if not written:
             log.info("job %s image %d: another worker's result stands", job.spec.job_id, index)
 

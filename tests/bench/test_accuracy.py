@@ -14,22 +14,35 @@ def test_bench_json_shape(tmp_path, monkeypatch, capsys):
     writes, in half its time."""
     monkeypatch.setenv("TTA_DEVICE", "cpu")
     out, chart = tmp_path / "bench.json", tmp_path / "bench.png"
+    pareto, reliability = tmp_path / "pareto.png", tmp_path / "reliability.png"
     code = main(["bench", "accuracy", "--n-per-class", "1", "--no-progress", "--json", str(out),
-                 "--plot", str(chart), "--model", "world-policy", "--reward-model", "world-reward"])
+                 "--plot", str(chart), "--pareto", str(pareto), "--reliability", str(reliability),
+                 "--model", "world-policy", "--reward-model", "world-reward"])
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report) == {"model", "reward_model", "n_per_domain", "results"}
     assert report["model"] == "world-policy" and report["reward_model"] == "world-reward"
     assert report["n_per_domain"] == len(CLASS_NAMES)
-    methods = {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune"}
+    methods = {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune", "auto"}
     assert {(r["method"], r["domain"]) for r in report["results"]} == {
         (m, d) for m in methods for d in TEST_DOMAINS}
     for row in report["results"]:
-        assert set(row) == {"method", "domain", "accuracy", "ece", "ms_per_image"}
+        assert set(row) == {"method", "domain", "accuracy", "ece", "ms_per_image", "ms_mean", "answered_by",
+                            "reliability"}
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
-        assert row["ms_per_image"] > 0
-    assert chart.stat().st_size > 10_000 and chart.read_bytes()[:4] == b"\x89PNG"
-    assert "shifted avg" in capsys.readouterr().out
+        assert row["ms_per_image"] > 0 and row["ms_mean"] > 0
+        assert sum(n for _, _, n in row["reliability"]) == len(CLASS_NAMES)
+        hits = sum(round(accuracy * n) for _, accuracy, n in row["reliability"])
+        assert hits == round(row["accuracy"] * len(CLASS_NAMES))
+        if row["method"] == "auto":  # every image answered by one of its tiers
+            assert sum(row["answered_by"].values()) == len(CLASS_NAMES)
+            assert set(row["answered_by"]) <= {"zeroshot", "tda", "rlcf:steps=10"}
+        else:
+            assert row["answered_by"] is None
+    for png in (chart, pareto, reliability):
+        assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "shifted avg" in printed and "mean ms / image" in printed and "the tier that answered" in printed
 
 
 def test_bench_method_variants_override_options():

@@ -109,6 +109,8 @@ def test_request_body_limit_by_header_and_by_stream(api):
     ({"options": "[" * 10_000 + "]" * 10_000}, (422, "invalid_input", "options")),
     ({"colour": "red"}, (422, "invalid_input", "colour")),
     ({"label_set": "nope", "labels": []}, (404, "not_found", "label_set")),
+    *(({"method": "auto", "options": json.dumps({"tiers": tiers})}, (422, "invalid_options", "options.tiers"))
+      for tiers in ("mllm", "tpt:steps=0")),
 ])
 def test_field_errors_name_the_field(api, data, expected):
     assert error(post(api, **data)) == expected

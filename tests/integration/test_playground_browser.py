@@ -69,7 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "Chromium is missing: run `bash scripts/install_browser.sh` (as root)"
+    assert chromium and driver, "Chromium is missing: run `bash scripts/install_system.sh` (as root)"
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
@@ -151,9 +151,10 @@ def test_compare_mode_runs_each_method_side_by_side(browser, server, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=compare]").click()
     checked = [b.get_attribute("value")
                for b in browser.find_elements(By.CSS_SELECTOR, "#compare-methods input:checked")]
-    assert checked == ["zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune"]  # mllm needs a label set
+    # (mllm needs a label set)
+    assert checked == ["zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune", "auto"]
     browser.find_element(By.ID, "run").click()
-    wait(browser, lambda b: all("Answer" in final_text(b, m) for m in checked), "six answers")
+    wait(browser, lambda b: all("Answer" in final_text(b, m) for m in checked), "seven answers")
 
     cards = browser.find_elements(By.CSS_SELECTOR, "#results article")
     assert [c.get_attribute("data-method") for c in cards] == checked
@@ -163,6 +164,8 @@ def test_compare_mode_runs_each_method_side_by_side(browser, server, tmp_path):
     assert not card(browser, "zeroshot").find_elements(By.CSS_SELECTOR, ".step-point")
     assert len(card(browser, "tpt").find_elements(By.CSS_SELECTOR, ".step-point")) == 1
     assert "entropy by step" in card(browser, "tpt").text
+    auto = final_text(browser, "auto")  # which tier answered, and why it stopped there
+    assert "tier" in auto and "settled_by" in auto
     assert browser.find_element(By.ID, "status").text == "Done."
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(screenshot_dir(tmp_path) / "playground-compare.png"))

@@ -111,6 +111,28 @@ def test_sse_streams_events_in_order_and_resumes_without_repeats(service):
             assert [e[0] for e in sse_events(replay)] == [e[0] for e in events]
 
 
+def test_auto_streams_why_it_escalated_and_answers_as_the_tier_it_called(service):
+    """Over HTTP: an ``auto`` job that escalates to TPT streams its zero-shot guess, why it
+    escalated and TPT's steps, and answers what a ``tpt`` job with the same image and seed does."""
+    options = {"tiers": "tpt:steps=2", "threshold": 1.0}
+    with service.client() as client:
+        files = [("image", ("a.png", png_bytes(21)))]
+        with client.stream("POST", "/v1/classify", headers={"Accept": "text/event-stream"}, files=files,
+                           data=form(method="auto", options=json.dumps(options), seed=7)) as response:
+            events = list(sse_events(response))
+        tpt = client.post("/v1/classify", files=files, data=form(method="tpt", seed=7,
+                                                                 options=json.dumps({"steps": 2})))
+    assert [name for _, name, _ in events] == ["queued", "started", "zeroshot", "progress", "progress",
+                                               "progress", "result"]
+    escalate, *steps = [data for _, name, data in events if name == "progress"]
+    assert escalate["metric"] == "escalate" and escalate["tier"] == "tpt:steps=2"
+    assert escalate["from"] == "zeroshot" and escalate["threshold"] == 1.0
+    assert [(step["step"], step["tier"]) for step in steps] == [(1, "tpt:steps=2"), (2, "tpt:steps=2")]
+    result, expected = events[-1][2], tpt.json()["results"][0]
+    assert result["metrics"]["tier"] == "tpt:steps=2" and result["metrics"]["settled_by"] == "last_tier"
+    assert (result["label"], result["top_k"]) == (expected["label"], expected["top_k"])
+
+
 def test_api_keys_own_their_jobs(service):
     with service.client("alice") as alice:
         job_id = submit(alice, 5)

@@ -82,6 +82,7 @@ def snapshot(alice: httpx.Client, mine: dict[str, str]) -> dict[str, Any]:
         "versions": alice.get("/v1/models").json()["versions"],
         "rectifications": alice.get("/v1/rectifications").text,
         "usage": alice.get("/v1/quotas").json(),
+        "drift": alice.get("/v1/drift").json(),
     }
 
 
@@ -89,7 +90,7 @@ NO_TENANT_RESOURCE = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics
                       ("get", "/v1/samples")}
 """Routes that touch no tenant's resources (deployment information)."""
 LISTINGS = {("get", "/v1/label-sets"), ("get", "/v1/models"), ("get", "/v1/rectifications"),
-            ("get", "/v1/quotas")}
+            ("get", "/v1/quotas"), ("get", "/v1/drift")}
 """Routes that list the caller's resources: another tenant's must never appear."""
 
 
@@ -120,6 +121,7 @@ def attempts(mine: dict[str, str]) -> dict[tuple[str, str], list[dict[str, Any]]
         ("post", "/v1/label-sets"): [],  # creates Bob's own set: checked below, not a 404
         ("delete", "/v1/models/{name}"): [{"path": {"name": mine["version"]}}],
         ("delete", "/v1/method-state/{method}"): [],  # answers reset: false for Bob: checked below
+        ("delete", "/v1/drift"): [],  # the same
     }
 
 
@@ -164,6 +166,8 @@ def test_another_tenant_can_use_none_of_a_tenants_resources_on_any_route(world):
             assert not any(secret in text for secret in secrets), (path, text)
         reset = bob.delete("/v1/method-state/tda", params={"label_set": SET})
         assert reset.status_code == 200 and reset.json()["reset"] is False  # Bob had none; Alice's stays
+        reset = bob.delete("/v1/drift", params={"label_set": SET})
+        assert reset.status_code == 200 and reset.json()["reset"] is False  # the same for drift
         bobs = bob.post("/v1/label-sets", json={"name": SET, "labels": LABELS})
         assert bobs.status_code == 201  # a set of Bob's own under the same name ...
         assert bob.delete(f"/v1/label-sets/{SET}").status_code == 200  # ... and gone again
@@ -185,9 +189,10 @@ def test_a_tenants_resources_are_listed_and_counted_for_it_alone(world):
     with service.client("alice") as alice:
         usage = {row["resource"]: row for row in alice.get("/v1/quotas").json()["resources"]}
         assert set(usage) == {"jobs", "label_sets", "finetunes", "model_versions", "retained_images",
-                              "method_state", "rectifications"}
+                              "method_state", "drift", "rectifications"}
         assert usage["label_sets"]["used"] >= 1 and usage["model_versions"]["used"] >= 1
         assert usage["rectifications"]["used"] >= 1 and usage["method_state"]["used"] >= 1
+        assert usage["drift"]["used"] >= 1
         assert usage["retained_images"]["used"] > 0
         assert all(row["limit"] > 0 and row["quota"] and row["lifetime"] for row in usage.values())
         models = alice.get("/v1/models").json()

@@ -36,17 +36,19 @@ def test_method_contract(engine, image, name):
     assert len(result.zeroshot_top_k) == 3
     assert result.changed == (result.label != result.zeroshot_top_k[0].label)
     assert {"steps", "compute_ms"} <= result.metrics.keys()
-    # The zero-shot guess comes first, once; then one progress event per step.
+    # The zero-shot guess comes first, once; then one progress event per step (auto: of the
+    # tier that answered, after the events that say why it escalated).
     assert events[0][0] == "zeroshot" and events[0][1] == result.zeroshot_top_k
-    progress = [e[1] for e in events[1:]]
     assert all(e[0] == "progress" for e in events[1:])
+    progress = [e[1] for e in events[1:] if e[1].metric != "escalate"
+                and (e[1].detail or {}).get("tier", result.metrics.get("tier")) == result.metrics.get("tier")]
     assert [p.step for p in progress] == list(range(1, result.metrics["steps"] + 1))
     assert all(len(p.top_k) == 3 for p in progress)
 
 
 def test_list_methods_describes_options():
     infos = {spec.name: spec.describe() for spec in method_specs()}
-    assert set(infos) == {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune", "mllm"}
+    assert set(infos) == {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune", "mllm", "auto"}
     assert infos["mllm"]["needs_exemplars"] and infos["mllm"]["needs_mllm"]
     mllm = {o["name"]: o["default"] for o in infos["mllm"]["options"]}
     assert mllm == {"n_candidates": 6, "draws": 3, "threshold": 0.6, "shots": 2, "negative_shot": "paper"}

@@ -6,6 +6,7 @@ import torch
 from adapters.engine import Engine, RunContext
 from adapters.types import Hooks
 from contract.catalog import get_spec, method_names
+from contract.request import normalize
 from tests.conftest import LABELS, make_exemplars, self_reward_models
 
 
@@ -67,8 +68,9 @@ def test_same_seed_same_answer(engine, image, method):
         return data
 
     exemplars = make_exemplars()  # used by mllm, ignored by the others
-    # Online methods (TDA) answer from state earlier requests built: each run starts empty.
-    stateful = get_spec(method).stateful
+    # Online methods (TDA, and auto's TDA tier) answer from state earlier requests built: each
+    # run starts empty.
+    stateful = any(get_spec(m).stateful for m in normalize(method, LABELS).methods_called)
     first = strip((Engine(engine.models) if stateful else engine).classify(
         method, image, LABELS, seed=3, context=RunContext(exemplars=exemplars)))
     second = strip((Engine(engine.models) if stateful else engine).classify(

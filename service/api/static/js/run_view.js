@@ -129,8 +129,17 @@ export class RunView {
         el("p", {}, `${data.step} of ${data.total_steps} candidates scored`));
       return;
     }
+    if (data.metric === "escalate") {  // auto calls its next tier: say why; its steps get a new chart
+      const node = this.section("tiers", "Tiers called");
+      let list = node.querySelector("ol");
+      if (!list) { list = el("ol", { class: "tiers", "aria-label": "tiers called" }); node.append(list); }
+      list.append(el("li", {}, `${data.from} was unsure (${data.criterion} ${fmt(data.confidence)} under ` +
+        `${fmt(data.threshold)}): calling ${data.tier}`));
+      this.chart = null;
+      return;
+    }
     if (!this.chart) {
-      this.chart = new StepChart(data.metric, data.total_steps);
+      this.chart = new StepChart(data.tier ? `${data.tier}: ${data.metric}` : data.metric, data.total_steps);
       this.replaceContent("steps", "Per-step metric", this.chart.figure);
     }
     this.chart.add(data.step, data.value);
