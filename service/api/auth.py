@@ -67,6 +67,11 @@ class Authenticator:
     def enabled(self) -> bool:
         return self.keys is not None
 
+    @property
+    def tenants(self) -> list[str]:
+        """Every tenant a key may act for."""
+        return sorted(set(self.keys.values())) if self.keys is not None else [ANONYMOUS]
+
     def owner(self, authorization: str | None) -> str:
         if self.keys is None:
             return ANONYMOUS

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -62,13 +63,13 @@ class HTTPMetricsMiddleware:
             HTTP_LATENCY.labels(route, scope["method"]).observe(time.perf_counter() - start)
 
 
-async def render(producer: Producer, drift: DriftLimits) -> tuple[bytes, str]:
+async def render(producer: Producer, drift: DriftLimits, tenants: Sequence[str]) -> tuple[bytes, str]:
     stats = await producer.stats()
     QUEUE_DEPTH.set(stats.depth)
     QUEUE_OLDEST.set(stats.oldest_age_s)
     DEAD_LETTER_DEPTH.set(stats.dead_letters)
     WORKERS_LIVE.set(len(stats.workers))
-    scores = await scores_by_owner(producer.client, producer.keys, drift)
+    scores = await scores_by_owner(producer.client, producer.keys, tenants, drift)
     DRIFT_SCORE.clear()  # (a key whose label sets all expired leaves no series behind)
     for owner, score in scores.items():
         DRIFT_SCORE.labels(owner).set(score)

@@ -7,9 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from contract.errors import InvalidInputError
-from contract.labels import LABEL_SET_NAME_PATTERN, validate_labels
-from contract.state_scope import labels_digest
 from service.api.errors import ERROR_RESPONSES
 from service.api.schemas import LABEL_SET_NAME
 from service.api.tenancy import caller
@@ -76,11 +73,6 @@ async def reset_drift(
 ) -> DriftResetBody:
     """Forget what was observed for one label set (after a deliberate change of inputs): its
     next answers form a new reference."""
-    if (label_set is None) == (labels is None):
-        raise InvalidInputError("give either label_set or labels", field="label_set")
-    if label_set is not None and not LABEL_SET_NAME_PATTERN.match(label_set):
-        raise InvalidInputError(f"label_set must match {LABEL_SET_NAME_PATTERN.pattern}", field="label_set")
-    clean = validate_labels(labels) if labels is not None else ()
     who = caller(request)
-    reset = await who.reset_drift(label_set, clean)
-    return DriftResetBody(scope=label_set if label_set is not None else labels_digest(clean), reset=reset)
+    scope = who.scope(label_set, labels)
+    return DriftResetBody(scope=scope.partition("|")[2], reset=await who.reset_drift(scope))

@@ -81,7 +81,8 @@ async def prometheus(request: Request) -> Response:
     each key's input-drift score."""
     state = app_state(request)
     try:
-        body, content_type = await metrics.render(state.producer, state.settings.drift_limits)
+        body, content_type = await metrics.render(state.producer, state.settings.drift_limits,
+                                                  state.auth.tenants)
     except redis.RedisError:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

@@ -8,9 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from contract.catalog import get_spec, method_specs
-from contract.errors import InvalidInputError, UnknownMethodError
-from contract.labels import LABEL_SET_NAME_PATTERN, validate_labels
-from contract.state_scope import state_key_for
+from contract.errors import UnknownMethodError
 from service.api.errors import ERROR_RESPONSES
 from service.api.schemas import LABEL_SET_NAME
 from service.api.tenancy import caller
@@ -41,14 +39,9 @@ async def reset_method_state(
     spec = get_spec(method)
     if not spec.stateful:
         raise UnknownMethodError(f"method {method!r} keeps no state across requests", field="method")
-    if (label_set is None) == (labels is None):
-        raise InvalidInputError("give either label_set or labels", field="label_set")
-    if label_set is not None and not LABEL_SET_NAME_PATTERN.match(label_set):
-        raise InvalidInputError(f"label_set must match {LABEL_SET_NAME_PATTERN.pattern}", field="label_set")
-    clean = validate_labels(labels) if labels is not None else ()
     who = caller(request)
     state = who.state
-    group = f"{method}:{state_key_for(who.owner, label_set, clean)}"
+    group = f"{method}:{who.scope(label_set, labels)}"
     dropped = await state.producer.client.delete(state.keys.method_state(group),
                                                  state.keys.method_state_applied(group))
     return ResetBody(method=method, label_set=label_set, reset=bool(dropped))

@@ -20,8 +20,8 @@ from typing import Any
 from fastapi import Request
 
 from contract.catalog import method_specs
-from contract.errors import NotFoundError, QuotaExceededError
-from contract.labels import LABEL_SET_NAME_PATTERN
+from contract.errors import InvalidInputError, NotFoundError, QuotaExceededError
+from contract.labels import LABEL_SET_NAME_PATTERN, validate_labels
 from contract.names import split_version
 from contract.state_scope import state_key_for
 from service.api.state import AppState, app_state, owner_of
@@ -228,6 +228,19 @@ class Caller:
         return [{"resource": kind.name, "used": used[kind.name][0], "limit": used[kind.name][1],
                  "quota": kind.quota, "lifetime": kind.lifetime} for kind in RESOURCES]
 
+    # State kept per label set (TDA's caches, drift) --------------------------------------------
+
+    def scope(self, label_set: str | None, labels: Sequence[str] | None) -> str:
+        """The caller's scope a reset names (``contract.state_scope``): a label set by name, or
+        inline labels as its requests gave them; InvalidInputError unless exactly one is given
+        and it is valid."""
+        if (label_set is None) == (labels is None):
+            raise InvalidInputError("give either label_set or labels", field="label_set")
+        if label_set is not None and not LABEL_SET_NAME_PATTERN.match(label_set):
+            raise InvalidInputError(f"label_set must match {LABEL_SET_NAME_PATTERN.pattern}",
+                                    field="label_set")
+        return state_key_for(self.owner, label_set, validate_labels(labels) if labels is not None else ())
+
     # Input drift (service.queue.drift) -------------------------------------------------------
 
     async def drift(self) -> list[tuple[str, DriftReport]]:
@@ -242,9 +255,10 @@ class Caller:
         return [(scope.partition("|")[2], r) for scope, r in zip(scopes, reports, strict=True)
                 if scope not in gone]
 
-    async def reset_drift(self, label_set: str | None, labels: Sequence[str]) -> bool:
-        """Forget a label set's drift lists: its next answers form a new reference."""
-        keys, scope = self.state.keys, state_key_for(self.owner, label_set, labels)
+    async def reset_drift(self, scope: str) -> bool:
+        """Forget the drift lists of one of the caller's scopes (``scope``): its next answers
+        form a new reference."""
+        keys = self.state.keys
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(keys.drift_reference(scope), keys.drift_window(scope))
         pipe.srem(keys.drift_index(self.owner), scope)
