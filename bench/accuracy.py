@@ -52,15 +52,26 @@ def evaluate(engine: Any, variant: str, domain: str, n_per_class: int, progress:
                                                                              np.array(correct), bins=10)])
 
 
-def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, title: str) -> None:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend (no display here)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save(fig: Any, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
+def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, title: str) -> None:
     by_key = {(r.method, r.domain): r.accuracy for r in rows}
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = pyplot().subplots(figsize=(10, 4.5))
     for i, method in enumerate(methods):
         xs = [d + i * width for d in range(len(domains))]
         ax.bar(xs, [100 * by_key[(method, dom)] for dom in domains], width, label=method)
@@ -70,9 +81,7 @@ def plot(rows: list[Row], methods: list[str], domains: list[str], path: str, tit
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def auto_threshold(variant: str) -> float:
@@ -85,14 +94,9 @@ def auto_threshold(variant: str) -> float:
 def plot_pareto(rows: list[dict[str, Any]], path: str, title: str) -> None:
     """Shifted-domain accuracy against mean ms per image: one point per method variant, the
     ``auto`` variants joined as one line (its threshold sweep)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     methods = list(dict.fromkeys(r["method"] for r in rows))
     points = {m: (tables.mean_ms(rows, m), 100 * (tables.shifted_average(rows, m) or 0.0)) for m in methods}
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = pyplot().subplots(figsize=(9, 5))
     autos = [points[m] for m in sorted((m for m in methods if m.split(":")[0] == "auto"), key=auto_threshold)]
     if autos:
         ax.plot(*zip(*autos, strict=True), "-o", color="tab:red", label="auto (threshold sweep)")
@@ -111,23 +115,16 @@ def plot_pareto(rows: list[dict[str, Any]], path: str, title: str) -> None:
     ax.grid(alpha=0.3)
     if autos:
         ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_reliability(rows: list[dict[str, Any]], path: str, title: str) -> None:
     """Accuracy against confidence per method (all domains pooled): on the diagonal, a method's
     confidence means what it says; below, it is overconfident. ``auto``'s threshold sweep is
     left to the Pareto chart: only its default is drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     methods = list(dict.fromkeys(r["method"] for r in rows if r.get("reliability")
                                  and not r["method"].startswith("auto:")))
-    fig, ax = plt.subplots(figsize=(6.5, 6))
+    fig, ax = pyplot().subplots(figsize=(6.5, 6))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
     for method in methods:
         pooled: dict[int, list[float]] = {}
@@ -144,9 +141,7 @@ def plot_reliability(rows: list[dict[str, Any]], path: str, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def run_accuracy(args: argparse.Namespace) -> int:

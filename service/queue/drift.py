@@ -62,8 +62,7 @@ class Observation:
 
     @classmethod
     def decode(cls, text: str | bytes) -> Observation:
-        raw = text.decode() if isinstance(text, bytes) else text
-        confidence, entropy, label, changed, escalations = raw.split(",")
+        confidence, entropy, label, changed, escalations = as_text(text).split(",")
         return cls(float(confidence), float(entropy), int(label), changed == "1",
                    int(escalations) if escalations else None)
 
