@@ -9,13 +9,21 @@ say which tier answered and why it stopped there.
 A tier that keeps online state (TDA) keeps it where that method does (the tenant's and label
 set's ``tda`` group): the images ``auto`` escalates to TDA feed the same cache as ``tda``
 requests, and ``DELETE /v1/method-state/tda`` resets it.
+
+Several images with one request (the worker's episode set of concurrent ``auto`` jobs) share
+the zero-shot pass; the images that escalate to a tier run it together, as that method's own
+episode set where it has one (TPT, RLCF), one after another where not (TDA, in order), so
+each answer is still the one its tier gives to that request. An image settled early is
+answered at once, not after its set-mates' tiers.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import deque
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -39,72 +47,132 @@ def confidence(top: list[ScoredLabel], criterion: str) -> float:
     return first
 
 
+@dataclass
+class Climb:
+    """Where one image stands on the ladder."""
+
+    top: list[ScoredLabel]
+    """The current answer (at least 2 labels, for margins)."""
+    threshold: float
+    """What its confidence must reach to settle (zero-shot's, then the tiers')."""
+    metrics: dict[str, Any] = field(default_factory=lambda: {"steps": 0, "views": 1})
+    """The answering tier's own metrics."""
+    answered: str = "zeroshot"
+    escalations: int = 0
+
+
 class Auto(Method):
     name = "auto"
+    episodes_batch = True
+    """Several images share one zero-shot pass, and those that escalate to a tier run it
+    together (as that method's episode set, where it has one)."""
 
     def __init__(self) -> None:
         self.costs: dict[str, deque[float]] = {}
-        """Recent compute ms per tier (as written), on this worker."""
+        """Recent ms per call of each tier (as written), on this worker."""
         self.methods: dict[str, Method] = {}
 
     def run(self, inp: MethodInput, models: Models, options: AutoOptions, hooks: Hooks) -> AdaptationResult:
+        return self.run_batch([inp], models, options, [hooks])[0]
+
+    def run_batch(self, inputs: Sequence[MethodInput], models: Models, options: AutoOptions,
+                  hooks: Sequence[Hooks]) -> list[AdaptationResult]:
+        """Each image climbs on its own; a tier runs once for all the images that reach it. An
+        image settled before the others is answered at once (``Hooks.on_settled``). In a set,
+        ``max_ms`` counts the set's time so far (what each image waits)."""
         watch = Stopwatch()
         # Margins need the second label: tiers run with at least 2, the answer is cut back.
-        wide = replace(inp, top_k=max(2, inp.top_k))
-        zeroshot_top = self.zeroshot(wide, models)
-        hooks.on_zeroshot(zeroshot_top[: inp.top_k])
-        top, tier_metrics, answered = zeroshot_top, {"steps": 0, "views": 1}, "zeroshot"
-        threshold, reason, escalations = options.threshold, "", 0
+        wide = [replace(inp, top_k=max(2, inp.top_k)) for inp in inputs]
+        zeroshot_tops = self.zeroshot(wide, models)
+        climbs = []
+        for inp, hook, top in zip(inputs, hooks, zeroshot_tops, strict=True):
+            hook.on_zeroshot(top[: inp.top_k])
+            climbs.append(Climb(top, options.threshold))
+        results: dict[int, AdaptationResult] = {}
+
+        def settle(i: int, reason: str) -> None:
+            results[i] = self.answer(climbs[i], zeroshot_tops[i], inputs[i].top_k, options, reason, watch)
+            hooks[i].on_settled(results[i])
+
+        def settled(i: int) -> bool:
+            return confidence(climbs[i].top, options.criterion) >= climbs[i].threshold
+
+        climbing = list(range(len(inputs)))
         tiers = tiers_of(options)
         for index, tier in enumerate(tiers):
-            current = confidence(top, options.criterion)
-            if current >= threshold:
+            for i in filter(settled, climbing):
+                settle(i, "confident")
+            climbing = [i for i in climbing if i not in results]
+            if climbing and options.max_ms and watch.ms() + self.expected_ms(tier) > options.max_ms:
+                for i in climbing:
+                    settle(i, "max_ms")
+                climbing = []
+            if not climbing:
                 break
-            if options.max_ms and watch.ms() + self.expected_ms(tier) > options.max_ms:
-                reason = "max_ms"
-                break
-            hooks.on_progress(Progress(
-                step=index + 1, total_steps=len(tiers), loss=None, metric="escalate", value=current,
-                top_k=top[: inp.top_k],
-                detail={"tier": tier.text, "from": answered, "criterion": options.criterion,
-                        "confidence": round(current, 6), "threshold": threshold}))
-            result = self.run_tier(tier, wide, models, hooks)
-            top, tier_metrics, answered = result.top_k, result.metrics, tier.text
-            threshold, escalations = options.settled_after_tier, index + 1
-        if not reason:
-            reason = ("confident" if confidence(top, options.criterion) >= threshold
-                      else "max_tiers" if len(tiers) < len(parse_tiers(options.tiers)) else "last_tier")
-        metrics = {**tier_metrics, "tier": answered, "escalations": escalations, "settled_by": reason,
-                   "criterion": options.criterion, "confidence": round(confidence(top, options.criterion), 6),
-                   "compute_ms": watch.ms()}
-        top = top[: inp.top_k]
+            for i in climbing:
+                hooks[i].on_progress(self.escalation(climbs[i], index, tiers, options, inputs[i].top_k))
+            answers = self.run_tier(tier, [wide[i] for i in climbing], models, [hooks[i] for i in climbing])
+            for i, result in zip(climbing, answers, strict=True):
+                climbs[i] = Climb(result.top_k, options.settled_after_tier, result.metrics, tier.text,
+                                  escalations=index + 1)
+        capped = len(tiers) < len(parse_tiers(options.tiers))
+        for i in climbing:
+            settle(i, "confident" if settled(i) else "max_tiers" if capped else "last_tier")
+        return [results[i] for i in range(len(inputs))]
+
+    @staticmethod
+    def escalation(climb: Climb, index: int, tiers: Sequence[Tier], options: AutoOptions,
+                   top_k: int) -> Progress:
+        """The event that says why an image goes on to tier ``index``."""
+        current = confidence(climb.top, options.criterion)
+        return Progress(step=index + 1, total_steps=len(tiers), loss=None, metric="escalate", value=current,
+                        top_k=climb.top[:top_k],
+                        detail={"tier": tiers[index].text, "from": climb.answered,
+                                "criterion": options.criterion, "confidence": round(current, 6),
+                                "threshold": climb.threshold})
+
+    @staticmethod
+    def answer(climb: Climb, zeroshot_top: list[ScoredLabel], top_k: int, options: AutoOptions,
+               reason: str, watch: Stopwatch) -> AdaptationResult:
+        metrics = {**climb.metrics, "tier": climb.answered, "escalations": climb.escalations,
+                   "settled_by": reason, "criterion": options.criterion,
+                   "confidence": round(confidence(climb.top, options.criterion), 6), "compute_ms": watch.ms()}
+        top = climb.top[:top_k]
         return AdaptationResult(label=top[0].label, score=top[0].score, top_k=top,
-                                zeroshot_top_k=zeroshot_top[: inp.top_k],
+                                zeroshot_top_k=zeroshot_top[:top_k],
                                 changed=top[0].label != zeroshot_top[0].label, metrics=metrics)
 
     @staticmethod
-    def zeroshot(inp: MethodInput, models: Models) -> list[ScoredLabel]:
+    def zeroshot(inputs: Sequence[MethodInput], models: Models) -> list[list[ScoredLabel]]:
+        """Every image's clean view in one pass (inputs share labels and templates)."""
         policy = models.policy
+        size = policy.clip.image_size
         with torch.no_grad():
-            features = policy.clip.encode_images(clean_view(inp.image, policy.clip.image_size)[None])
-            probs = policy.logits(features, policy.class_features(inp.labels, inp.templates)).softmax(-1)[0]
-        return ranked(probs, inp.labels, inp.top_k)
+            features = policy.clip.encode_images(torch.stack([clean_view(inp.image, size) for inp in inputs]))
+            text = policy.class_features(inputs[0].labels, inputs[0].templates)
+            probs = policy.logits(features, text).softmax(-1)
+        return [ranked(probs[b], inp.labels, inp.top_k) for b, inp in enumerate(inputs)]
 
-    def run_tier(self, tier: Tier, inp: MethodInput, models: Models, hooks: Hooks) -> AdaptationResult:
-        """The tier's method, as a request for it would run; its zero-shot guess is not sent
-        again, its progress events say which tier they come from."""
-        def on_progress(p: Progress) -> None:
-            hooks.on_progress(replace(p, detail={**(p.detail or {}), "tier": tier.text}))
+    def run_tier(self, tier: Tier, inputs: list[MethodInput], models: Models,
+                 hooks: list[Hooks]) -> list[AdaptationResult]:
+        """The tier's method for these images, as requests for it would run (several as its
+        episode set); its zero-shot guess is not sent again, its progress events say which
+        tier they come from."""
+        def tagged(h: Hooks) -> Hooks:
+            def on_progress(p: Progress) -> None:
+                h.on_progress(replace(p, detail={**(p.detail or {}), "tier": tier.text}))
+            return Hooks(on_progress=on_progress)
 
         watch = Stopwatch()
         if tier.method not in self.methods:
             self.methods[tier.method] = create_method(tier.method)
         method = self.methods[tier.method]
-        result = method.run(inp, models, tier.options, Hooks(on_progress=on_progress))
+        results = method.run_batch(inputs, models, tier.options, [tagged(h) for h in hooks])
         self.costs.setdefault(tier.text, deque(maxlen=COST_WINDOW)).append(watch.ms())
-        return result
+        return results
 
     def expected_ms(self, tier: Tier) -> float:
-        """The tier's median recent cost here; 0 before it first ran (it is then let run)."""
+        """The tier's median recent cost here (per call: a set's time, in a set); 0 before it
+        first ran (it is then let run)."""
         recent = self.costs.get(tier.text)
         return statistics.median(recent) if recent else 0.0

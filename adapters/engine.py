@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
@@ -57,6 +57,22 @@ class EpisodeItem:
     image: Image.Image
     seed: int = 0
     hooks: Hooks | None = None
+    state_key: str = "default"
+    """Scope of the image's online state (``RunContext.state_key``): set-mates may be other
+    tenants' (``auto`` with a TDA tier)."""
+    update_id: str | None = None
+
+
+def finite(result: AdaptationResult) -> AdaptationResult:
+    """A diverged adaptation (e.g. a huge learning rate) must not answer NaN; zero-shot scores
+    come from the untouched model, so they are the safe answer."""
+    return result if result.is_finite() else result.zeroshot_fallback()
+
+
+def finite_settled(hooks: Hooks) -> Hooks:
+    """The hooks, with ``finite`` applied to an answer given early, as to those returned."""
+    settled = hooks.on_settled
+    return replace(hooks, on_settled=lambda result: settled(finite(result)))
 
 
 class Engine:
@@ -92,9 +108,7 @@ class Engine:
         impl = self.method(request.method)
         with self._lock:
             result = impl.run(inp, self.models, request.options, hooks or Hooks())
-        # A diverged adaptation (e.g. a huge learning rate) must not answer NaN; zero-shot
-        # scores come from the untouched model, so they are the safe answer.
-        return result if result.is_finite() else result.zeroshot_fallback()
+        return finite(result)
 
     def classify(self, method: str, image: Image.Image, labels: Sequence[str], *,
                  options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
@@ -112,12 +126,13 @@ class Engine:
         self.check(request)
         templates = resolve_templates(request.templates)
         inputs = [MethodInput(image=item.image, labels=request.labels, templates=templates,
-                              top_k=request.top_k, seed=item.seed, state_store=self.state_store)
+                              top_k=request.top_k, seed=item.seed, state_key=item.state_key,
+                              update_id=item.update_id, state_store=self.state_store)
                   for item in items]
+        hooks = [finite_settled(item.hooks or Hooks()) for item in items]
         with self._lock:
-            results = self.method(request.method).run_batch(
-                inputs, self.models, request.options, [item.hooks or Hooks() for item in items])
-        return [r if r.is_finite() else r.zeroshot_fallback() for r in results]
+            results = self.method(request.method).run_batch(inputs, self.models, request.options, hooks)
+        return [finite(r) for r in results]
 
     def confusions(self, labels: Sequence[str], templates: str | Sequence[str] | None,
                    exemplars: Exemplars, version: str,

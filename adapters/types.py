@@ -117,3 +117,7 @@ class Hooks:
 
     on_zeroshot: Callable[[list[ScoredLabel]], None] = _ignore
     on_progress: Callable[[Progress], None] = _ignore
+    on_settled: Callable[[AdaptationResult], None] = _ignore
+    """The image's final answer, when it is known before ``run_batch`` returns (``auto``: an
+    image settled by zero-shot while its set-mates escalate); the caller may record it now.
+    The same result is still in what ``run_batch`` returns."""

@@ -62,11 +62,13 @@ def register(sub: Any, add_model_args: AddModelArgs) -> None:
     reference.add_argument("--json", help="write the figures here")
     add_model_args(reference)
     episodes = bench_sub.add_parser(
-        "episodes", help="images/s of B concurrent tpt/rlcf/zero images run as one episode set")
+        "episodes", help="images/s of B concurrent tpt/rlcf/zero/auto images run as one episode set")
     episodes.set_defaults(run=command("bench.episodes", "run_bench_episodes"))
     episodes.add_argument("--method", default="rlcf")
     episodes.add_argument("--batches", default="1,4,16", help="episode-set sizes B")
     episodes.add_argument("--classes", type=int, default=100)
+    episodes.add_argument("--world", metavar="DOMAIN",
+                          help="the world's test images of this domain and its classes (not synthetic)")
     episodes.add_argument("--images", type=int, default=32, help="images per set size")
     episodes.add_argument("--n-views", type=int, default=64)
     episodes.add_argument("--precision", default="fp32")

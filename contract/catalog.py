@@ -39,6 +39,14 @@ class MethodSpec:
     """Jobs of this method may share one forward pass (the worker batches them)."""
     stateful: bool = False
     """Answers depend on earlier requests of the same tenant and label set (online state)."""
+    calls_methods: bool = False
+    """Its options name other methods it runs (``auto``'s tiers): it may need and keep what
+    they do (``MethodRequest.methods_called``)."""
+
+    @property
+    def may_keep_state(self) -> bool:
+        """A run may write online state (its own, or a method's it calls)."""
+        return self.stateful or self.calls_methods
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -111,6 +119,6 @@ for _spec in (
     MethodSpec("auto",
                "Zero-shot first, then the next tier (by default TDA, then RLCF with 10 steps) only while "
                "the answer's confidence is under the threshold; the result says which tier answered.",
-               AutoOptions, "adapters.auto:Auto"),
+               AutoOptions, "adapters.auto:Auto", calls_methods=True),
 ):
     register_spec(_spec)

@@ -353,20 +353,35 @@ class Consumer:
         """Run (script, keys, args) calls in one pipelined round trip, by hash (redis-py's
         pipelined scripts cost a SCRIPT EXISTS round trip first). Several calls go in one
         MULTI/EXEC, so a reader blocked on a job's events wakes once, with all of them (a
-        zero-shot event and its result), not once per event. If Redis lost its script cache,
-        every call of the trip failed before doing anything: the scripts are loaded again and
-        the trip repeated (as often as that keeps happening: ``scripts.NOSCRIPT_RETRIES``)."""
+        zero-shot event and its result), not once per event. A call whose script Redis does
+        not have (lost in a restart, a failover or SCRIPT FLUSH, or never loaded yet) did
+        nothing: its script is loaded and that call alone is run again, in order with the
+        others that missed (as often as that keeps happening: ``scripts.NOSCRIPT_RETRIES``).
+        The others of the trip did run: a trip may mix a cached script and a missing one (a
+        START, and the TAKE of its set-mates that this worker used a moment before), and
+        repeating the whole trip lost what the first TAKE took."""
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
         for attempt in range(scripts.NOSCRIPT_RETRIES + 1):
-            pipe = self.client.pipeline(transaction=len(calls) > 1)
-            for script, keys, args in calls:
+            pipe = self.client.pipeline(transaction=len(todo) > 1)
+            for i in todo:
+                script, keys, args = calls[i]
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
-            try:
-                return list(pipe.execute())
-            except redis.exceptions.NoScriptError:
-                if attempt == scripts.NOSCRIPT_RETRIES:
-                    raise
-                for script in {id(script): script for script, _, _ in calls}.values():
-                    script.sha = self.client.script_load(script.script)
+            missed = []
+            for i, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    missed.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    replies[i] = reply
+            if not missed:
+                return replies
+            if attempt == scripts.NOSCRIPT_RETRIES:
+                raise redis.exceptions.NoScriptError("the queue's scripts keep disappearing from Redis")
+            for script in {id(calls[i][0]): calls[i][0] for i in missed}.values():
+                script.sha = self.client.script_load(script.script)
+            todo = missed
         raise AssertionError("unreachable")
 
     def fail(self, spec: JobSpec, code: str, message: str, **extra: Any) -> bool:

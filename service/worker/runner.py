@@ -272,17 +272,35 @@ class Runner:
         # The set's jobs share one request but for seeds (``episode_key``): any one's serves.
         request = items[0][0].request
         metrics.EPISODE_BATCH.observe(len(items))
+        recorded: set[tuple[str, int]] = set()
+        failed: set[str] = set()
+
+        def record(job: StartedJob, index: int, data: bytes, result: AdaptationResult) -> None:
+            """Each image once; a job failed by one image (its error is out) records no more."""
+            if (job.spec.job_id, index) in recorded or job.spec.job_id in failed:
+                return
+            recorded.add((job.spec.job_id, index))
+            try:
+                self.record_adapted(engine, job, index, data, result)
+            except JobFailed:
+                failed.add(job.spec.job_id)
+
+        def hooks(job: StartedJob, index: int, data: bytes) -> Hooks:
+            # (an image settled before its set-mates, e.g. by auto's zero-shot, is answered now)
+            return replace(self.hooks(job, index),
+                           on_settled=lambda result: record(job, index, data, result))
+
         try:
-            results = engine.run_episodes(
-                request, [EpisodeItem(image, job.request.seed + index, self.hooks(job, index))
-                          for job, index, _, image in items])
+            results = engine.run_episodes(request, [
+                EpisodeItem(image, job.request.seed + index, hooks(job, index, data), state_key(job),
+                            f"{job.spec.job_id}/{index}")
+                for job, index, data, image in items])
         except redis.RedisError:
             raise
         except Exception:
             log.exception("episode set of %d images failed; running them one by one", len(items))
-            failed: set[str] = set()
             for job, index, data, image in items:
-                if job.spec.job_id in failed:
+                if (job.spec.job_id, index) in recorded or job.spec.job_id in failed:
                     continue
                 try:
                     self.run_image(engine, job, index, data, image)
@@ -290,7 +308,7 @@ class Runner:
                     failed.add(job.spec.job_id)
             return
         for (job, index, data, _), result in zip(items, results, strict=True):
-            self.record_adapted(engine, job, index, data, result)
+            record(job, index, data, result)
 
     def runnable_images(self, jobs: list[StartedJob], check: Callable[[StartedJob], object],
                         ) -> list[tuple[StartedJob, int, bytes, Image.Image]]:

@@ -1,5 +1,5 @@
 """Which jobs a worker runs together, and when: one job at a time, except that jobs already
-waiting in the same stream run together (zero-shot jobs in one forward pass, TPT/RLCF/ZERO jobs
+waiting in the same stream run together (zero-shot jobs in one forward pass, TPT/RLCF/ZERO/auto jobs
 with the same request as one episode set), and that a long background job (a fine-tune, a
 label set's preparation) serves the classify jobs queued behind it between its steps.
 
@@ -60,6 +60,10 @@ class Scheduler:
                                 if settings.episode_batch_max > 1 and engine.method(m).episodes_batch
                                 for pin in (None, model)]
         """Streams of the jobs tuned together as episode sets."""
+        self.state_keeping_streams = {keys.jobs(route(m, pin)) for m in methods if get_spec(m).may_keep_state
+                                      for pin in (None, model)}
+        """Streams of jobs that may write shared online state: never run before their START
+        reply, which may say they were not to run (cancelled, expired)."""
         self.interactive_streams = [s for s in consumer.streams if s != keys.jobs(ANY_WORKER)]
         """Every stream but the background jobs' (``routing.ANY_WORKER``)."""
         self.pending: deque[Delivery] = deque()
@@ -212,9 +216,11 @@ class Scheduler:
 
     def may_start_early(self, delivery: Delivery) -> bool:
         """A job that woke this idle worker, carried whole by its entry, with nothing else
-        taken: it runs before its START reply is read (``Consumer.start_early``)."""
+        taken, that keeps no shared state: it runs before its START reply is read
+        (``Consumer.start_early``)."""
         return (delivery.waited and not delivery.resumed and delivery.carried is not None
-                and delivery.owner is not None and not self.pending)
+                and delivery.owner is not None and not self.pending
+                and delivery.stream not in self.state_keeping_streams)
 
     def start_early(self, delivery: Delivery) -> StartedJob:
         job = self.consumer.start_early(delivery)

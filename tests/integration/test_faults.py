@@ -276,7 +276,7 @@ def test_sse_followers_lose_no_event_across_a_backlog_and_an_api_sigkill(redis_s
 
 def test_the_worker_and_the_api_survive_redis_losing_its_scripts_at_any_rate(redis_server, tmp_path):
     """SCRIPT FLUSH about a hundred times a second while jobs of every path flow (zero-shot
-    batches, episode sets, single jobs): no 5xx, the worker process never exits, every job ends
+    batches, episode sets, single jobs, auto): no 5xx, the worker process never exits, every job ends
     done (a flushed script is loaded again and its call repeated: nothing ran)."""
     import threading
 
@@ -297,11 +297,19 @@ def test_the_worker_and_the_api_survive_redis_losing_its_scripts_at_any_rate(red
     try:
         service.wait_workers({"w1"})
         flusher.start()
-        job_ids = []
+        job_ids: list[str] = []
         with service.client() as client:
-            for round_ in range(8):
-                for method in ("zeroshot", "zeroshot", "tpt", "tda", "rlcf"):
+            def send_round(round_: int) -> None:
+                for method in ("zeroshot", "zeroshot", "tpt", "tda", "rlcf", "auto"):
                     job_ids.append(submit(client, method=method, seed=round_))
+
+            for round_ in range(8):
+                send_round(round_)
+            # More rounds until the storm has flushed 100 times while jobs ran (a fast
+            # machine finishes 8 rounds within fewer flushes).
+            while flushes[0] <= 100:
+                end_states(service, "alice", job_ids, timeout_s=120)
+                send_round(len(job_ids))
         states = end_states(service, "alice", job_ids, timeout_s=120)
         flushing.set()
         flusher.join()

@@ -260,6 +260,21 @@ def test_a_batch_is_started_and_finished_in_bulk_even_after_redis_lost_its_scrip
     assert client.xlen(taken[0].stream) == 0
 
 
+def test_a_start_whose_script_is_gone_keeps_the_set_mates_its_take_took(redis_server, client, keys):
+    """A trip that mixes a missing script (START, not yet loaded) with a cached one (TAKE,
+    which the worker's read just used): the TAKE ran, so only the START is run again, and the
+    set-mates it took come back (repeating the whole trip returned none and left them held)."""
+    specs = [submit(redis_server.url, keys) for _ in range(3)]
+    worker = consumer(client, keys, "a")
+    (first,) = worker.read_new(None, count=1)
+    client.script_flush()
+    client.script_load(scripts.TAKE)
+    started, mates = worker.start([first], then_take=([first.stream], 5))
+    assert [outcome for outcome, _ in started] == ["run"]
+    assert sorted(m.job_id for m in mates) == sorted(s.job_id for s in specs if s.job_id != first.job_id)
+    assert client.xpending(first.stream, "workers")["pending"] == 3
+
+
 def test_events_are_sent_without_waiting_and_nothing_overtakes_them(redis_server, client, keys):
     """``publish`` writes an event at once (it is in Redis before anything settles it) and
     reads its reply later; the result written next still comes after every event, also when

@@ -306,3 +306,36 @@ def test_a_label_sets_preparation_serves_the_classify_jobs_queued_while_it_runs(
     assert len(pairs) == 10 and all(p["true"] in labels for p in pairs)
     assert results(worker, classify)["metrics"]["steps"] == (0 if method == "zeroshot" else 1)
     assert pending(worker, method) == 0
+
+
+def test_queued_auto_jobs_share_one_zero_shot_pass_and_escalate_as_one_set(worker, redis_server, engine):
+    """Three queued auto jobs run as one set: the one settled by zero-shot is answered first,
+    at once; the two others climb to their tier together (one TPT episode set of 2)."""
+    seeds = [20, 21, 22]
+    confidence = {s: engine.classify("zeroshot", make_image(s), LABELS).score for s in seeds}
+    top, second = sorted(confidence.values())[-1], sorted(confidence.values())[-2]
+    options = {"tiers": "tpt:n_views=8+steps=1", "threshold": (top + second) / 2}
+    specs = enqueue(redis_server.url, worker.consumer.keys, seeds, "auto", options)
+    worker.step(READ_BLOCK_MS)
+    answers = {spec.job_id: results(worker, spec)["metrics"] for spec in specs}
+    settled = next(s for s, spec in zip(seeds, specs, strict=True) if confidence[s] == top)
+    settled_spec = specs[seeds.index(settled)]
+    climbed = [spec for spec in specs if spec is not settled_spec]
+    assert answers[settled_spec.job_id]["tier"] == "zeroshot"
+    assert [(answers[s.job_id]["tier"], answers[s.job_id]["episode_batch"]) for s in climbed] == \
+        [("tpt:n_views=8+steps=1", 2)] * 2
+    assert events(worker, settled_spec) == ["queued", "started", "zeroshot", "result"]
+    client, keys = worker.consumer.client, worker.consumer.keys
+    answered_at = {spec.job_id: client.xrange(keys.events(spec.job_id))[-1][0] for spec in specs}
+    assert all(answered_at[settled_spec.job_id] < answered_at[s.job_id] for s in climbed)
+    assert pending(worker, "auto") == 0
+
+
+def test_an_auto_job_never_runs_before_its_start_reply(worker, redis_server, monkeypatch):
+    """Its TDA tier writes shared state, which a job its START refuses (cancelled, expired)
+    must not: it is started the usual way even when it woke the idle worker, small."""
+    monkeypatch.setattr(scheduler_module, "EARLY_EPISODE_MAX_AGE_MS", 60_000)  # (however slow)
+    spec = woken_by(worker, lambda: enqueue(redis_server.url, worker.consumer.keys, [23], "auto",
+                                            {"tiers": "tda", "threshold": 1.0}))
+    assert worker.early == [] and worker.starts == [([spec.job_id], True)]
+    assert results(worker, spec)["metrics"]["tier"] == "tda"
