@@ -169,7 +169,8 @@ def latency(result: dict[str, Any]) -> Table:
 
 
 def episodes(result: dict[str, Any]) -> Table:
-    """Images per second by episode-set size (``tta bench episodes``)."""
+    """Images per second by episode-set size (``tta bench episodes``; s per set is the median,
+    images/s from the mean set time in runs recorded since auto, from the median before)."""
     first = result["rows"][0]["B"]
     return (["B (images per set)", "sets", "s per set", "images/s", f"vs B = {first}"],
             [[str(r["B"]), str(r["sets"]), f"{r['s_per_set']:.3f}", f"{r['images_per_s']:.2f}",

@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     already queued and never waits (continuous batching: under load the queue fills while a
     batch runs); the same throughput at concurrency 32 here, and a lone request saves the wait."""
     episode_batch_max: int = Field(default=16, ge=1)
-    """Largest episode set (images) of concurrent TPT/RLCF/ZERO jobs with the same labels and options
-    that the worker tunes together, from jobs already queued (it never waits for more); 1: each
+    """Largest episode set (images) of concurrent TPT/RLCF/ZERO/auto jobs with the same labels and
+    options that the worker runs together, from jobs already queued (it never waits for more); 1: each
     image alone."""
     episode_batch_prompts: int = Field(default=16384, ge=1)
     """Bound on images x classes of one episode set: each step's text pass holds activations for

@@ -24,7 +24,7 @@ STEPS = Counter("tta_adaptation_steps_total", "Optimisation steps taken, by meth
 BATCH_SIZE = Histogram("tta_batch_size", "Images per zero-shot forward pass",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 EPISODE_BATCH = Histogram("tta_episode_batch_size",
-                          "Images per episode set of concurrent TPT/RLCF/ZERO jobs run together",
+                          "Images per episode set of concurrent TPT/RLCF/ZERO/auto jobs run together",
                           buckets=(1, 2, 4, 8, 16, 32))
 AUTO_ANSWERED = Counter("tta_auto_answered_total",
                         "Images the auto method answered, by the tier (method) that answered",
