@@ -103,7 +103,11 @@ def register(sub: Any, add_model_args: AddModelArgs) -> None:
     accuracy.add_argument("--n-per-class", type=int, default=None, help="override the sample size")
     accuracy.add_argument("--methods", default=None,
                           help="comma-separated (default: all); a variant overrides options: "
-                               "rlcf:steps=10+lr=0.01")
+                               "rlcf:steps=10+lr=0.01; separate with ';' when a variant holds commas "
+                               "(auto:tiers=tda,rlcf:steps=10)")
+    accuracy.add_argument("--split", choices=["test", "validation"], default="test",
+                          help="the world's seed range: test (the docs' figures) or validation "
+                               "(where defaults are chosen)")
     accuracy.add_argument("--json", metavar="FILE", help="write the results as JSON")
     accuracy.add_argument("--plot", metavar="FILE.png", help="write a bar chart")
     accuracy.add_argument("--pareto", metavar="FILE.png",

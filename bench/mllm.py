@@ -58,10 +58,11 @@ def load_bench_scorer(spec: str | None) -> Any:
 
 
 def evaluate_mllm(engine: Any, variant: str, domain: str, n_per_class: int, progress: Any,
-                  exemplars: dict[int, list[Image.Image]]) -> tuple[Any, MLLMStats]:
+                  exemplars: dict[int, list[Image.Image]],
+                  seed_base: int = TEST_SEEDS) -> tuple[Any, MLLMStats]:
 
     method, options = parse_variant(variant)
-    images, labels, _ = sample_arrays(domain, n_per_class, seed_base=TEST_SEEDS)
+    images, labels, _ = sample_arrays(domain, n_per_class, seed_base=seed_base)
     confidences, correct, zeroshot_correct, times = [], [], [], []
     calls, kept, right, wrong, broke = [], [], 0, 0, 0
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):

@@ -27,9 +27,24 @@ class Row:
 
 
 def parse_variant(entry: str) -> tuple[str, dict[str, Any]]:
-    """"rlcf" or "rlcf:steps=10+lr=0.01": a method and option overrides (JSON values)."""
+    """"rlcf" or "rlcf:steps=10+lr=0.01": a method and option overrides (JSON values). A value
+    in double quotes may hold + and , (``auto:tiers="tda:n_views=32+selection=0.2,rlcf"``)."""
     method, _, overrides = entry.partition(":")
-    return method, parse_option_flags(overrides.split("+") if overrides else [])
+    return method, parse_option_flags(split_unquoted(overrides, "+") if overrides else [])
+
+
+def split_unquoted(text: str, separator: str) -> list[str]:
+    """``text`` split at each ``separator`` outside double quotes."""
+    parts, current, quoted = [], "", False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
 
 
 class ProgressBar:

@@ -117,8 +117,9 @@ for _spec in (
                "exemplar checks the CLIP's candidates. Needs a label set with exemplars.",
                MLLMOptions, "adapters.mllm:MLLMRectify", needs_exemplars=True, needs_mllm=True),
     MethodSpec("auto",
-               "Zero-shot first, then the next tier (by default TDA, then RLCF with 10 steps) only while "
-               "the answer's confidence is under the threshold; the result says which tier answered.",
+               "Zero-shot first, then the next tier (by default TDA, then RLCF with 10 steps, 32 views "
+               "each) only while the answer's confidence is under the threshold; the result says which "
+               "tier answered.",
                AutoOptions, "adapters.auto:Auto", calls_methods=True),
 ):
     register_spec(_spec)

@@ -217,7 +217,7 @@ MAX_TIERS_CHARS = 400
 
 @dataclass(frozen=True)
 class AutoOptions:
-    tiers: str = "tda,rlcf:steps=10"
+    tiers: str = "tda:n_views=32+selection=0.2,rlcf:steps=10+n_views=32+selection=0.2"
     """Methods tried after zero-shot, in order, while the answer is not settled: 'method' or
     'method:option=value+option=value', comma-separated (at most 4; not zeroshot, auto or mllm)."""
     criterion: Literal["max_prob", "margin"] = "max_prob"

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from contract.method_options import AutoOptions
 from service.cli.main import main
 from world.glyphs import CLASS_NAMES
 from world.render import TEST_DOMAINS
@@ -20,8 +21,9 @@ def test_bench_json_shape(tmp_path, monkeypatch, capsys):
                  "--model", "world-policy", "--reward-model", "world-reward"])
     assert code == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"model", "reward_model", "n_per_domain", "results"}
+    assert set(report) == {"model", "reward_model", "split", "n_per_domain", "results"}
     assert report["model"] == "world-policy" and report["reward_model"] == "world-reward"
+    assert report["split"] == "test"
     assert report["n_per_domain"] == len(CLASS_NAMES)
     methods = {"zeroshot", "zero", "tda", "tpt", "rlcf", "rlcf-tune", "auto"}
     assert {(r["method"], r["domain"]) for r in report["results"]} == {
@@ -36,7 +38,7 @@ def test_bench_json_shape(tmp_path, monkeypatch, capsys):
         assert hits == round(row["accuracy"] * len(CLASS_NAMES))
         if row["method"] == "auto":  # every image answered by one of its tiers
             assert sum(row["answered_by"].values()) == len(CLASS_NAMES)
-            assert set(row["answered_by"]) <= {"zeroshot", "tda", "rlcf:steps=10"}
+            assert set(row["answered_by"]) <= {"zeroshot", *AutoOptions.tiers.split(",")}
         else:
             assert row["answered_by"] is None
     for png in (chart, pareto, reliability):
@@ -51,6 +53,34 @@ def test_bench_method_variants_override_options():
     assert parse_variant("rlcf") == ("rlcf", {})
     assert parse_variant("rlcf:steps=10+lr=0.01") == ("rlcf", {"steps": 10, "lr": 0.01})
     assert parse_variant("rlcf-tune:params=all") == ("rlcf-tune", {"params": "all"})
+
+
+def test_variants_with_commas_are_separated_by_semicolons():
+    from bench.accuracy import split_variants
+
+    assert split_variants("tda, rlcf:steps=10,") == ["tda", "rlcf:steps=10"]
+    assert split_variants("tda; auto:tiers=tda,rlcf:steps=10+threshold=0.7") == \
+        ["tda", "auto:tiers=tda,rlcf:steps=10+threshold=0.7"]
+
+
+def test_the_validation_split_samples_other_images(tmp_path, monkeypatch):
+    """Defaults are chosen on the validation seeds: a run there says so, and its images are not
+    the test seeds' (zero-shot's answers on them differ)."""
+    monkeypatch.setenv("TTA_DEVICE", "cpu")
+    reports = {}
+    for split in ("test", "validation"):
+        out = tmp_path / f"{split}.json"
+        assert main(["bench", "accuracy", "--split", split, "--n-per-class", "1", "--no-progress",
+                     "--methods", "zeroshot;auto:tiers=tda+threshold=0.9", "--json", str(out),
+                     "--model", "world-policy", "--reward-model", "none"]) == 0
+        reports[split] = json.loads(out.read_text())
+    assert reports["validation"]["split"] == "validation"
+    rows = {split: {(r["method"], r["domain"]): r for r in report["results"]}
+            for split, report in reports.items()}
+    assert set(rows["validation"]) == {(m, d) for m in ("zeroshot", "auto:tiers=tda+threshold=0.9")
+                                       for d in TEST_DOMAINS}
+    assert [rows["test"][k]["reliability"] for k in sorted(rows["test"])] != \
+        [rows["validation"][k]["reliability"] for k in sorted(rows["validation"])]
 
 
 def test_bench_rejects_a_bad_variant_before_running(monkeypatch, capsys):
