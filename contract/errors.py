@@ -77,6 +77,13 @@ class QueueFullError(RetryLaterError):
     code = "queue_full"
 
 
+class NotReplicatedError(RetryLaterError):
+    """The job reached the Redis master but not its replicas in time: it is withdrawn (failed
+    with this code), so a failover cannot lose an acknowledged job and a retry cannot run twice."""
+
+    code = "not_replicated"
+
+
 class TooManyInflightError(RetryLaterError):
     code = "too_many_inflight"
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.queue.connection import RedisTarget, parse_sentinels
 from service.queue.drift import DriftLimits
 
 DEFAULT_MODEL = "world-policy"
@@ -55,6 +56,29 @@ class Settings(BaseSettings):
     # Redis and the queue
     redis_url: str | None = None
     """Redis for the queue and state. Unset: ``tta serve`` starts a private redis-server."""
+    redis_sentinels: str | None = None
+    """Sentinels to ask for the master, ``host:port,host:port`` (then TTA_REDIS_URL, if set,
+    gives only the database and credentials)."""
+    redis_sentinel_master: str = "tta"
+    """The master's name in the sentinels' configuration."""
+    redis_sentinel_password: str | None = None
+    """Password of the sentinels themselves, if they require one."""
+    redis_username: str | None = None
+    """ACL user, when the URL names none (docker/redis/users.acl: tta-api, tta-worker)."""
+    redis_password: str | None = None
+    """Password of that user (a secret: pass it through the environment)."""
+    redis_tls_ca_file: str | None = None
+    """CA certificate that signed Redis's certificate; TLS is on with it or a rediss:// URL."""
+    redis_tls_cert_file: str | None = None
+    """Client certificate, for a Redis that authenticates clients (tls-auth-clients yes)."""
+    redis_tls_key_file: str | None = None
+    """The client certificate's key."""
+    redis_wait_replicas: int | None = Field(default=None, ge=0)
+    """Replicas that must hold a job before its submission is acknowledged (Redis WAIT).
+    Unset: 1 when the master has a replica connected (read every minute), else 0."""
+    redis_wait_timeout_ms: int = Field(default=500, ge=1)
+    """How long a submission waits for those replicas; past it the job is withdrawn and the
+    client gets 503 not_replicated (retry)."""
     redis_max_connections: int = Field(default=64, ge=4)
     """Connections per API process for short commands (waiting for events uses one more)."""
     redis_prefix: str = "tta"
@@ -152,6 +176,20 @@ class Settings(BaseSettings):
     """Latest answers compared with the reference."""
     rectifications_ttl_s: int = Field(default=30 * 86_400, ge=60)
     """A key's rectification log is dropped this long after its last decision."""
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_host_port(cls, value: str | None) -> str | None:
+        parse_sentinels(value)  # (a ValueError names the bad entry at startup)
+        return value
+
+    @property
+    def redis_target(self) -> RedisTarget:
+        return RedisTarget(url=self.redis_url, sentinels=parse_sentinels(self.redis_sentinels),
+                           sentinel_master=self.redis_sentinel_master, username=self.redis_username,
+                           password=self.redis_password, tls_ca_file=self.redis_tls_ca_file,
+                           tls_cert_file=self.redis_tls_cert_file, tls_key_file=self.redis_tls_key_file,
+                           sentinel_password=self.redis_sentinel_password)
 
     @property
     def drift_limits(self) -> DriftLimits:

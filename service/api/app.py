@@ -27,8 +27,9 @@ from service.api.routes_method_state import router as method_state_router
 from service.api.routes_rectifications import router as rectifications_router
 from service.api.security_headers import SecurityHeadersMiddleware
 from service.api.state import AppState
+from service.queue.connection import RedisTarget
 from service.queue.keys import Keys
-from service.queue.producer import Producer
+from service.queue.producer import Producer, ReplicaWait
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,12 @@ Authentication: `Authorization: Bearer <key>` when the deployment has keys. Erro
 `{"code", "message", "field"}`; 429/503 carry `Retry-After`."""
 
 
-def redis_client(url: str, max_connections: int) -> aioredis.Redis:
+def redis_client(target: RedisTarget, max_connections: int) -> aioredis.Redis:
     """The pool for short commands. Bounded and blocking: under a burst, requests wait briefly
     for a connection instead of failing (nothing holds one for long: waiting for events goes
     through the event hub's own connection)."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=POOL_WAIT_S, socket_connect_timeout=2,
-        health_check_interval=10)
-    return aioredis.Redis(connection_pool=pool)
+    return target.async_client(max_connections=max_connections, blocking_s=POOL_WAIT_S,
+                               health_check_interval=10)
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:
@@ -62,8 +61,10 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    if not settings.redis_url:
-        raise RuntimeError("TTA_REDIS_URL is not set (`tta serve` sets it for its private Redis)")
+    target = settings.redis_target
+    if not target.configured:
+        raise RuntimeError("neither TTA_REDIS_URL nor TTA_REDIS_SENTINELS is set (`tta serve` sets "
+                           "TTA_REDIS_URL for its private Redis)")
     keys = load_key_file(settings.api_keys_file) if settings.api_keys_file else None
     auth = Authenticator(keys)
     if not auth.enabled:
@@ -71,12 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis_client(str(settings.redis_url), settings.redis_max_connections)
+        client = redis_client(target, settings.redis_max_connections)
         prefix = Keys(settings.redis_prefix)
-        hub = EventHub(str(settings.redis_url), prefix)
+        hub = EventHub(target, prefix)
         hub.start()
         app.state.tta = AppState(settings=settings, auth=auth, keys=prefix, hub=hub,
-                                 producer=Producer(client, prefix, ttl_s=settings.job_ttl_s))
+                                 producer=Producer(client, prefix, ttl_s=settings.job_ttl_s,
+                                                   replica_wait=ReplicaWait(settings.redis_wait_replicas,
+                                                                            settings.redis_wait_timeout_ms)))
         seeding = asyncio.create_task(seed_label_sets.store_until_done(client, prefix))
         yield
         seeding.cancel()

@@ -22,6 +22,7 @@ from contract.errors import (
     MissingRewardModelError,
     NoCapableWorkerError,
     NotFoundError,
+    NotReplicatedError,
     QueueFullError,
     QuotaExceededError,
     RequestTooLargeError,
@@ -50,6 +51,7 @@ STATUS_BY_TYPE: tuple[tuple[type[TTAError], int], ...] = (
     (MissingMLLMError, 422),
     (TooManyInflightError, 429),
     (QueueFullError, 503),
+    (NotReplicatedError, 503),
     (NoCapableWorkerError, 503),
     (BackendUnavailableError, 503),
 )
@@ -68,8 +70,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (415, "Image format not allowed (JPEG, PNG, WebP)"),
         (422, "Invalid labels, method, options, top_k or image"),
         (429, "Too many unfinished jobs for this key (see Retry-After)"),
-        (503, "Queue full, no live worker can run the method/model, or Redis unavailable "
-              "(see Retry-After)"),
+        (503, "Queue full, no live worker can run the method/model, Redis unavailable, or the job "
+              "not confirmed by Redis's replicas in time (see Retry-After)"),
     )
 }
 

@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as aioredis
-
+from service.queue.connection import RedisTarget
 from service.queue.keys import Keys
 from service.queue.schemas import QueueEvent, parse_event_message
 
@@ -33,9 +32,9 @@ RETRY_S = 0.5
 
 
 class EventHub:
-    def __init__(self, url: str, keys: Keys) -> None:
+    def __init__(self, target: RedisTarget, keys: Keys) -> None:
         # A connection of its own: it spends its life subscribed.
-        self.client: Any = aioredis.Redis.from_url(url, socket_connect_timeout=2, max_connections=1)
+        self.client: Any = target.async_client(max_connections=1)
         self.keys = keys
         self.waiters: dict[str, set[Subscription]] = {}
         self.live = False

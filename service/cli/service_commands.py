@@ -21,7 +21,6 @@ log = logging.getLogger("tta")
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    import redis
     from prometheus_client import start_http_server
 
     from adapters.engine import Engine, load_models
@@ -30,8 +29,9 @@ def run_worker(args: argparse.Namespace) -> int:
     from service.worker.main import Worker
 
     settings = get_settings()
-    if not settings.redis_url:
-        print("error: TTA_REDIS_URL is not set (the worker needs the deployment's Redis)", file=sys.stderr)
+    if not settings.redis_target.configured:
+        print("error: neither TTA_REDIS_URL nor TTA_REDIS_SENTINELS is set (the worker needs the "
+              "deployment's Redis)", file=sys.stderr)
         return 2
     if settings.torch_threads:
         import torch
@@ -52,7 +52,7 @@ def run_worker(args: argparse.Namespace) -> int:
                        device=device, timeout_s=settings.mllm_timeout_s, retries=settings.mllm_retries,
                        concurrency=settings.mllm_concurrency, batch_size=settings.mllm_batch)
     engine = Engine(load_models(policy, reward, device=device, precision=settings.precision, mllm=mllm))
-    worker = Worker(settings, engine, redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2))
+    worker = Worker(settings, engine, settings.redis_target.sync_client())
     worker.install_signal_handlers()
     worker.serve()
     return 0
@@ -86,7 +86,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     env = dict(os.environ)
     children: list[Child] = []
-    if not settings.redis_url:
+    if not settings.redis_target.configured:
         # One folder per API port: two `tta serve` on one machine keep apart (a second one on
         # the same port could not bind it anyway; the lock says so before Redis starts).
         data_dir = Path(settings.data_dir) / f"serve-{args.port}"

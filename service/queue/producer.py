@@ -12,12 +12,21 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from contract.errors import QueueFullError, TooManyInflightError
+from contract.errors import NotReplicatedError, QueueFullError, TooManyInflightError
 from service.queue import scripts
 from service.queue.fields import JobField
 from service.queue.keys import Keys
 from service.queue.routing import route_of
-from service.queue.schemas import JobSpec, QueueEvent, as_text, dumps, loads, now_ms, parse_event
+from service.queue.schemas import (
+    JobSpec,
+    QueueEvent,
+    as_text,
+    dumps,
+    error_payload,
+    loads,
+    now_ms,
+    parse_event,
+)
 
 WORKER_STALE_PERIODS = 5
 """A worker is live while its last heartbeat is younger than this many of its periods."""
@@ -25,10 +34,21 @@ EVENTS_PAGE = 500
 """Events read from a job's stream per round trip."""
 WORKER_FORGET_S = 600
 """A worker heartbeat this old is deleted: it is not coming back under that id."""
+REPLICAS_READ_EVERY_S = 60.0
+"""How often an unset ``ReplicaWait.replicas`` re-reads how many replicas the master has."""
 CARRY_MAX_BYTES = 64 * 1024
 """A job whose spec and images take at most this many bytes travels whole in its stream entry
 (``EntryField``), so an idle worker woken by it runs it a round trip sooner; a larger one
 would make every read of the stream heavier."""
+
+
+@dataclass(frozen=True)
+class ReplicaWait:
+    """Whether a submission waits for replicas (Redis WAIT) before it is acknowledged."""
+
+    replicas: int | None = 0
+    """Replicas that must hold the job; None: 1 when the master has one connected, else 0."""
+    timeout_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -52,12 +72,17 @@ class QueueStats:
 
 
 class Producer:
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, ttl_s: int,
+                 replica_wait: ReplicaWait | None = None) -> None:
         # Any: redis-py's reply types are unions that say nothing useful for each command.
         self.client: Any = client
         self.keys = keys
         self.ttl_s = ttl_s
+        self.replica_wait = replica_wait or ReplicaWait()
         self._enqueue = scripts.PersistentAsyncScript(client, scripts.ENQUEUE)
+        self._withdraw = scripts.PersistentAsyncScript(client, scripts.FAIL)
+        self._replicas = (0, -math.inf)
+        """(replicas connected to the master, when read): for an unset ``replicas``."""
         self._workers: list[dict[str, Any]] = []
         self._workers_read_at = -math.inf
 
@@ -65,7 +90,47 @@ class Producer:
         self, spec: JobSpec, images: list[bytes], *, max_depth: int, max_inflight: int,
     ) -> str:
         """Store the job and its images and append it to the jobs stream, atomically; returns the
-        id of its ``queued`` event. Raises QueueFullError / TooManyInflightError."""
+        id of its ``queued`` event. Raises QueueFullError / TooManyInflightError, and
+        NotReplicatedError when the replicas it must reach did not confirm it in time."""
+        replicas = await self.replicas_to_wait()
+        if not replicas:
+            return await self._enqueue_on(self.client, spec, images, max_depth, max_inflight)
+        # WAIT counts the writes of its own connection: the job and the WAIT share one.
+        async with self.client.client() as connection:
+            queued = await self._enqueue_on(connection, spec, images, max_depth, max_inflight)
+            confirmed = await connection.wait(replicas, self.replica_wait.timeout_ms)
+        if confirmed < replicas:
+            self._replicas = (0, -math.inf)  # (unset replicas: read again, a failover may have left none)
+            await self.withdraw(spec, f"the job reached Redis's master but {confirmed} of the "
+                                      f"{replicas} replicas it must reach within "
+                                      f"{self.replica_wait.timeout_ms} ms; it was withdrawn and will "
+                                      "not run: submit it again")
+        return queued
+
+    async def withdraw(self, spec: JobSpec, message: str) -> None:
+        """Fail the job, so it never runs (a worker that started it meanwhile has its result
+        refused) and raise NotReplicatedError; unless it is finished already (a fast job on an
+        idle worker, within the wait): then its answer stands and the submission succeeds."""
+        k = self.keys
+        error = error_payload(spec.job_id, NotReplicatedError.code, message)
+        withdrawn = await self._withdraw(keys=[k.job(spec.job_id), k.events(spec.job_id), k.open_jobs,
+                                               k.inflight(spec.owner)],
+                                         args=[spec.job_id, now_ms(), dumps(error)])
+        if withdrawn:
+            raise NotReplicatedError(message, retry_after_s=1)
+
+    async def replicas_to_wait(self) -> int:
+        if self.replica_wait.replicas is not None:
+            return self.replica_wait.replicas
+        count, read_at = self._replicas
+        if time.monotonic() - read_at >= REPLICAS_READ_EVERY_S:
+            info = await self.client.info("replication")
+            count = min(1, int(info.get("connected_slaves", 0)))
+            self._replicas = (count, time.monotonic())
+        return count
+
+    async def _enqueue_on(self, client: Any, spec: JobSpec, images: list[bytes], max_depth: int,
+                          max_inflight: int) -> str:
         k = self.keys
         queued = {"job_id": spec.job_id, "method": spec.method, "n_images": spec.n_images,
                   "deadline_ms": spec.deadline_ms}
@@ -73,6 +138,7 @@ class Producer:
         spec_json = spec.model_dump_json()
         carry = len(spec_json) + sum(len(image) for image in images) <= CARRY_MAX_BYTES
         reply = await self._enqueue(
+            client=client,
             keys=[k.open_jobs, k.inflight(spec.owner), k.job(spec.job_id), k.images(spec.job_id),
                   k.events(spec.job_id), k.jobs(route_of(spec))],
             args=[spec.job_id, spec.created_ms, max_depth, max_inflight, self.ttl_s,

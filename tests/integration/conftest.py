@@ -100,8 +100,8 @@ class Service:
         return subprocess.Popen([sys.executable, "-m", "service.cli.main", "-v", *args], cwd=ROOT,
                                 env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
-    def start_api(self) -> None:
-        self.api = self._spawn(["api", "--port", str(self.api_port)], f"api-{self.api_port}")
+    def start_api(self, **extra_env: str) -> None:
+        self.api = self._spawn(["api", "--port", str(self.api_port)], f"api-{self.api_port}", extra_env)
         wait_until(self._api_up, 30, "the API to answer /healthz")
 
     def _api_up(self) -> bool:

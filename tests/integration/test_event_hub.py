@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from service.api.event_hub import EventHub, Subscription
 from service.api.sse import follow
+from service.queue.connection import RedisTarget
 from service.queue.consumer import Consumer
 from service.queue.keys import Keys
 from service.queue.producer import Producer
@@ -51,7 +52,7 @@ def run_job(url: str, keys: Keys, job_id: str, owner: str, label: str) -> None:
 
 
 async def live_hub(url: str, keys: Keys) -> EventHub:
-    hub = EventHub(url, keys)
+    hub = EventHub(RedisTarget(url=url), keys)
     hub.start()
     for _ in range(500):
         if hub.live:

@@ -1,0 +1,127 @@
+"""Redis high availability, live on loopback: a submission is acknowledged only once a replica
+holds it (Redis WAIT), and with jobs flowing, a SIGKILLed master fails over to its replica
+(three sentinels) without losing a job the API accepted."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import redis
+
+from service.queue.keys import Keys
+from service.redis_server import PrivateRedis
+from tests.integration.conftest import LABELS, make_service, png_bytes, wait_until
+from tests.integration.redis_ha import ReplicatedRedis
+from tests.integration.test_faults import end_states
+
+FINISHED = ("done", "failed", "dead")
+
+
+def test_a_job_no_replica_confirms_in_time_is_withdrawn_and_answered_503(tmp_path):
+    """A master whose replica never confirms (there is none): the client gets 503 not_replicated
+    with Retry-After, and the job is failed, so no worker runs it and a retry cannot run twice.
+    (The worker is paused: a zero-shot job on an idle worker may finish within the wait, and a
+    finished job is not withdrawn: its answer stands and the submission succeeds.)"""
+    master = PrivateRedis(tmp_path / "redis", persist=False).start()
+    service = make_service(master.url, tmp_path, TTA_REDIS_WAIT_REPLICAS="1", TTA_REDIS_WAIT_TIMEOUT_MS="100")
+    try:
+        service.start_api()
+        worker = service.start_worker("w1", TTA_HEARTBEAT_S="60")  # (live while paused)
+        service.wait_workers({"w1"})
+        worker.send_signal(signal.SIGSTOP)
+        try:
+            with service.client() as client:
+                response = client.post("/v1/jobs", files=[("image", ("a.png", png_bytes(1)))],
+                                       data={"labels": LABELS, "method": "zeroshot"})
+        finally:
+            worker.send_signal(signal.SIGCONT)
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "not_replicated" and response.headers["Retry-After"] == "1"
+        assert "withdrawn" in response.json()["message"]
+        keys = Keys(service.env["TTA_REDIS_PREFIX"])
+        with redis.Redis.from_url(master.url) as connection:
+            jobs = [key for key in connection.scan_iter(f"{keys.prefix}:job:*") if key.count(b":") == 2]
+            assert len(jobs) == 1
+            time.sleep(1.0)  # (the resumed worker has met it by now, and not run it)
+            assert connection.hget(jobs[0], "status") == b"failed"
+            assert b"not_replicated" in connection.hget(jobs[0], "error")
+            assert connection.zcard(keys.open_jobs) == 0
+            assert connection.hlen(keys.results(jobs[0].decode().rsplit(":", 1)[1])) == 0
+    finally:
+        service.stop()
+        master.stop()
+
+
+@dataclass
+class Submission:
+    at: float
+    status: int
+    job_id: str | None
+
+
+@pytest.fixture
+def replicated(tmp_path) -> Iterator[ReplicatedRedis]:  # type: ignore[no-untyped-def]
+    ha = ReplicatedRedis(tmp_path / "ha").start()
+    yield ha
+    ha.stop()
+
+
+def test_a_master_killed_under_load_fails_over_and_no_accepted_job_is_lost(replicated, tmp_path):
+    """API and worker reach Redis through the sentinels and wait for the replica on each
+    submission (the default when a replica is connected). Jobs flow; the master is SIGKILLed;
+    the sentinels promote the replica. Every job the API accepted (202) ends done, and the
+    client saw errors only for a bounded window around the failover."""
+    service = make_service("", tmp_path, TTA_REDIS_SENTINELS=replicated.sentinel_setting,
+                           TTA_REDIS_SENTINEL_MASTER="tta", TTA_REDIS_WAIT_TIMEOUT_MS="1000")
+    submissions: list[Submission] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with service.client(timeout_s=10) as client:
+            seed = 0
+            while not stop.is_set():
+                seed += 1
+                method = ("zeroshot", "tpt")[seed % 2]
+                try:
+                    response = client.post("/v1/jobs", files=[("image", (f"{seed}.png", png_bytes(seed)))],
+                                           data={"labels": LABELS, "method": method,
+                                                 "options": '{"n_views": 8}' if method == "tpt" else "{}"})
+                    job_id = response.json().get("job_id") if response.status_code == 202 else None
+                    submissions.append(Submission(time.monotonic(), response.status_code, job_id))
+                except httpx.HTTPError:
+                    submissions.append(Submission(time.monotonic(), 0, None))
+                time.sleep(0.05)
+
+    try:
+        service.start_api()
+        service.start_worker("w1")
+        service.wait_workers({"w1"})
+        sender = threading.Thread(target=load, daemon=True)
+        sender.start()
+        wait_until(lambda: sum(s.status == 202 for s in submissions) >= 20, 60, "jobs to flow")
+        killed_at = replicated.kill_master()
+        promoted_at = replicated.wait_promoted()
+        wait_until(lambda: any(s.status == 202 and s.at > promoted_at for s in submissions), 60,
+                   "submissions to be accepted by the new master")
+        time.sleep(2)
+        stop.set()
+        sender.join()
+        accepted = [s.job_id for s in submissions if s.status == 202 and s.job_id]
+        states = end_states(service, "alice", accepted, timeout_s=120)
+        refused = [s for s in submissions if s.status != 202]
+        window = (max(s.at for s in refused) - min(s.at for s in refused)) if refused else 0.0
+        print(f"\naccepted {len(accepted)}, done {sum(v == 'done' for v in states.values())}, "
+              f"refused {len(refused)} ({sorted({s.status for s in refused})}) over {window:.1f} s; "
+              f"promoted {promoted_at - killed_at:.1f} s after the kill")
+        assert set(states.values()) == {"done"}, {k: v for k, v in states.items() if v != "done"}
+        assert all(s.status in (202, 503, 0) for s in submissions)  # never a 5xx but 503
+        assert all(killed_at - 1 <= s.at for s in refused)  # errors only around the failover
+    finally:
+        stop.set()
+        service.stop()
