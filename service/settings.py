@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     """Images in one classify request."""
     max_labels: int = Field(default=2000, ge=2)
     """Classes in one request or label set."""
+    scale_to_zero_methods: str = ""
+    """Methods whose workers may be scaled to zero (KEDA): a job for one is queued even while no
+    live worker serves it, and waits for one to start (up to its deadline). "*": every method.
+    Empty: a job no live worker can run is refused at once (503 no_capable_worker)."""
     max_queue_depth: int = Field(default=1000, ge=1)
     """Unfinished jobs in the whole queue before new ones get 503."""
     max_inflight_per_key: int = Field(default=64, ge=1)

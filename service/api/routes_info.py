@@ -59,20 +59,22 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", tags=["health"], responses={503: {"description": "Redis down or no live worker"}})
-async def readyz(request: Request) -> Response:
-    """Ready when Redis answers and at least one worker's heartbeat is fresh."""
+async def readyz(request: Request, workers: bool = True) -> Response:
+    """Ready when Redis answers and at least one worker's heartbeat is fresh; ``workers=false``:
+    when Redis answers (the API's readiness probe where workers scale to zero: the API must
+    take the jobs that scale them up)."""
     state = app_state(request)
     try:
         await state.producer.client.ping()
-        workers = await state.producer.live_workers()
+        live = await state.producer.live_workers()
     except redis.RedisError as exc:
         return JSONResponse({"status": "unavailable", "redis": False, "reason": str(exc)},
                             status_code=503, headers={"Retry-After": "2"})
-    if not workers:
+    if not live and workers:
         return JSONResponse({"status": "unavailable", "redis": True, "workers": 0,
                              "reason": "no worker heartbeat"}, status_code=503,
                             headers={"Retry-After": "2"})
-    return JSONResponse({"status": "ready", "redis": True, "workers": len(workers)})
+    return JSONResponse({"status": "ready", "redis": True, "workers": len(live)})
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)

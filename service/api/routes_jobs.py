@@ -87,6 +87,9 @@ async def require_capable_worker(state: AppState, methods: Sequence[str], model:
     workers = await state.producer.live_workers(max_age_s=ADMISSION_WORKERS_MAX_AGE_S)
     if any(all(serves(worker, m, model) for m in methods) for worker in workers):
         return
+    scaled = {m.strip() for m in state.settings.scale_to_zero_methods.split(",") if m.strip()}
+    if "*" in scaled or set(methods) <= scaled:
+        return  # its workers may be scaled to zero: the queued job is what scales them up
     workers = await state.producer.live_workers()  # a refusal is checked against a fresh list
     specs = [get_spec(m) for m in methods]
     needs = [what for what, needed in (

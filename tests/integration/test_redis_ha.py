@@ -16,7 +16,7 @@ import redis
 
 from service.queue.keys import Keys
 from service.redis_server import PrivateRedis
-from tests.integration.conftest import LABELS, make_service, png_bytes, wait_until
+from tests.integration.conftest import LABELS, make_service, png_bytes, sse_events, wait_until
 from tests.integration.redis_ha import ReplicatedRedis
 from tests.integration.test_faults import end_states
 
@@ -124,4 +124,37 @@ def test_a_master_killed_under_load_fails_over_and_no_accepted_job_is_lost(repli
         assert all(killed_at - 1 <= s.at for s in refused)  # errors only around the failover
     finally:
         stop.set()
+        service.stop()
+
+
+def test_a_master_killed_while_a_worker_is_mid_job_fails_over_and_the_job_completes(replicated, tmp_path):
+    """The master dies while the worker is tuning (a TPT job of many steps, its first steps
+    already streamed): the worker's writes fail, it carries on against the new master once the
+    sentinels promote the replica, and the job ends done with its result."""
+    service = make_service("", tmp_path, TTA_REDIS_SENTINELS=replicated.sentinel_setting,
+                           TTA_REDIS_SENTINEL_MASTER="tta", TTA_REDIS_WAIT_TIMEOUT_MS="1000")
+    try:
+        service.start_api()
+        service.start_worker("w1")
+        service.wait_workers({"w1"})
+        with service.client() as client:
+            response = client.post("/v1/jobs", files=[("image", ("a.png", png_bytes(5)))],
+                                   data={"labels": LABELS, "method": "tpt",
+                                         "options": '{"steps": 64, "n_views": 64}'})
+            assert response.status_code == 202, response.text
+            job_id = response.json()["job_id"]
+            with client.stream("GET", f"/v1/jobs/{job_id}/events") as events:
+                for _, event, data in sse_events(events):
+                    if event == "progress" and data["step"] >= 2:
+                        break  # mid-job: tuning, 62 steps to go
+            replicated.kill_master()
+            keys = Keys(service.env["TTA_REDIS_PREFIX"])
+            with redis.Redis(port=replicated.replica.port) as replica:  # what survives the kill
+                assert replica.hget(keys.job(job_id), "status") == b"running"
+            replicated.wait_promoted()
+            states = end_states(service, "alice", [job_id], timeout_s=120)
+            assert states == {job_id: "done"}
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            assert job["results"][0]["metrics"]["steps"] == 64 and job["results"][0]["label"] in LABELS
+    finally:
         service.stop()
