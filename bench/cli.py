@@ -74,6 +74,12 @@ def register(sub: Any, add_model_args: AddModelArgs) -> None:
     episodes.add_argument("--precision", default="fp32")
     episodes.add_argument("--json", help="write the figures here")
     add_model_args(episodes)
+    failover = bench_sub.add_parser(
+        "failover", help="a Redis master SIGKILLed under load, failing over through three sentinels: "
+                         "jobs accepted, lost, and the client-visible error window")
+    failover.set_defaults(run=command("bench.failover", "run_bench_failover"))
+    failover.add_argument("--runs", type=int, default=5)
+    failover.add_argument("--json", help="write the figures here")
     hostile = bench_sub.add_parser(
         "hostile", help="memory and a neighbour's latency under the largest requests, label sets and "
                         "fine-tunes the limits allow")

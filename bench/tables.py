@@ -211,8 +211,18 @@ def hostile_attacks(result: dict[str, Any]) -> Table:
     return ["attack", "answers", "cost"], lines
 
 
+def failover(result: dict[str, Any]) -> Table:
+    """A Redis master SIGKILLed under load, run by run (``tta bench failover``)."""
+    return (["run", "accepted", "done", "failed", "lost", "refused (statuses)", "error window s",
+             "promoted after s", "all ended after kill s"],
+            [[str(i + 1), str(r["accepted"]), str(r["done"]), str(r["failed"]), str(r["lost"]),
+              f"{r['refused']} {r['refused_statuses']}", f"{r['error_window_s']:.1f}",
+              f"{r['promoted_after_s']:.1f}", f"{r['all_ended_after_kill_s']:.1f}"]
+             for i, r in enumerate(result["runs"])])
+
+
 TABLES: dict[str, list[Callable[[dict[str, Any]], Table]]] = {
-    "accuracy": [accuracy, auto_tiers], "mllm": [accuracy, mllm], "drift": [drift],
+    "accuracy": [accuracy, auto_tiers], "mllm": [accuracy, mllm], "drift": [drift], "failover": [failover],
     "finetune": [finetune], "peers": [peers], "latency": [latency], "episodes": [episodes],
     "reference": [reference],
     "hostile": [hostile, hostile_attacks],

@@ -1,10 +1,12 @@
-"""A real replicated Redis on loopback for the failover tests: a master, a replica and three
-sentinels (Debian's redis-server run with --sentinel; no package beyond redis-server)."""
+"""A real replicated Redis on loopback for ``tta bench failover`` and the failover tests: a
+master, a replica and three sentinels (redis-server run with --sentinel; no package beyond
+redis-server)."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ DOWN_AFTER_MS = 1000
 """How long the sentinels wait before they call the master down (the failover's first part)."""
 
 
-def _wait_for(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(check: Callable[[], object], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
