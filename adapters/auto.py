@@ -25,12 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import torch
-
-from adapters.base import Method, Stopwatch, ranked
+from adapters.base import Method, Stopwatch
 from adapters.registry import create_method
 from adapters.types import AdaptationResult, Hooks, MethodInput, Models, Progress, ScoredLabel
-from adapters.views import clean_view
 from contract.method_options import AutoOptions
 from contract.tiers import Tier, parse_tiers, tiers_of
 
@@ -83,7 +80,9 @@ class Auto(Method):
         watch = Stopwatch()
         # Margins need the second label: tiers run with at least 2, the answer is cut back.
         wide = [replace(inp, top_k=max(2, inp.top_k)) for inp in inputs]
-        zeroshot_tops = self.zeroshot(wide, models)
+        # (zero-shot's own batch, its guesses unreported: they are sent cut to each top_k below)
+        zeroshot = self.method("zeroshot").run_batch(wide, models, None, [Hooks() for _ in wide])
+        zeroshot_tops = [result.top_k for result in zeroshot]
         climbs = []
         for inp, hook, top in zip(inputs, hooks, zeroshot_tops, strict=True):
             hook.on_zeroshot(top[: inp.top_k])
@@ -142,16 +141,10 @@ class Auto(Method):
                                 zeroshot_top_k=zeroshot_top[:top_k],
                                 changed=top[0].label != zeroshot_top[0].label, metrics=metrics)
 
-    @staticmethod
-    def zeroshot(inputs: Sequence[MethodInput], models: Models) -> list[list[ScoredLabel]]:
-        """Every image's clean view in one pass (inputs share labels and templates)."""
-        policy = models.policy
-        size = policy.clip.image_size
-        with torch.no_grad():
-            features = policy.clip.encode_images(torch.stack([clean_view(inp.image, size) for inp in inputs]))
-            text = policy.class_features(inputs[0].labels, inputs[0].templates)
-            probs = policy.logits(features, text).softmax(-1)
-        return [ranked(probs[b], inp.labels, inp.top_k) for b, inp in enumerate(inputs)]
+    def method(self, name: str) -> Method:
+        if name not in self.methods:
+            self.methods[name] = create_method(name)
+        return self.methods[name]
 
     def run_tier(self, tier: Tier, inputs: list[MethodInput], models: Models,
                  hooks: list[Hooks]) -> list[AdaptationResult]:
@@ -164,10 +157,7 @@ class Auto(Method):
             return Hooks(on_progress=on_progress)
 
         watch = Stopwatch()
-        if tier.method not in self.methods:
-            self.methods[tier.method] = create_method(tier.method)
-        method = self.methods[tier.method]
-        results = method.run_batch(inputs, models, tier.options, [tagged(h) for h in hooks])
+        results = self.method(tier.method).run_batch(inputs, models, tier.options, [tagged(h) for h in hooks])
         self.costs.setdefault(tier.text, deque(maxlen=COST_WINDOW)).append(watch.ms())
         return results
 

@@ -57,10 +57,9 @@ class EpisodeItem:
     image: Image.Image
     seed: int = 0
     hooks: Hooks | None = None
-    state_key: str = "default"
-    """Scope of the image's online state (``RunContext.state_key``): set-mates may be other
-    tenants' (``auto`` with a TDA tier)."""
-    update_id: str | None = None
+    context: RunContext = RunContext()
+    """The image's own state scope and update id: set-mates may be other tenants' jobs
+    (``auto`` with a TDA tier)."""
 
 
 def finite(result: AdaptationResult) -> AdaptationResult:
@@ -99,16 +98,20 @@ class Engine:
             hooks: Hooks | None = None, context: RunContext | None = None) -> AdaptationResult:
         """One image; ``seed`` defaults to the request's."""
         self.check(request)
-        context = context or RunContext()
-        inp = MethodInput(image=image, labels=request.labels, templates=resolve_templates(request.templates),
-                          top_k=request.top_k, seed=request.seed if seed is None else seed,
-                          state_key=context.state_key, exemplars=context.exemplars,
-                          label_set_version=context.label_set_version, update_id=context.update_id,
-                          state_store=self.state_store)
+        inp = self.method_input(request, resolve_templates(request.templates), image,
+                                request.seed if seed is None else seed, context or RunContext())
         impl = self.method(request.method)
         with self._lock:
             result = impl.run(inp, self.models, request.options, hooks or Hooks())
         return finite(result)
+
+    def method_input(self, request: MethodRequest, templates: tuple[str, ...], image: Image.Image,
+                     seed: int, context: RunContext) -> MethodInput:
+        """One image's input to a method: the request's labels and top_k, its own seed and context."""
+        return MethodInput(image=image, labels=request.labels, templates=templates, top_k=request.top_k,
+                           seed=seed, state_key=context.state_key, exemplars=context.exemplars,
+                           label_set_version=context.label_set_version, update_id=context.update_id,
+                           state_store=self.state_store)
 
     def classify(self, method: str, image: Image.Image, labels: Sequence[str], *,
                  options: Mapping[str, Any] | None = None, templates: str | Sequence[str] | None = None,
@@ -125,9 +128,7 @@ class Engine:
         support it; others run the images one after another."""
         self.check(request)
         templates = resolve_templates(request.templates)
-        inputs = [MethodInput(image=item.image, labels=request.labels, templates=templates,
-                              top_k=request.top_k, seed=item.seed, state_key=item.state_key,
-                              update_id=item.update_id, state_store=self.state_store)
+        inputs = [self.method_input(request, templates, item.image, item.seed, item.context)
                   for item in items]
         hooks = [finite_settled(item.hooks or Hooks()) for item in items]
         with self._lock:

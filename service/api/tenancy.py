@@ -126,9 +126,8 @@ class Caller:
     async def delete_label_set(self, label_set: LabelSet) -> None:
         """One of the caller's label sets and everything kept for it."""
         keys, name = self.state.keys, label_set.name
-        groups = [f"{spec.name}:{state_key_for(self.owner, name, ())}" for spec in method_specs()
-                  if spec.stateful]
         scope = state_key_for(self.owner, name, ())
+        groups = [f"{spec.name}:{scope}" for spec in method_specs() if spec.stateful]
         doomed = [*keys.label_set_keys(self.owner, name, label_set.version),
                   *(key for group in groups for key in (keys.method_state(group),
                                                         keys.method_state_applied(group))),

@@ -292,8 +292,8 @@ class Runner:
 
         try:
             results = engine.run_episodes(request, [
-                EpisodeItem(image, job.request.seed + index, hooks(job, index, data), state_key(job),
-                            f"{job.spec.job_id}/{index}")
+                EpisodeItem(image, job.request.seed + index, hooks(job, index, data),
+                            RunContext(state_key=state_key(job), update_id=f"{job.spec.job_id}/{index}"))
                 for job, index, data, image in items])
         except redis.RedisError:
             raise

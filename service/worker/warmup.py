@@ -22,8 +22,8 @@ def warm_up(engine: Engine, methods: list[str]) -> None:
     for method in methods:
         if get_spec(method).needs_exemplars:
             continue  # needs a label set; the MLLM itself was loaded (and checked) at start-up
-        if method == "auto":
-            continue  # it calls the other methods, warmed up on their own
+        if get_spec(method).calls_methods:
+            continue  # (auto) it calls the other methods, warmed up on their own
         start = time.perf_counter()
         engine.classify(method, image, WARMUP_LABELS, top_k=1)
         log.info("warm-up %s: %.0f ms", method, (time.perf_counter() - start) * 1000)

@@ -194,7 +194,7 @@ def test_an_online_tier_in_a_set_updates_each_images_own_tenant_state(models):
     own state scope, once per job image."""
     engine = Engine(models)
     request = normalize("auto", LABELS, options={"tiers": "tda", "threshold": 1.0})
-    items = [EpisodeItem(make_image(s), s, state_key=key, update_id=f"job{s}/0")
+    items = [EpisodeItem(make_image(s), s, context=RunContext(state_key=key, update_id=f"job{s}/0"))
              for s, key in ((1, "alice|set"), (2, "bob|set"), (3, "alice|set"))]
     first = engine.run_episodes(request, items)
     assert [r.metrics["cache_images"] for r in first] == [1, 1, 2]
