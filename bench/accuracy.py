@@ -166,13 +166,15 @@ def run_accuracy(args: argparse.Namespace) -> int:
     seed_base = SPLITS[args.split]
     domains = list(TEST_DOMAINS)
     n_per_class = args.n_per_class or (QUICK_PER_CLASS if args.quick else FULL_PER_CLASS)
-    from bench.mllm import evaluate_mllm, load_bench_scorer, uses_mllm
+    from bench.mllm import MLLM_ALONE, evaluate_mllm, evaluate_mllm_alone, load_bench_scorer, uses_mllm
 
     wants_mllm = any(uses_mllm(m) for m in methods)
     scorer = load_bench_scorer(args.mllm) if wants_mllm else None
     engine = Engine(load_models(policy, reward, device=device, mllm=scorer))
     exemplars = exemplar_bank() if wants_mllm else {}
     for variant in methods:  # a typo should fail now, not after minutes of other methods
+        if variant == MLLM_ALONE:
+            continue
         method, options = parse_variant(variant)
         engine.check(normalize(method, CLASS_NAMES, options=options))
     n_per_domain = n_per_class * len(CLASS_NAMES)
@@ -180,7 +182,9 @@ def run_accuracy(args: argparse.Namespace) -> int:
     rows, mllm_stats = [], []
     for variant in methods:
         for domain in domains:
-            if uses_mllm(variant):
+            if variant == MLLM_ALONE:
+                row = evaluate_mllm_alone(scorer, domain, n_per_class, bar, seed_base)
+            elif uses_mllm(variant):
                 row, stats = evaluate_mllm(engine, variant, domain, n_per_class, bar, exemplars, seed_base)
                 mllm_stats.append(stats)
             else:

@@ -110,7 +110,8 @@ def register(sub: Any, add_model_args: AddModelArgs) -> None:
     accuracy.add_argument("--methods", default=None,
                           help="comma-separated (default: all); a variant overrides options: "
                                "rlcf:steps=10+lr=0.01; separate with ';' when a variant holds commas "
-                               "(auto:tiers=tda,rlcf:steps=10)")
+                               "(auto:tiers=tda,rlcf:steps=10); mllm-alone: the MLLM as a classifier on "
+                               "its own (every class asked, no exemplars, no CLIP)")
     accuracy.add_argument("--split", choices=["test", "validation"], default="test",
                           help="the world's seed range: test (the docs' figures) or validation "
                                "(where defaults are chosen)")
@@ -132,7 +133,9 @@ def _add_finetune(bench_sub: Any, add_model_args: AddModelArgs) -> None:
                                   "the new version on unseen images, against N")
     # lr 0.03 and 10 steps: 64% correct labels on range A, against 57% at lr 0.01 and 3 steps.
     parser.add_argument("--source", default="rlcf-tune:lr=0.03+steps=10",
-                        help="label source: a method variant (rlcf-tune:lr=0.03+steps=10) or 'truth'")
+                        help="label source: a method variant (rlcf-tune:lr=0.03+steps=10, mllm) or 'truth'")
+    parser.add_argument("--mllm", default=None,
+                        help="MLLM for an mllm source (a TTA_MLLM value; default world-mllm)")
     parser.add_argument("--sizes", default="100,300,1000", help="N values (nested subsets)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="fine-tuning hyperparameter for the curve, e.g. --param lr=1e-4")

@@ -56,14 +56,22 @@ def shifted_pool(n: int) -> tuple[list[Image.Image], list[int], list[str]]:
 def label_images(engine: Any, source: str, images: list[Image.Image], truth: list[int],
                  show_progress: bool, first: int = 0) -> tuple[list[int], list[float], float]:
     """Labels from the source for the pool's images ``first`` onwards (image i runs with seed
-    i), their scores, and the source's ms per image."""
+    i), their scores, and the source's ms per image. An ``mllm`` source sees the accuracy
+    bench's label set (``exemplar_bank``: train scenes, none of range A)."""
+    from adapters.engine import RunContext
+    from bench.mllm import uses_mllm
+    from world.data import exemplar_bank
+
     if source == "truth":
         return list(truth[first:]), [1.0] * len(truth[first:]), 0.0
     method, options = parse_variant(source)
+    context = (RunContext(exemplars=exemplar_bank(), label_set_version="world-bench")
+               if uses_mllm(source) else None)
     bar = ProgressBar(len(images) - first, enabled=show_progress)
     labels, scores, started = [], [], time.perf_counter()
     for index, image in enumerate(images[first:], start=first):
-        result = engine.classify(method, image, CLASS_NAMES, options=options, top_k=1, seed=index)
+        result = engine.classify(method, image, CLASS_NAMES, options=options, top_k=1, seed=index,
+                                 context=context)
         labels.append(CLASS_NAMES.index(result.label))
         scores.append(result.score)
         bar()
@@ -174,7 +182,11 @@ def run_finetune_bench(args: argparse.Namespace) -> int:
                     for v in args.variants or []]
     except ValueError as exc:
         raise InvalidOptionsError(str(exc), field="param") from exc
-    engine = Engine(load_models(policy_name, reward if args.source != "truth" else None, device=device))
+    from bench.mllm import load_bench_scorer, uses_mllm
+
+    scorer = load_bench_scorer(args.mllm) if uses_mllm(args.source) else None
+    engine = Engine(load_models(policy_name, reward if args.source != "truth" else None, device=device,
+                                mllm=scorer))
     if args.source != "truth":
         method, options = parse_variant(args.source)
         engine.check(normalize(method, CLASS_NAMES, options=options))

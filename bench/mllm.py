@@ -47,8 +47,34 @@ class MLLMStats:
     """Of those, the CLIP label was right: the MLLM made it worse."""
 
 
+MLLM_ALONE = "mllm-alone"
+"""Not a service method: the MLLM as a classifier on its own (every class asked, no exemplars,
+no CLIP), to show how well it sees apart from what the exemplars and the CLIP add."""
+
+
 def uses_mllm(variant: str) -> bool:
-    return variant.partition(":")[0] == "mllm"
+    return variant.partition(":")[0] in ("mllm", MLLM_ALONE)
+
+
+def evaluate_mllm_alone(scorer: Any, domain: str, n_per_class: int, progress: Any,
+                        seed_base: int = TEST_SEEDS) -> Row:
+    """Top-1 = the class whose "Is this a photo of a ...?" gets the highest P(True); its
+    confidence, that P(True) over the sum across classes."""
+    from models.mllm.prompts import DICLPrompt, Shot
+
+    images, labels, _ = sample_arrays(domain, n_per_class, seed_base=seed_base)
+    confidences, correct, times = [], [], []
+    for pixels, label in zip(images, labels, strict=True):
+        start = time.perf_counter()
+        image = Image.fromarray(pixels)
+        p_true = np.array(scorer.p_true([DICLPrompt((Shot(image, name, None),)) for name in CLASS_NAMES]))
+        times.append((time.perf_counter() - start) * 1000.0)
+        confidences.append(float(p_true.max() / max(p_true.sum(), 1e-12)))
+        correct.append(int(p_true.argmax()) == int(label))
+        progress()
+    return Row(MLLM_ALONE, domain, round(float(np.mean(correct)), 4),
+               round(expected_calibration_error(np.array(confidences), np.array(correct)), 4),
+               round(statistics.median(times), 2), round(statistics.mean(times), 2))
 
 
 def load_bench_scorer(spec: str | None) -> Any:

@@ -10,9 +10,12 @@ config, and it loads with the same two Auto classes a user's Qwen2.5-VL or SmolV
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from models.bundled import CONFIG_DIR, get_bundled
 
 PROMPT_WORDS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "user", "assistant", ":", "True", "False",
                 "Is", "this", "a", "photo", "of", "?", "Answer", "or", "."]
@@ -34,34 +37,29 @@ class VLMSize:
     text_layers: int = 2
     text_heads: int = 2
     vision: str = "clip"
-    """"clip": a CLIP ViT; "levit": a LeViT (conv stem + attention stages, one token per image)."""
+    """"clip": a small random CLIP ViT (the tests' tiny MLLM); "world-reward": the world reward
+    CLIP's image tower (``models/mllm/open_clip_vision.py``, one token per image), as LLaVA
+    puts a CLIP's image encoder in front of its language model."""
 
     @property
     def image_tokens(self) -> int:
-        return 1 if self.vision == "levit" else (self.image_size // self.patch_size) ** 2
+        return 1 if self.vision == REWARD_VISION else (self.image_size // self.patch_size) ** 2
 
 
-LEVIT_WIDTHS = (128, 192, 256)
-LEVIT_FEATURE_LAYER = 2
-"""LeViT's hidden states: [0] the conv stem's 4x4 grid, [1] stage 1 subsampled to 2x2, [2]
-stage 2 subsampled to one global token (at 64 px), the image's single token for the Llama."""
+REWARD_VISION = "world-reward"
 
 
 def vision_config(size: VLMSize) -> tuple[Any, int, str]:
-    """(config, feature layer, select strategy). Why LeViT for the world MLLM: its conv stem
-    learns the world's shapes from a few thousand images in minutes on a CPU, where a ViT of
-    the same cost stayed near chance; its hidden states are token sequences, as LLaVA needs."""
-    from transformers import CLIPVisionConfig, LevitConfig
+    """(config, feature layer, select strategy)."""
+    from transformers import CLIPVisionConfig
 
-    if size.vision == "levit":
-        heads = size.vision_heads
-        config: Any = LevitConfig(  # type: ignore[call-arg]
-            image_size=size.image_size, patch_size=16, hidden_sizes=list(LEVIT_WIDTHS),
-            num_attention_heads=[heads] * 3, depths=[size.vision_layers] * 3, key_dim=[16] * 3,
-            down_ops=[["Subsample", 16, LEVIT_WIDTHS[0] // 16, 4, 2, 2],
-                      ["Subsample", 16, LEVIT_WIDTHS[1] // 16, 4, 2, 2]],
-            hidden_size=LEVIT_WIDTHS[-1])  # read by LLaVA's projector (LevitConfig has none)
-        return config, LEVIT_FEATURE_LAYER, "full"
+    if size.vision == REWARD_VISION:
+        from models.mllm.open_clip_vision import OpenClipVisionConfig, register
+
+        register()
+        arch = json.loads((CONFIG_DIR / f"{get_bundled(REWARD_VISION).arch}.json").read_text())
+        config: Any = OpenClipVisionConfig(vision_cfg=arch["vision_cfg"], embed_dim=arch["embed_dim"])
+        return config, -1, "full"
     clip: Any = CLIPVisionConfig(
         image_size=size.image_size, patch_size=size.patch_size, hidden_size=size.vision_hidden,
         intermediate_size=2 * size.vision_hidden, num_hidden_layers=size.vision_layers,
@@ -97,7 +95,7 @@ def build_vlm(size: VLMSize, extra_words: list[str], seed: int = 0) -> tuple[Any
     vision, layer, strategy = vision_config(size)
     select: Any = strategy
     # The processor's token count per image: (side / patch)^2, plus 1 for a CLS that "default" drops.
-    patch = size.image_size if size.vision == "levit" else size.patch_size
+    patch = size.image_size if size.vision == REWARD_VISION else size.patch_size
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessor(size={"shortest_edge": size.image_size},
                                            crop_size={"height": size.image_size, "width": size.image_size}),

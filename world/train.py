@@ -160,8 +160,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak lr")
-    parser.add_argument("--vision-from", type=Path, default=None,
-                        help="mllm: reuse the vision tower of an earlier output (skips stage 1)")
     parser.add_argument("--eval-every", type=int, default=0, help="validation accuracy every N steps")
     args = parser.parse_args()
     if args.which == "mllm":
@@ -169,8 +167,7 @@ def main() -> None:
 
         # One thread: on cores shared with other jobs, two threads spin-wait and ran 10x slower.
         torch.set_num_threads(1)
-        train_mllm(seed=args.seed, out=args.out or WEIGHTS_DIR / "world-mllm",
-                   vision_from=args.vision_from)
+        train_mllm(seed=args.seed, out=args.out or WEIGHTS_DIR / "world-mllm")
         return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.which == "coop":

@@ -34,6 +34,9 @@ class TransformersScorer:
                  batch_size: int = 16, name: str | None = None) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        from models.mllm.open_clip_vision import register
+
+        register()  # the bundled world MLLM sees through an open_clip tower
         self.name = name or f"transformers:{source}"
         """What results name it by (a bundled model by its name, not its path on this host)."""
         self.device = resolve_device(device)

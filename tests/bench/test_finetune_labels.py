@@ -30,3 +30,21 @@ def test_the_cache_serves_a_prefix_and_extends_from_where_it_stopped(tmp_path):
     assert calls == [(0, 3), (3, 5)]  # the prefix came from the cache
     assert cached_labels(path, "truth", 2, labeller(2))[0] == [0, 1]  # another source starts over
     assert calls[-1] == (0, 2)
+
+
+def test_an_mllm_source_labels_with_the_bench_label_set():
+    """``--source mllm``: the labeller runs DICL with the accuracy bench's exemplars (without a
+    label set the mllm method refuses to run) and the world MLLM rectifies some of the policy's
+    labels on the shifted pool."""
+    from adapters.engine import Engine, load_models
+    from bench.finetune import label_images
+    from bench.mllm import load_bench_scorer
+
+    images, truth, _ = shifted_pool(20)
+    engine = Engine(load_models("world-policy", None, device="cpu", mllm=load_bench_scorer(None)))
+    rectified, scores, _ = label_images(engine, "mllm:draws=1", images, truth, False)
+    zeroshot, _, _ = label_images(engine, "zeroshot", images, truth, False)
+    assert len(rectified) == len(scores) == 20
+    assert rectified != zeroshot
+    right = np.array(truth)
+    assert (np.array(rectified) == right).sum() > (np.array(zeroshot) == right).sum()
