@@ -51,7 +51,10 @@ class MLLMRecipe:
     text_steps: int = 2500
     text_batch: int = 32
     text_lr: float = 1e-3
-    shuffle_names: float = 0.3
+    shuffle_names: float = 0.6
+    """Share of conversations with exemplars whose class names are permuted, so only the
+    exemplars tell the answer. With the reward's eyes the model knows every name; at 0.6
+    exemplars added 1.4 points over no exemplars on validation (0.3: 0.8)."""
     naming_weight: float = 0.3
     """Weight of the captioning term (name the class after "a photo of a")."""
     align_weight: float = 1.0
