@@ -224,8 +224,10 @@ class AutoOptions:
     """Confidence of an answer: its top probability, or top minus second."""
     threshold: float = 0.8
     """Zero-shot's answer is settled when its confidence reaches this."""
-    tier_threshold: float | None = None
-    """A tier's answer is settled when its confidence reaches this; None: ``threshold``."""
+    tier_threshold: float | None = 0.6
+    """A tier's answer is settled when its confidence reaches this; None: ``threshold``. 0.6
+    (chosen on the validation seeds) sends a third fewer images on to the last tier than 0.8 at
+    the same accuracy."""
     max_tiers: int = MAX_TIERS
     """Cost cap: at most this many tiers after zero-shot (0: zero-shot only)."""
     max_ms: float = 0.0

@@ -114,7 +114,7 @@ def test_sse_streams_events_in_order_and_resumes_without_repeats(service):
 def test_auto_streams_why_it_escalated_and_answers_as_the_tier_it_called(service):
     """Over HTTP: an ``auto`` job that escalates to TPT streams its zero-shot guess, why it
     escalated and TPT's steps, and answers what a ``tpt`` job with the same image and seed does."""
-    options = {"tiers": "tpt:steps=2", "threshold": 1.0}
+    options = {"tiers": "tpt:steps=2", "threshold": 1.0, "tier_threshold": 1.0}
     with service.client() as client:
         files = [("image", ("a.png", png_bytes(21)))]
         with client.stream("POST", "/v1/classify", headers={"Accept": "text/event-stream"}, files=files,

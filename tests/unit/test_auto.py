@@ -47,7 +47,7 @@ def test_a_settled_zero_shot_answer_is_zero_shots_and_costs_no_tier(engine, imag
 def test_the_tier_that_answers_gives_exactly_its_methods_answer(engine, image):
     events, hooks = recorded()
     auto = engine.classify("auto", image, LABELS, top_k=3, seed=5, hooks=hooks,
-                           options={"tiers": "tpt:steps=2", "threshold": 1.0})
+                           options={"tiers": "tpt:steps=2", "threshold": 1.0, "tier_threshold": 1.0})
     tpt = engine.classify("tpt", image, LABELS, top_k=3, seed=5, options={"steps": 2})
     assert answer(auto) == answer(tpt) and same_guess(auto.zeroshot_top_k, tpt.zeroshot_top_k)
     assert {k: v for k, v in auto.metrics.items() if k in tpt.metrics and k != "compute_ms"} == \
@@ -94,13 +94,14 @@ def test_it_stops_at_the_first_settled_tier(engine, image, monkeypatch):
     assert ran == ["tpt"] and settled.metrics["tier"] == "tpt"
     assert settled.metrics["settled_by"] == "confident"
     ran.clear()
-    both = engine.classify("auto", image, LABELS, options={"tiers": "tpt,rlcf", "threshold": 1.0})
+    both = engine.classify("auto", image, LABELS, options={"tiers": "tpt,rlcf", "threshold": 1.0,
+                                                           "tier_threshold": 1.0})
     assert ran == ["tpt", "rlcf"] and both.metrics["tier"] == "rlcf" and both.metrics["escalations"] == 2
 
 
 def test_the_tier_cap_and_the_cost_ceiling_stop_escalation(engine, image):
     capped = engine.classify("auto", image, LABELS, options={"tiers": "tpt,rlcf", "threshold": 1.0,
-                                                              "max_tiers": 1})
+                                                              "tier_threshold": 1.0, "max_tiers": 1})
     assert capped.metrics["tier"] == "tpt" and capped.metrics["settled_by"] == "max_tiers"
     none = engine.classify("auto", image, LABELS, options={"threshold": 1.0, "max_tiers": 0})
     assert none.metrics["tier"] == "zeroshot" and none.metrics["settled_by"] == "max_tiers"
