@@ -104,7 +104,7 @@ def mllm(result: dict[str, Any]) -> Table:
     lines = [[s["method"], s["domain"], _pct(s["accuracy"]), _pct(s["zeroshot_accuracy"]),
               f"{s['calls_per_image']:.2f}", _pct(s["gate_kept"]), _pct(s["changed"]),
               str(s["changed_right"]), str(s["changed_wrong"]), str(s["broke"])]
-             for s in result["mllm"]["stats"]]
+             for s in result.get("mllm", {}).get("stats", [])]  # (none in a run without mllm)
     return headers, lines
 
 
