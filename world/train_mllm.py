@@ -230,7 +230,7 @@ def train_mllm(*, seed: int, out: Path, recipe: MLLMRecipe | None = None) -> Pat
     recipe = recipe or MLLMRecipe()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model, processor = build_vlm(recipe.size, NAME_WORDS, seed=seed)
     take_reward_vision(model)
     banks = {domain: feature_bank(model, processor, domain, 8, VALIDATION_SEEDS, rng, augmented=False)
@@ -239,5 +239,6 @@ def train_mllm(*, seed: int, out: Path, recipe: MLLMRecipe | None = None) -> Pat
     model.requires_grad_(False)
     save_vlm(model.half(), processor, out)
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
-    print(f"saved {out} ({size:.1f} MB) after {(time.perf_counter() - started) / 60:.1f} min")
+    print(f"saved {out} ({size:.1f} MB) after {(time.perf_counter() - started) / 60:.1f} min wall, "
+          f"{(time.process_time() - cpu_started) / 60:.1f} min CPU")
     return out
