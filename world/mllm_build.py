@@ -1,7 +1,8 @@
-"""Builds a small LLaVA (Hugging Face CLIP vision tower + Llama text model) with a word-level
-tokenizer and a multi-image chat template, the family ``AutoModelForImageTextToText`` and
-``AutoProcessor`` load from a directory. The world MLLM (``world/train_mllm.py``) is one; the
-tests build a tiny random one with the same code.
+"""Builds a small LLaVA (a vision tower + Llama text model) with a word-level tokenizer and a
+multi-image chat template, the family ``AutoModelForImageTextToText`` and ``AutoProcessor``
+load from a directory. The world MLLM (``world/train_mllm.py``) is one, with the world reward
+CLIP's image tower; the tests build a tiny random one (a Hugging Face CLIP ViT) with the same
+code.
 
 Why LLaVA: it is the simplest interleaved multi-image architecture in transformers (each
 ``<image>`` in the chat becomes that image's patch tokens, in order), every piece has a tiny
