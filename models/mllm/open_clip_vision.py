@@ -49,8 +49,8 @@ class OpenClipVisionModel(PreTrainedModel):
     def _init_weights(self, module: Any) -> None:
         """open_clip initialises its own layers; loading replaces them with the CLIP's."""
 
-    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, **_: Any) -> BaseModelOutputWithPooling:
+    def forward(self, pixel_values: torch.Tensor, **_: Any) -> BaseModelOutputWithPooling:
+        # (LLaVA passes output_hidden_states/return_dict: the one token is every hidden state)
         pooled = F.normalize(self.visual(pixel_values.to(self.dtype)), dim=-1)
         token = pooled[:, None]
         return BaseModelOutputWithPooling(last_hidden_state=token, pooler_output=pooled,
@@ -59,8 +59,5 @@ class OpenClipVisionModel(PreTrainedModel):
 
 def register() -> None:
     """Idempotent: make the Auto classes know this tower."""
-    try:
-        AutoConfig.register(MODEL_TYPE, OpenClipVisionConfig)
-    except ValueError:  # already registered
-        return
-    AutoModel.register(OpenClipVisionConfig, OpenClipVisionModel)
+    AutoConfig.register(MODEL_TYPE, OpenClipVisionConfig, exist_ok=True)
+    AutoModel.register(OpenClipVisionConfig, OpenClipVisionModel, exist_ok=True)
