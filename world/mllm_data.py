@@ -13,6 +13,11 @@ as the target:
 With probability ``shuffle_names`` the class names of a conversation with exemplars are
 permuted, so the name says nothing and only the exemplar does: the model must learn to compare
 the query with the exemplars in context, not only to recognise class names.
+
+Names in ``unknown`` are the long tail the language model never saw tied to their images (a real
+MLLM knows "cup" but not every fine-grained label a user sends): in every conversation they are
+permuted among themselves, so such a name only says "one of the rare classes", and an exemplar is
+the one way to learn in context which.
 """
 
 from __future__ import annotations
@@ -43,11 +48,14 @@ class Conversation:
 
 class ConversationSampler:
     def __init__(self, processor: object, labels: np.ndarray, names: tuple[str, ...],
-                 rng: np.random.Generator, shuffle_names: float = 0.3) -> None:
+                 rng: np.random.Generator, shuffle_names: float = 0.3,
+                 unknown: frozenset[int] = frozenset()) -> None:
         self.processor = processor
         self.names = names
         self.rng = rng
         self.shuffle_names = shuffle_names
+        self.unknown = np.array(sorted(unknown), dtype=int)
+        self.unknown_set = set(unknown)
         self.labels = labels
         self.by_class = [np.flatnonzero(labels == c) for c in range(len(names))]
 
@@ -88,6 +96,10 @@ class ConversationSampler:
         shuffled = kind != "plain" and self.rng.random() < self.shuffle_names
         if shuffled:
             names = tuple(self.names[i] for i in self.rng.permutation(len(self.names)))
+        elif len(self.unknown):
+            order = np.arange(len(self.names))
+            order[self.unknown] = self.rng.permutation(self.unknown)
+            names = tuple(self.names[i] for i in order)
         shots: list[tuple[int, int, bool | None]] = []  # (bank image, asked class, answer)
         if kind == "dicl":
             shown, asked = self._negative_shot(candidate, query)
@@ -99,5 +111,6 @@ class ConversationSampler:
         text = self.processor.apply_chat_template(  # type: ignore[attr-defined]
             prompt.chat_messages(lambda _: {"type": "image"}), add_generation_prompt=True,
             tokenize=False)
-        truthful = tuple(not shuffled and int(self.labels[image]) == asked for image, asked, _ in shots)
+        truthful = tuple(not shuffled and int(self.labels[image]) == asked and asked not in self.unknown_set
+                         for image, asked, _ in shots)
         return Conversation(text, tuple(s[0] for s in shots), answer, candidate, query, truthful)

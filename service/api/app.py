@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await hub.close()
         await client.aclose()
 
-    app = FastAPI(title="CLIP test-time adaptation service", version="0.4.2",
+    app = FastAPI(title="CLIP test-time adaptation service", version="0.4.3",
                   description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None,
                   swagger_ui_oauth2_redirect_url=None)
     errors.install(app)

@@ -119,11 +119,12 @@ def test_bench_mllm_reports_what_the_rectification_did(tmp_path, monkeypatch, ca
     assert "gate kept" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("domain", "floor"), [("clean", 0.8), ("sketch", 0.7)])
-def test_the_mllm_alone_classifies_as_its_eyes_allow(domain, floor):
+@pytest.mark.parametrize("domain", ["clean", "sketch"])
+def test_the_mllm_alone_classifies_as_its_eyes_and_names_allow(domain):
     """``mllm-alone``: every class asked, no exemplars, no CLIP. The world MLLM sees through the
-    reward CLIP's tower (validation, 100 images: clean 97%, sketch 90%; the policy's zero-shot
-    on sketch is 9%), so it is a classifier on its own; the row must say so."""
+    reward CLIP's tower but knows 13 of the 25 class names (the rest are its long tail, which
+    only exemplars teach it). On validation, one scene per class: 52% on clean and on sketch
+    (the policy's zero-shot on sketch: 9%), so the row must show both the eyes and the gap."""
     from bench.mllm import MLLM_ALONE, evaluate_mllm_alone, load_bench_scorer
     from world.data import VALIDATION_SEEDS
 
@@ -132,5 +133,6 @@ def test_the_mllm_alone_classifies_as_its_eyes_allow(domain, floor):
                               seed_base=VALIDATION_SEEDS)
     assert row.method == MLLM_ALONE and row.domain == domain
     assert len(calls) == len(CLASS_NAMES)  # one progress tick per image
-    assert row.accuracy >= floor, row
+    assert row.accuracy >= 0.45, row  # most of the 13 scenes whose names it knows
+    assert row.accuracy <= 0.7, row  # not 5 of the 12 long-tail scenes (chance: 1 of 12 each)
     assert 0.0 <= row.ece <= 1.0
