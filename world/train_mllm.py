@@ -68,6 +68,11 @@ class MLLMRecipe:
     """Weight of the image-token-as-name term: it puts an image's token near its class name's
     embedding, which the True/False comparison builds on (0.5 learned no comparison)."""
 
+    @property
+    def unknown_classes(self) -> frozenset[int]:
+        """The long tail as class indices into ``CLASS_NAMES``."""
+        return frozenset(CLASS_NAMES.index(name) for name in self.unknown_names)
+
 
 def _pixels(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
@@ -185,7 +190,7 @@ def train_language(model: Any, processor: Any, recipe: MLLMRecipe, rng: np.rando
     image_tokens = recipe.size.image_tokens
     bank, labels = feature_bank(model, processor, "train", recipe.bank_per_class, TRAIN_SEEDS, rng,
                                 augmented=True)
-    unknown = frozenset(CLASS_NAMES.index(name) for name in recipe.unknown_names)
+    unknown = recipe.unknown_classes
     sampler = ConversationSampler(processor, labels, CLASS_NAMES, rng, recipe.shuffle_names, unknown)
     known_images = torch.from_numpy(np.flatnonzero([int(label) not in unknown for label in labels]))
     check = sampler.sample()  # the expansion used here is the processor's own

@@ -80,7 +80,7 @@ def test_its_eyes_are_the_reward_clip_s_image_tower():
     assert cosine.min() > 0.99, cosine
 
 
-UNKNOWN = frozenset(CLASS_NAMES.index(name) for name in MLLMRecipe().unknown_names)
+UNKNOWN = MLLMRecipe().unknown_classes
 
 
 def _own_and_other(domain: str, unknown: bool) -> list[tuple[Image.Image, int, int]]:
